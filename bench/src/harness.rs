@@ -1,0 +1,255 @@
+//! Measuring, and printing figures beside their same-run baselines.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use pg_sandbox::{PgSandbox, Profile};
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// Warm-up and measured runs per figure.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub runs: usize,
+    pub warmup: usize,
+}
+
+impl Plan {
+    /// Runs `once` warm-up + measured times; each call returns the figure of
+    /// one run (e.g. rows/s). Reports the median of the measured runs.
+    pub async fn measure<F, Fut>(&self, label: &str, mut once: F) -> anyhow::Result<Measured>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<f64>>,
+    {
+        for i in 0..self.warmup {
+            let v = once()
+                .await
+                .with_context(|| format!("{label}: warm-up {}", i + 1))?;
+            eprintln!("  {label}: warm-up {} -> {v:.1}", i + 1);
+        }
+        let mut values = Vec::with_capacity(self.runs);
+        for i in 0..self.runs {
+            let v = once()
+                .await
+                .with_context(|| format!("{label}: run {}", i + 1))?;
+            eprintln!("  {label}: run {} -> {v:.1}", i + 1);
+            values.push(v);
+        }
+        Ok(Measured::from_runs(values))
+    }
+}
+
+/// The runs of one figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub runs: Vec<f64>,
+}
+
+impl Measured {
+    pub fn from_runs(mut runs: Vec<f64>) -> Self {
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        let min = sorted[0];
+        let max = sorted[sorted.len() - 1];
+        runs.shrink_to_fit();
+        Self {
+            median,
+            min,
+            max,
+            runs,
+        }
+    }
+}
+
+/// Rows per second of `rows` done in `elapsed`.
+pub fn per_second(rows: usize, elapsed: Duration) -> f64 {
+    rows as f64 / elapsed.as_secs_f64()
+}
+
+/// Whether bigger or smaller is better, for the goal check.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Better {
+    Higher,
+    // For latency figures (p50/p99), where a smaller ratio is better.
+    #[allow(dead_code)]
+    Lower,
+}
+
+/// A figure with its same-run baseline and, when the issue names one, a goal
+/// on the ratio figure / baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub unit: String,
+    pub value: Measured,
+    pub baseline: Option<String>,
+    pub baseline_value: Option<f64>,
+    pub better: Better,
+    pub goal_ratio: Option<f64>,
+}
+
+impl Figure {
+    pub fn ratio(&self) -> Option<f64> {
+        self.baseline_value.map(|b| self.value.median / b)
+    }
+
+    pub fn goal_met(&self) -> Option<bool> {
+        let ratio = self.ratio()?;
+        let goal = self.goal_ratio?;
+        Some(match self.better {
+            Better::Higher => ratio >= goal,
+            Better::Lower => ratio <= goal,
+        })
+    }
+}
+
+/// Everything one benchmark printed.
+pub struct Report {
+    pub bench: &'static str,
+    pub context: String,
+    pub figures: Vec<Figure>,
+}
+
+impl Report {
+    pub fn print(&self) {
+        println!();
+        println!("bench {} — {}", self.bench, self.context);
+        println!(
+            "{:<30} {:>14} {:<8} {:<30} {:>14} {:>8} {:>10}",
+            "figure", "median", "unit", "baseline (same run)", "baseline", "ratio", "goal"
+        );
+        for f in &self.figures {
+            let ratio = f.ratio().map_or("-".into(), |r| format!("{r:.3}x"));
+            let goal = match (f.goal_ratio, f.goal_met(), f.better) {
+                (Some(g), Some(met), Better::Higher) => format!(">={g}x {}", mark(met)),
+                (Some(g), Some(met), Better::Lower) => format!("<={g}x {}", mark(met)),
+                _ => "-".into(),
+            };
+            println!(
+                "{:<30} {:>14} {:<8} {:<30} {:>14} {:>8} {:>10}",
+                f.name,
+                thousands(f.value.median),
+                f.unit,
+                f.baseline.as_deref().unwrap_or("-"),
+                f.baseline_value.map_or("-".into(), thousands),
+                ratio,
+                goal
+            );
+        }
+        println!();
+        for f in &self.figures {
+            let line = serde_json::json!({
+                "bench": self.bench,
+                "figure": f.name,
+                "unit": f.unit,
+                "value": f.value.median,
+                "min": f.value.min,
+                "max": f.value.max,
+                "runs": f.value.runs,
+                "baseline": f.baseline,
+                "baseline_value": f.baseline_value,
+                "ratio": f.ratio(),
+                "goal_ratio": f.goal_ratio,
+                "goal_met": f.goal_met(),
+            });
+            println!("{line}");
+        }
+    }
+}
+
+fn mark(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn thousands(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        let n = v.round() as i64;
+        let s = n.abs().to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if n < 0 {
+            format!("-{out}")
+        } else {
+            out
+        }
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A fresh database for one benchmark, on a throwaway durable server unless
+/// `DATABASE_URL` names one. Migrated with carfeed's schema.
+pub struct BenchDatabase {
+    _sandbox: Option<PgSandbox>,
+    server_url: String,
+    name: String,
+    pub pool: PgPool,
+}
+
+impl BenchDatabase {
+    pub async fn provision() -> anyhow::Result<Self> {
+        let (sandbox, server_url) = match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => (None, url),
+            _ => {
+                let sandbox =
+                    tokio::task::spawn_blocking(|| PgSandbox::start(Profile::Durable)).await??;
+                let url = sandbox.url().to_owned();
+                eprintln!("bench: throwaway PostgreSQL at {url}");
+                (Some(sandbox), url)
+            }
+        };
+        let name = format!("carfeed_bench_{}", std::process::id());
+        let admin = PgPool::connect(&server_url)
+            .await
+            .context("connect to the bench server")?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&admin)
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        let url = match server_url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => anyhow::bail!("DATABASE_URL has no database name"),
+        };
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(16)
+            .connect(&url)
+            .await?;
+        db::migrate(&pool).await?;
+        Ok(Self {
+            _sandbox: sandbox,
+            server_url,
+            name,
+            pool,
+        })
+    }
+
+    pub async fn drop_database(self) -> anyhow::Result<()> {
+        self.pool.close().await;
+        let admin = PgPool::connect(&self.server_url).await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&admin)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! carfeed's Postgres layer.
+//!
+//! Owns the pool, the one schema history (`MIGRATOR`, from `/migrations`), the
+//! schema-version check every service runs at start, and plain async functions
+//! grouped by table. Callers own transactions: functions take an executor or a
+//! `&mut PgConnection` and never begin or commit on their own.
+//!
+//! Queries are runtime-checked (`sqlx::query_as`); every one is exercised by a
+//! test against a real Postgres.
+
+pub mod copy;
+mod error;
+pub mod operations;
+mod pool;
+pub mod schema;
+
+pub use error::DbError;
+pub use pool::{connect, PoolOptions};
+pub use schema::{migrate, SchemaStatus, MIGRATOR};
+pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};

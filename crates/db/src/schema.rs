@@ -1,0 +1,77 @@
+//! The schema history and the check every service runs before it starts.
+
+use sqlx::migrate::Migrator;
+use sqlx::PgPool;
+
+use crate::DbError;
+
+/// The one schema history of carfeed, embedded at compile time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// Applies every pending migration. sqlx holds a Postgres advisory lock while
+/// it migrates, so several containers starting at once apply each migration
+/// exactly once; the others wait and then find nothing to do.
+pub async fn migrate(pool: &PgPool) -> Result<Vec<i64>, DbError> {
+    let before = applied_version(pool).await?;
+    MIGRATOR.run(pool).await?;
+    Ok(MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| *v > before)
+        .collect())
+}
+
+/// Where the database's schema stands against what this build needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaStatus {
+    pub found: i64,
+    pub needed: i64,
+}
+
+impl SchemaStatus {
+    pub fn is_current(&self) -> bool {
+        self.found >= self.needed
+    }
+}
+
+/// The newest migration this build carries.
+pub fn needed_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Reads the newest successfully applied migration; 0 on an empty database.
+pub async fn applied_version(pool: &PgPool) -> Result<i64, DbError> {
+    let table_exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    if !table_exists {
+        return Ok(0);
+    }
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await?;
+    Ok(version.unwrap_or(0))
+}
+
+pub async fn status(pool: &PgPool) -> Result<SchemaStatus, DbError> {
+    Ok(SchemaStatus {
+        found: applied_version(pool).await?,
+        needed: needed_version(),
+    })
+}
+
+/// Refuses a schema older than this build needs. A newer schema is accepted:
+/// migrations only add, so an older binary keeps working during a rollout.
+pub async fn ensure_current(pool: &PgPool) -> Result<SchemaStatus, DbError> {
+    let status = status(pool).await?;
+    if status.is_current() {
+        Ok(status)
+    } else {
+        Err(DbError::SchemaTooOld {
+            found: status.found,
+            needed: status.needed,
+        })
+    }
+}

@@ -1,0 +1,55 @@
+//! carfeed's configuration, loaded once in `main` and passed down.
+//!
+//! Layers, later wins: the `config.yaml` built into the binary (the defaults),
+//! the file at `CONFIG_FILE` (or `./config.yaml` when present), environment
+//! variables `CARFEED__SECTION__KEY`, and the fixed short names `LOG_DIR`,
+//! `API_BIND`, `CHE168_BASE_URL`. Secrets come from the environment only.
+//!
+//! Everything is validated here: a caller gets either a complete, typed
+//! `Settings` or one `SettingsError` line naming the key that is wrong.
+
+mod load;
+mod secrets;
+mod sections;
+
+pub use load::{load, load_from, Env};
+pub use secrets::Secrets;
+pub use sections::*;
+
+use serde::Deserialize;
+
+/// Every technical setting (config.yaml) plus the secrets (environment).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub log: LogSettings,
+    pub database: DatabaseSettings,
+    pub upstream: UpstreamSettings,
+    pub loader: LoaderSettings,
+    pub normalizer: NormalizerSettings,
+    pub api: ApiSettings,
+    pub secrets: Secrets,
+}
+
+/// The shape of config.yaml. Unknown keys are rejected at every level.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    log: LogSettings,
+    database: DatabaseSettings,
+    upstream: UpstreamSettings,
+    loader: LoaderSettings,
+    normalizer: NormalizerSettings,
+    api: ApiSettings,
+}
+
+/// A setting that is missing or invalid. Displays as one line starting with
+/// `config:` that names the key; programs exit with code 2 on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config: {0}")]
+pub struct SettingsError(pub String);
+
+impl SettingsError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}

@@ -1,0 +1,88 @@
+//! Secrets: read from the environment only, and redacted in `Debug`.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{load::Env, SettingsError};
+
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    database_url: Option<SecretString>,
+    pub target_database_url: Option<SecretString>,
+    pub che168_api_key: Option<SecretString>,
+    pub che168_access_name: Option<String>,
+    pub secret_key: Option<SecretString>,
+}
+
+impl Secrets {
+    pub(crate) fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        Ok(Self {
+            database_url: database_url(env)?.map(SecretString::from),
+            target_database_url: env.non_empty("TARGET_DATABASE_URL").map(SecretString::from),
+            che168_api_key: env.non_empty("CHE168_API_KEY").map(SecretString::from),
+            che168_access_name: env.non_empty("CHE168_ACCESS_NAME"),
+            secret_key: env.non_empty("SECRET_KEY").map(SecretString::from),
+        })
+    }
+
+    /// The working database; every service needs it.
+    pub fn database_url(&self) -> Result<&str, SettingsError> {
+        self.database_url
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .ok_or_else(|| {
+                SettingsError::new(
+                    "DATABASE_URL is not set (set it, or DB_HOST, DB_USER and DB_NAME)",
+                )
+            })
+    }
+
+    /// The key API tokens are hashed with; the api refuses to start without it.
+    pub fn secret_key(&self) -> Result<&str, SettingsError> {
+        let key = self
+            .secret_key
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .ok_or_else(|| SettingsError::new("SECRET_KEY is not set"))?;
+        if key.len() < 32 {
+            return Err(SettingsError::new(format!(
+                "SECRET_KEY must be at least 32 characters, got {}",
+                key.len()
+            )));
+        }
+        Ok(key)
+    }
+}
+
+/// `DATABASE_URL`, else a URL built from `DB_HOST`, `DB_PORT`, `DB_USER`,
+/// `DB_PASSWORD`, `DB_NAME`; `None` when neither is there.
+fn database_url(env: &Env) -> Result<Option<String>, SettingsError> {
+    if let Some(url) = env.non_empty("DATABASE_URL") {
+        return Ok(Some(url));
+    }
+    let Some(host) = env.non_empty("DB_HOST") else {
+        return Ok(None);
+    };
+    let port = env.non_empty("DB_PORT").unwrap_or_else(|| "5432".into());
+    if port.parse::<u16>().is_err() {
+        return Err(SettingsError::new(format!(
+            "DB_PORT must be a port number, got {port:?}"
+        )));
+    }
+    let user = env
+        .non_empty("DB_USER")
+        .ok_or_else(|| SettingsError::new("DB_USER is not set (needed with DB_HOST)"))?;
+    let name = env
+        .non_empty("DB_NAME")
+        .ok_or_else(|| SettingsError::new("DB_NAME is not set (needed with DB_HOST)"))?;
+    let encode = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let auth = match env.non_empty("DB_PASSWORD") {
+        Some(password) => format!("{}:{}", encode(&user), encode(&password)),
+        None => encode(&user),
+    };
+    Ok(Some(format!(
+        "postgres://{auth}@{host}:{port}/{}",
+        encode(&name)
+    )))
+}

@@ -1,0 +1,224 @@
+//! One struct per config.yaml section, each with its own validation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::SettingsError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: LogLevel,
+    pub format: LogFormat,
+    pub dir: Option<PathBuf>,
+    pub retention_days: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub max_connections: i64,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    pub base_url: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub max_requests_per_second: f64,
+    pub retry: RetrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    pub max_attempts: i64,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_elapsed: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoaderSettings {
+    pub schedule: String,
+    pub expected_total: i64,
+    #[serde(with = "humantime_serde")]
+    pub progress_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NormalizerSettings {
+    pub batch_size: i64,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    pub bind: String,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub max_body_bytes: i64,
+    pub cors_origins: Vec<String>,
+    pub default_page_size: i64,
+    pub max_page_size: i64,
+    #[serde(with = "humantime_serde")]
+    pub filters_cache_ttl: Duration,
+    pub token_file_dir: PathBuf,
+    pub initial_tokens: i64,
+    pub rate_limit: RateLimitSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub per_second: i64,
+    pub burst: i64,
+}
+
+/// `key must be between min and max, got value`.
+pub(crate) fn in_range(key: &str, value: i64, min: i64, max: i64) -> Result<(), SettingsError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(SettingsError::new(format!(
+            "{key} must be between {min} and {max}, got {value}"
+        )))
+    }
+}
+
+fn positive(key: &str, value: Duration) -> Result<(), SettingsError> {
+    if value.is_zero() {
+        Err(SettingsError::new(format!("{key} must be longer than 0s")))
+    } else {
+        Ok(())
+    }
+}
+
+impl LogSettings {
+    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
+        in_range("log.retention_days", self.retention_days, 1, 3650)
+    }
+}
+
+impl DatabaseSettings {
+    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
+        in_range("database.max_connections", self.max_connections, 1, 1000)?;
+        positive("database.acquire_timeout", self.acquire_timeout)
+    }
+}
+
+impl UpstreamSettings {
+    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
+        let url = self.base_url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(SettingsError::new(format!(
+                "upstream.base_url must start with http:// or https://, got {url:?}"
+            )));
+        }
+        positive("upstream.connect_timeout", self.connect_timeout)?;
+        positive("upstream.request_timeout", self.request_timeout)?;
+        if !(self.max_requests_per_second > 0.0 && self.max_requests_per_second.is_finite()) {
+            return Err(SettingsError::new(format!(
+                "upstream.max_requests_per_second must be a positive number, got {}",
+                self.max_requests_per_second
+            )));
+        }
+        in_range(
+            "upstream.retry.max_attempts",
+            self.retry.max_attempts,
+            1,
+            1000,
+        )?;
+        positive("upstream.retry.max_elapsed", self.retry.max_elapsed)
+    }
+}
+
+impl LoaderSettings {
+    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
+        if self.schedule.split_whitespace().count() != 5 {
+            return Err(SettingsError::new(format!(
+                "loader.schedule must be a 5-field cron expression like \"0 2 * * *\", got {:?}",
+                self.schedule
+            )));
+        }
+        in_range(
+            "loader.expected_total",
+            self.expected_total,
+            1,
+            1_000_000_000,
+        )?;
+        positive("loader.progress_interval", self.progress_interval)
+    }
+}
+
+impl NormalizerSettings {
+    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
+        in_range("normalizer.batch_size", self.batch_size, 1, 10_000)?;
+        positive("normalizer.poll_interval", self.poll_interval)
+    }
+
+    pub fn batch_size(&self) -> usize {
+        usize::try_from(self.batch_size).unwrap_or(200)
+    }
+}
+
+impl ApiSettings {
+    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
+        if self.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(SettingsError::new(format!(
+                "api.bind must be an address like 0.0.0.0:8080, got {:?}",
+                self.bind
+            )));
+        }
+        positive("api.request_timeout", self.request_timeout)?;
+        in_range(
+            "api.max_body_bytes",
+            self.max_body_bytes,
+            0,
+            64 * 1024 * 1024,
+        )?;
+        in_range("api.max_page_size", self.max_page_size, 1, 10_000)?;
+        in_range(
+            "api.default_page_size",
+            self.default_page_size,
+            1,
+            self.max_page_size,
+        )?;
+        in_range("api.initial_tokens", self.initial_tokens, 0, 10_000)?;
+        in_range(
+            "api.rate_limit.per_second",
+            self.rate_limit.per_second,
+            1,
+            1_000_000,
+        )?;
+        in_range("api.rate_limit.burst", self.rate_limit.burst, 1, 1_000_000)
+    }
+}

@@ -1,0 +1,37 @@
+//! `worker`: A fetch worker of the fleet: claims tasks and proxies through Postgres, stores results.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "worker",
+    version,
+    about = "A fetch worker of the fleet: claims tasks and proxies through Postgres, stores results"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Run until SIGTERM or SIGINT: claim and process tasks.
+    Serve,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    bootstrap::main("worker", |service| async move {
+        match cli.command {
+            Command::Migrate => service.migrate().await,
+            Command::Serve => {
+                let pool = service.connect().await?;
+                worker::serve(&service.settings, pool, bootstrap::shutdown_signal()).await
+            }
+        }
+    })
+}
