@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use crate::DbError;
 
@@ -21,6 +21,10 @@ pub async fn connect(url: &str, options: &PoolOptions) -> Result<PgPool, DbError
         .application_name(&options.application_name)
         .log_statements(tracing::log::LevelFilter::Off)
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+    // One direct connection first: a pool only reports "timed out", while
+    // this says what is wrong (refused, unknown host, bad password).
+    let probe = PgConnection::connect_with(&connect).await?;
+    probe.close().await?;
     let pool = PgPoolOptions::new()
         .max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)

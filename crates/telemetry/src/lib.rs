@@ -48,6 +48,8 @@ pub fn init(service: &str, settings: &LogSettings) -> anyhow::Result<LogGuard> {
     let stdout_layer = match settings.format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .event_format(LevelPrefixFormat::without_time())
+            // Plain text: docker logs and log files show escape codes verbatim.
+            .with_ansi(false)
             .with_writer(std::io::stdout)
             .with_filter(filter())
             .boxed(),

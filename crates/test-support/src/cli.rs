@@ -1,0 +1,215 @@
+//! Running a service binary the way a user or Docker does, and checking how
+//! it behaves at start and stop.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// A command for `binary` with a clean environment: only PATH, plus the
+/// given variables, and config.yaml taken from the binary's built-in copy.
+pub fn command(binary: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // Run where no config.yaml or .env can leak in.
+        .current_dir(std::env::temp_dir());
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd
+}
+
+pub fn run(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(binary, env)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"))
+}
+
+/// Non-empty lines of stdout and stderr together.
+pub fn lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&output.stderr).lines())
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A running service with its stdout read line by line in the background.
+pub struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    pub fn start(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = command(binary, env)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Self {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until a line containing `needle` appears; panics after `timeout`
+    /// with everything seen so far.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line containing {needle:?} within {timeout:?}; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"));
+        kill(pid, signal).expect("signal the child");
+    }
+
+    /// Waits for the process to exit; panics after `timeout` (and kills it).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("process did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lines seen so far plus whatever is still buffered.
+    pub fn output(&mut self) -> Vec<String> {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.clone()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The checks every service binary must pass, in one place so each service's
+/// `tests/cli.rs` is a few lines.
+pub mod checks {
+    use super::*;
+
+    /// `--help` exits 0 and describes the binary and its `migrate` subcommand.
+    pub fn help_works(binary: &str) {
+        let out = run(binary, &["--help"], &[]);
+        assert!(out.status.success(), "--help failed: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage:"), "{text}");
+        assert!(text.contains("migrate"), "{text}");
+        let name = Path::new(binary).file_name().unwrap().to_string_lossy();
+        assert!(text.contains(&*name), "{text}");
+    }
+
+    /// Without DATABASE_URL: exit code 2 and exactly one line naming it.
+    pub fn missing_database_url_exits_2_with_one_line(binary: &str, args: &[&str]) {
+        let out = run(binary, args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let lines = lines(&out);
+        assert_eq!(lines.len(), 1, "expected one line, got {lines:?}");
+        assert!(lines[0].contains("DATABASE_URL"), "{lines:?}");
+    }
+
+    /// A bad config value: exit code 2 and one line naming the key.
+    pub fn invalid_setting_exits_2_naming_the_key(binary: &str, args: &[&str], database_url: &str) {
+        let out = run(
+            binary,
+            args,
+            &[
+                ("DATABASE_URL", database_url),
+                ("CARFEED__NORMALIZER__BATCH_SIZE", "-5"),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert_eq!(
+            lines(&out),
+            vec!["config: normalizer.batch_size must be between 1 and 10000, got -5".to_owned()]
+        );
+    }
+
+    /// Against a database without carfeed's schema: exit 2, one line saying
+    /// the schema is too old and what to run.
+    pub fn refuses_an_unmigrated_database(binary: &str, args: &[&str], database_url: &str) {
+        let out = run(binary, args, &[("DATABASE_URL", database_url)]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let lines = lines(&out);
+        assert_eq!(lines.len(), 1, "expected one line, got {lines:?}");
+        assert!(lines[0].contains("schema is at version 0"), "{lines:?}");
+        assert!(lines[0].contains("migrate"), "{lines:?}");
+    }
+
+    /// `migrate` applies the schema, and running it again is a no-op.
+    pub fn migrate_applies_the_schema_once(binary: &str, database_url: &str) {
+        let env = [("DATABASE_URL", database_url)];
+        let first = run(binary, &["migrate"], &env);
+        assert!(first.status.success(), "{first:?}");
+        assert!(lines(&first).iter().any(|l| l.contains("Applied")), "{first:?}");
+        let second = run(binary, &["migrate"], &env);
+        assert!(second.status.success(), "{second:?}");
+        assert!(
+            lines(&second).iter().any(|l| l.contains("up to date")),
+            "{second:?}"
+        );
+    }
+
+    /// `args` starts, says it is ready, and exits 0 soon after SIGTERM.
+    pub fn serves_until_sigterm(binary: &str, args: &[&str], env: &[(&str, &str)], ready: &str) {
+        let mut service = Running::start(binary, args, env);
+        service.wait_for_line(ready, Duration::from_secs(20));
+        service.signal(Signal::SIGTERM);
+        let status = service.wait_exit(Duration::from_secs(15));
+        assert!(status.success(), "exit status {status:?}: {:?}", service.output());
+    }
+}
