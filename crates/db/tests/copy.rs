@@ -6,12 +6,10 @@ use sqlx::PgPool;
 
 #[sqlx::test(migrations = false)]
 async fn binary_copy_round_trips_every_supported_type(pool: PgPool) {
-    sqlx::query(
-        "CREATE TABLE t (a int4, b int8, c bool, d text, e jsonb, f timestamptz, g text)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    sqlx::query("CREATE TABLE t (a int4, b int8, c bool, d text, e jsonb, f timestamptz, g text)")
+        .execute(&pool)
+        .await
+        .unwrap();
     let at = Utc.with_ymd_and_hms(2026, 8, 20, 9, 0, 3).unwrap();
     let mut conn = pool.acquire().await.unwrap();
     let mut copy = conn
@@ -30,12 +28,28 @@ async fn binary_copy_round_trips_every_supported_type(pool: PgPool) {
         .null();
     // Sent in two chunks, as bulk writers do.
     copy.send(writer.take()).await.unwrap();
-    writer.begin_row(7).int4(1).int8(2).bool(false).text("").jsonb("[]").timestamptz(at).text("x");
+    writer
+        .begin_row(7)
+        .int4(1)
+        .int8(2)
+        .bool(false)
+        .text("")
+        .jsonb("[]")
+        .timestamptz(at)
+        .text("x");
     copy.send(writer.finish()).await.unwrap();
     assert_eq!(copy.finish().await.unwrap(), 2);
     drop(conn);
 
-    type Row = (i32, i64, bool, String, serde_json::Value, chrono::DateTime<Utc>, Option<String>);
+    type Row = (
+        i32,
+        i64,
+        bool,
+        String,
+        serde_json::Value,
+        chrono::DateTime<Utc>,
+        Option<String>,
+    );
     let rows: Vec<Row> = sqlx::query_as("SELECT a, b, c, d, e, f, g FROM t ORDER BY a")
         .fetch_all(&pool)
         .await

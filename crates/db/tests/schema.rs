@@ -20,11 +20,13 @@ async fn columns(pool: &PgPool, table: &str) -> BTreeMap<String, String> {
 
 /// index definitions of a table.
 async fn index_defs(pool: &PgPool, table: &str) -> Vec<String> {
-    sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1")
-        .bind(table)
-        .fetch_all(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1",
+    )
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 fn assert_columns(actual: &BTreeMap<String, String>, expected: &[(&str, &str)], table: &str) {
@@ -40,7 +42,8 @@ fn assert_columns(actual: &BTreeMap<String, String>, expected: &[(&str, &str)], 
 /// Some index of the table covers `column` (as a key or in its predicate).
 fn assert_indexed(defs: &[String], column: &str, table: &str) {
     assert!(
-        defs.iter().any(|d| d.contains(&format!("({column}")) || d.contains(&format!(" {column} "))
+        defs.iter().any(|d| d.contains(&format!("({column}"))
+            || d.contains(&format!(" {column} "))
             || d.contains(&format!("({column})"))),
         "{table} has no index on {column}: {defs:#?}"
     );
@@ -68,7 +71,8 @@ async fn raw_data_has_the_spec_columns_and_indexes(pool: PgPool) {
     );
     let defs = index_defs(&pool, "raw_data").await;
     assert!(
-        defs.iter().any(|d| d.contains("UNIQUE") && d.contains("(inner_id)")),
+        defs.iter()
+            .any(|d| d.contains("UNIQUE") && d.contains("(inner_id)")),
         "inner_id must be unique: {defs:#?}"
     );
     for column in ["active_status", "is_processed", "source", "last_updated_at"] {
@@ -104,7 +108,10 @@ async fn raw_data_rejects_unknown_change_types_sources_and_statuses(pool: PgPool
         .bind(status)
         .execute(&pool)
         .await;
-        assert!(result.is_err(), "{change_type}/{source}/{status} was accepted");
+        assert!(
+            result.is_err(),
+            "{change_type}/{source}/{status} was accepted"
+        );
     }
 }
 
@@ -160,7 +167,8 @@ async fn processed_data_has_typed_columns_for_every_extracted_field(pool: PgPool
     );
     let defs = index_defs(&pool, "processed_data").await;
     assert!(
-        defs.iter().any(|d| d.contains("UNIQUE") && d.contains("(inner_id)")),
+        defs.iter()
+            .any(|d| d.contains("UNIQUE") && d.contains("(inner_id)")),
         "one row per inner_id: {defs:#?}"
     );
 }
@@ -202,10 +210,17 @@ async fn the_other_spec_tables_have_their_columns(pool: PgPool) {
         ],
         "sync_state",
     );
-    assert_indexed(&index_defs(&pool, "sync_state").await, "last_successful_date", "sync_state");
+    assert_indexed(
+        &index_defs(&pool, "sync_state").await,
+        "last_successful_date",
+        "sync_state",
+    );
     assert_columns(
         &columns(&pool, "initial_load_state").await,
-        &[("next_page", "integer"), ("finished_at", "timestamp with time zone")],
+        &[
+            ("next_page", "integer"),
+            ("finished_at", "timestamp with time zone"),
+        ],
         "initial_load_state",
     );
 }
@@ -240,16 +255,24 @@ async fn concurrent_migrations_apply_each_migration_exactly_once(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(rows as usize, expected);
-    assert!(applied_total >= expected, "applied {applied_total}, expected {expected}");
-    let tables: BTreeSet<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
-    for table in ["raw_data", "processed_data", "api_tokens", "operations_log", "sync_state"] {
+    assert!(
+        applied_total >= expected,
+        "applied {applied_total}, expected {expected}"
+    );
+    let tables: BTreeSet<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    for table in [
+        "raw_data",
+        "processed_data",
+        "api_tokens",
+        "operations_log",
+        "sync_state",
+    ] {
         assert!(tables.contains(table), "{table} missing: {tables:?}");
     }
 }

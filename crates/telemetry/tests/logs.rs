@@ -96,6 +96,9 @@ fn init_with_a_log_dir_writes_a_daily_file_named_after_the_service() {
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     assert_eq!(files[0], format!("loader.{today}.log"));
     let text = std::fs::read_to_string(dir.path().join("logs").join(&files[0])).unwrap();
-    assert!(text.contains("[INFO] Stored page 3 (20 listings)"), "{text}");
+    assert!(
+        text.contains("[INFO] Stored page 3 (20 listings)"),
+        "{text}"
+    );
     assert!(!text.contains("not at info level"), "{text}");
 }

@@ -58,8 +58,14 @@ impl Running {
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
         let (tx, rx) = mpsc::channel();
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -195,7 +201,10 @@ pub mod checks {
         let env = [("DATABASE_URL", database_url)];
         let first = run(binary, &["migrate"], &env);
         assert!(first.status.success(), "{first:?}");
-        assert!(lines(&first).iter().any(|l| l.contains("Applied")), "{first:?}");
+        assert!(
+            lines(&first).iter().any(|l| l.contains("Applied")),
+            "{first:?}"
+        );
         let second = run(binary, &["migrate"], &env);
         assert!(second.status.success(), "{second:?}");
         assert!(
@@ -210,6 +219,10 @@ pub mod checks {
         service.wait_for_line(ready, Duration::from_secs(20));
         service.signal(Signal::SIGTERM);
         let status = service.wait_exit(Duration::from_secs(15));
-        assert!(status.success(), "exit status {status:?}: {:?}", service.output());
+        assert!(
+            status.success(),
+            "exit status {status:?}: {:?}",
+            service.output()
+        );
     }
 }

@@ -17,7 +17,11 @@ fn a_missing_database_url_exits_2_with_one_line() {
 
 #[sqlx::test(migrations = false)]
 async fn an_invalid_setting_exits_2_naming_the_key(_: PgPoolOptions, options: PgConnectOptions) {
-    checks::invalid_setting_exits_2_naming_the_key(BIN, &["serve"], &test_support::database_url(&options));
+    checks::invalid_setting_exits_2_naming_the_key(
+        BIN,
+        &["serve"],
+        &test_support::database_url(&options),
+    );
 }
 
 #[sqlx::test(migrations = false)]
