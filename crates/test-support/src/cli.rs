@@ -226,3 +226,56 @@ pub mod checks {
         );
     }
 }
+
+/// The start-up and shutdown tests every service binary must pass, as test
+/// functions in the calling test file:
+/// `test_support::service_cli_tests!(env!("CARGO_BIN_EXE_sync"), ["serve"], "sync ready");`
+/// The caller needs `sqlx` (for `#[sqlx::test]`) among its dev-dependencies.
+#[macro_export]
+macro_rules! service_cli_tests {
+    ($bin:expr, [$($serve:expr),+], $ready:expr) => {
+        $crate::service_cli_tests!($bin, [$($serve),+], $ready, []);
+    };
+    ($bin:expr, [$($serve:expr),+], $ready:expr, [$(($key:expr, $value:expr)),*]) => {
+        const SERVE: &[&str] = &[$($serve),+];
+
+        #[test]
+        fn help_describes_the_binary_and_its_subcommands() {
+            $crate::cli::checks::help_works($bin);
+        }
+
+        #[test]
+        fn a_missing_database_url_exits_2_with_one_line() {
+            $crate::cli::checks::missing_database_url_exits_2_with_one_line($bin, SERVE);
+        }
+
+        #[sqlx::test(migrations = false)]
+        async fn an_invalid_setting_exits_2_naming_the_key(
+            _: sqlx::postgres::PgPoolOptions,
+            options: sqlx::postgres::PgConnectOptions,
+        ) {
+            let url = $crate::database_url(&options);
+            $crate::cli::checks::invalid_setting_exits_2_naming_the_key($bin, SERVE, &url);
+        }
+
+        #[sqlx::test(migrations = false)]
+        async fn serve_refuses_an_unmigrated_database(
+            _: sqlx::postgres::PgPoolOptions,
+            options: sqlx::postgres::PgConnectOptions,
+        ) {
+            let url = $crate::database_url(&options);
+            $crate::cli::checks::refuses_an_unmigrated_database($bin, SERVE, &url);
+        }
+
+        #[sqlx::test(migrations = false)]
+        async fn migrate_then_serve_until_sigterm(
+            _: sqlx::postgres::PgPoolOptions,
+            options: sqlx::postgres::PgConnectOptions,
+        ) {
+            let url = $crate::database_url(&options);
+            $crate::cli::checks::migrate_applies_the_schema_once($bin, &url);
+            let env = [("DATABASE_URL", url.as_str()) $(, ($key, $value))*];
+            $crate::cli::checks::serves_until_sigterm($bin, SERVE, &env, $ready);
+        }
+    };
+}
