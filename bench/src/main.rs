@@ -2,9 +2,12 @@
 //! throwaway Postgres (or `DATABASE_URL`), with warm-up and several measured
 //! runs, and prints each figure beside a baseline measured in the same run.
 
+mod api;
 mod ceilings;
 mod harness;
 mod listings;
+mod loader;
+mod normalizer;
 
 use std::process::ExitCode;
 
@@ -34,9 +37,21 @@ enum BenchName {
     /// Raw Postgres ceilings: binary COPY of listing-sized JSONB rows,
     /// 200-row UNNEST inserts, single-row autocommit inserts.
     Ceilings,
+    /// The normaliser: rows/s with batch 200, one and two instances, against
+    /// an in-database INSERT ... SELECT ceiling; p99 batch transaction.
+    Normalizer,
+    /// The loader: initial load listings/s, write path against binary COPY,
+    /// 100 ms latency against a fetch-only loop, daily update of 15,000 changes.
+    Loader,
+    /// The api: GET /offers peak req/s and p50/p99 at half the peak, directly
+    /// and through nginx; page 1,000 vs 1; limiter and auth on vs off; RSS.
+    Api,
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = api::child_main() {
+        return code; // the api bench's server process
+    }
     let cli = Cli::parse();
     let plan = harness::Plan {
         runs: cli.runs.max(1),
@@ -47,6 +62,9 @@ fn main() -> ExitCode {
         let database = harness::BenchDatabase::provision().await?;
         let report = match cli.name {
             BenchName::Ceilings => ceilings::run(&database, plan, cli.rows).await,
+            BenchName::Normalizer => normalizer::run(&database, plan, cli.rows).await,
+            BenchName::Loader => loader::run(&database, plan, cli.rows).await,
+            BenchName::Api => api::run(&database, plan, cli.rows).await,
         };
         database.drop_database().await?;
         report

@@ -10,9 +10,17 @@
 
 pub mod copy;
 mod error;
+pub mod load_state;
+pub mod offers;
 pub mod operations;
 mod pool;
+pub mod processed;
+pub mod queue;
+pub mod raw;
 pub mod schema;
+pub mod stats;
+pub mod sync_state;
+pub mod tokens;
 
 pub use error::DbError;
 pub use pool::{connect, PoolOptions};

@@ -4,5 +4,9 @@
 //! This crate must stay free of I/O: no sqlx, axum, tokio or reqwest. Everything
 //! here is a value or a pure function, unit-tested in place.
 
+pub mod change;
 pub mod listing;
+pub mod normalize;
 pub mod operation;
+pub mod retry;
+pub mod token;

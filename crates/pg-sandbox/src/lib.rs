@@ -70,6 +70,16 @@ impl PgSandbox {
         &self.url
     }
 
+    /// Restarts the server in place (same URL, same data; open sessions are
+    /// cut), for tests of what a service does when Postgres goes away.
+    /// Local servers only.
+    pub fn restart(&self) -> anyhow::Result<()> {
+        match &self._backend {
+            Backend::Local(server) => server.restart(),
+            Backend::Container(_) => bail!("restart() needs a local PostgreSQL server"),
+        }
+    }
+
     /// The URL of another database on the same server.
     pub fn url_for(&self, database: &str) -> String {
         match self.url.rsplit_once('/') {

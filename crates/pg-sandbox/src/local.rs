@@ -164,6 +164,35 @@ impl LocalServer {
     }
 }
 
+impl LocalServer {
+    /// Stops the server (fast shutdown: sessions are cut) and starts it
+    /// again on the same port with the same data and options.
+    pub(crate) fn restart(&self) -> anyhow::Result<()> {
+        let log = self
+            .data_dir
+            .parent()
+            .unwrap_or(&self.data_dir)
+            .join("server.log");
+        let output = self
+            .command("pg_ctl")
+            .arg("restart")
+            .args(["-m", "fast", "-w", "-t", "60"])
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&log)
+            .output()
+            .context("Failed to run pg_ctl restart")?;
+        if !output.status.success() {
+            bail!(
+                "pg_ctl restart failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Drop for LocalServer {
     fn drop(&mut self) {
         let _ = self

@@ -89,6 +89,7 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("api.cors_origins")
+            .with_list_parse_key("api.trusted_proxies")
             .source(Some(overrides)),
     );
     for (name, key) in SHORT_NAMES {
@@ -282,6 +283,30 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("config: DATABASE_URL is not set"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_parsed_and_a_bad_one_is_rejected_naming_its_key() {
+        let settings = load_from(&env(&[(
+            "CARFEED__API__TRUSTED_PROXIES",
+            "172.16.0.0/12,127.0.0.1",
+        )]))
+        .unwrap();
+        let ranges: Vec<_> = settings
+            .api
+            .trusted_proxies
+            .iter()
+            .map(|p| crate::IpRange::parse(p).unwrap())
+            .collect();
+        assert!(ranges[0].contains("172.18.0.5".parse().unwrap()));
+        assert!(!ranges[0].contains("172.32.0.1".parse().unwrap()));
+        assert!(ranges[1].contains("::ffff:127.0.0.1".parse().unwrap()));
+        let err = load_from(&env(&[("CARFEED__API__TRUSTED_PROXIES", "nginx")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config: api.trusted_proxies[0]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct NormalizerSettings {
     pub batch_size: i64,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub progress_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,14 +95,65 @@ pub struct ApiSettings {
     pub filters_cache_ttl: Duration,
     pub token_file_dir: PathBuf,
     pub initial_tokens: i64,
+    #[serde(with = "humantime_serde")]
+    pub token_cache_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub stats_cache_ttl: Duration,
+    pub trusted_proxies: Vec<String>,
+    pub client_ip_header: String,
     pub rate_limit: RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
+    pub enabled: bool,
     pub per_second: i64,
     pub burst: i64,
+}
+
+/// An address range from `api.trusted_proxies`: `10.0.0.0/8`, `::1`, `127.0.0.1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    pub network: std::net::IpAddr,
+    pub prefix_len: u8,
+}
+
+impl IpRange {
+    pub fn parse(text: &str) -> Option<Self> {
+        let (addr, len) = match text.trim().split_once('/') {
+            Some((addr, len)) => (addr, Some(len)),
+            None => (text.trim(), None),
+        };
+        let network: std::net::IpAddr = addr.parse().ok()?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match len {
+            Some(len) => len.parse::<u8>().ok().filter(|l| *l <= max)?,
+            None => max,
+        };
+        Some(Self {
+            network,
+            prefix_len,
+        })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let (net, ip, bits) = match (self.network, ip) {
+            (std::net::IpAddr::V4(n), std::net::IpAddr::V4(i)) => {
+                (u128::from(u32::from(n)), u128::from(u32::from(i)), 32)
+            }
+            (std::net::IpAddr::V6(n), std::net::IpAddr::V6(i)) => {
+                (u128::from(n), u128::from(i), 128)
+            }
+            _ => return false,
+        };
+        let shift = bits - u32::from(self.prefix_len);
+        shift >= bits || (net >> shift) == (ip >> shift)
+    }
 }
 
 /// `key must be between min and max, got value`.
@@ -182,7 +235,8 @@ impl LoaderSettings {
 impl NormalizerSettings {
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
         in_range("normalizer.batch_size", self.batch_size, 1, 10_000)?;
-        positive("normalizer.poll_interval", self.poll_interval)
+        positive("normalizer.poll_interval", self.poll_interval)?;
+        positive("normalizer.progress_interval", self.progress_interval)
     }
 
     pub fn batch_size(&self) -> usize {
@@ -213,6 +267,19 @@ impl ApiSettings {
             self.max_page_size,
         )?;
         in_range("api.initial_tokens", self.initial_tokens, 0, 10_000)?;
+        for (i, proxy) in self.trusted_proxies.iter().enumerate() {
+            if IpRange::parse(proxy).is_none() {
+                return Err(SettingsError::new(format!(
+                    "api.trusted_proxies[{i}] must be an IP address or CIDR range like 172.16.0.0/12, got {proxy:?}"
+                )));
+            }
+        }
+        if header_name(&self.client_ip_header).is_none() {
+            return Err(SettingsError::new(format!(
+                "api.client_ip_header must be an HTTP header name like x-real-ip, got {:?}",
+                self.client_ip_header
+            )));
+        }
         in_range(
             "api.rate_limit.per_second",
             self.rate_limit.per_second,
@@ -221,4 +288,13 @@ impl ApiSettings {
         )?;
         in_range("api.rate_limit.burst", self.rate_limit.burst, 1, 1_000_000)
     }
+}
+
+/// A lower-case HTTP header name (token characters only), or None.
+fn header_name(name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    ok.then(|| name.to_ascii_lowercase())
 }

@@ -1,24 +1,174 @@
-//! The api service: Serves processed_data to the frontend over an authenticated, rate-limited HTTP API.
+//! The api service: serves `processed_data` to the frontend over an
+//! authenticated, rate-limited HTTP API under `/api/v1` (SPEC 5).
 //!
-//! `main.rs` wires settings, logs and the pool; everything the service does
-//! lives here and takes its shutdown signal as a parameter, so tests drive it
-//! with a oneshot instead of a real signal.
+//! `app(state)` builds the whole router and is pure, so tests drive it with
+//! `tower::ServiceExt::oneshot`; `run` serves it on a listener until the
+//! shutdown future resolves. It reads `processed_data`, `raw_data`,
+//! `operations_log` and writes only `api_tokens`. `main.rs` only wires.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod cursor;
+pub mod error;
+pub mod limit;
+pub mod metrics;
+pub mod params;
+pub mod routes;
+pub mod state;
+pub mod tokens;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
 
+use anyhow::Context;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::Router;
 use db::PgPool;
 use settings::Settings;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
-/// Runs until `shutdown` resolves.
+pub use config::ApiConfig;
+pub use state::AppState;
+
+use crate::error::ApiError;
+use crate::routes::{docs, filters, health, offers, stats};
+
+/// How often `last_used_at` of recently used tokens is written.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The whole HTTP API.
+pub fn app(state: AppState) -> Router {
+    let data = Router::new()
+        .merge(offers::router())
+        .merge(filters::router())
+        .merge(stats::router())
+        .route_layer(from_fn_with_state(state.clone(), auth::require_token));
+    // Data and docs are rate limited (by token, else by address); health,
+    // readiness and metrics are not, so probes never see a 429.
+    let mut limited = data.merge(docs::router());
+    if let Some(limiter) = &state.limiter {
+        limited = limited.route_layer(limit::layer(limiter));
+    }
+    let limited = limited.route_layer(from_fn_with_state(state.clone(), auth::identify));
+    Router::new()
+        .merge(limited)
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/v1/docs".into()) })
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            state.config.request_timeout,
+        ))
+        .layer(cors(&state.config))
+        .layer(CompressionLayer::new().gzip(true))
+        .layer(from_fn(error::uniform_errors))
+        .with_state(state)
+}
+
+fn cors(config: &ApiConfig) -> CorsLayer {
+    let origins: Vec<HeaderValue> = config
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET])
+        .allow_headers([header::AUTHORIZATION, HeaderName::from_static("x-api-key")])
+        .expose_headers([
+            HeaderName::from_static("x-ratelimit-limit"),
+            HeaderName::from_static("x-ratelimit-remaining"),
+            HeaderName::from_static("x-ratelimit-after"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
+/// `api serve`: first-start tokens, then the API on `api.bind` until `shutdown`.
 pub async fn serve(
-    _settings: &Settings,
+    settings: &Settings,
     pool: PgPool,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let version = db::schema::applied_version(&pool).await?;
-    tracing::info!("api ready (database schema version {version})");
-    shutdown.await;
-    pool.close().await;
-    tracing::info!("api stopped");
-    Ok(())
+    let config = ApiConfig::from_settings(settings)?;
+    let initial = usize::try_from(settings.api.initial_tokens).unwrap_or(0);
+    if let Some(path) = tokens::issue_initial(
+        &pool,
+        &config.secret_key,
+        initial,
+        &settings.api.token_file_dir,
+    )
+    .await
+    .context("Failed to issue the first-start tokens")?
+    {
+        tracing::info!(
+            "Issued {initial} API tokens; they are in {}",
+            path.display()
+        );
+    }
+    let listener = TcpListener::bind(&settings.api.bind)
+        .await
+        .with_context(|| format!("Failed to listen on {}", settings.api.bind))?;
+    run(listener, AppState::new(pool, config), shutdown).await
+}
+
+/// Serves `app(state)` on `listener` until `shutdown`, then finishes the
+/// requests in flight and writes the last `last_used_at` values.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // One poll installs the signal handlers of a signal future, so a
+    // SIGTERM that follows the "listening" line is never missed.
+    let mut shutdown = Box::pin(shutdown);
+    if futures::FutureExt::now_or_never(&mut shutdown).is_some() {
+        return Ok(());
+    }
+    tracing::info!("API listening on {}", listener.local_addr()?);
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tracker.spawn(housekeeping(state.clone(), stop.clone()));
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed");
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+    state.tokens.flush_last_used(&state.pool).await?;
+    tracing::info!("API stopped");
+    served
+}
+
+/// Writes `last_used_at` every few seconds and forgets idle rate-limit keys.
+async fn housekeeping(state: AppState, stop: CancellationToken) {
+    let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+    let mut forget = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = flush.tick() => {
+                if let Err(err) = state.tokens.flush_last_used(&state.pool).await {
+                    tracing::warn!("Failed to write tokens' last_used_at: {err}");
+                }
+            }
+            _ = forget.tick() => {
+                if let Some(limiter) = &state.limiter {
+                    limiter.limiter().retain_recent();
+                }
+            }
+        }
+    }
 }

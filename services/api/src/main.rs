@@ -1,27 +1,10 @@
-//! `api`: Serves processed_data to the frontend over an authenticated, rate-limited HTTP API.
+//! `api`: serves processed_data to the frontend over an authenticated,
+//! rate-limited HTTP API. Wiring only; see lib.rs.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-#[derive(Parser)]
-#[command(
-    name = "api",
-    version,
-    about = "Serves processed_data to the frontend over an authenticated, rate-limited HTTP API"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Apply pending database migrations, then exit.
-    Migrate,
-    /// Run until SIGTERM or SIGINT: serve the HTTP API.
-    Serve,
-}
+use api::cli::{Cli, Command};
+use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,7 +13,13 @@ fn main() -> ExitCode {
             Command::Migrate => service.migrate().await,
             Command::Serve => {
                 let pool = service.connect().await?;
+                // Refuse to start without a usable SECRET_KEY (exit code 2).
+                service.settings.secrets.secret_key()?;
                 api::serve(&service.settings, pool, bootstrap::shutdown_signal()).await
+            }
+            Command::Tokens(command) => {
+                let pool = service.connect().await?;
+                api::cli::tokens(&service.settings, &pool, command).await
             }
         }
     })

@@ -1,24 +1,38 @@
-//! The normalizer service: Turns raw_data rows into typed processed_data rows, in transactional batches.
+//! The normalizer service: turns `raw_data` rows into typed `processed_data`
+//! rows, in transactional batches.
 //!
-//! `main.rs` wires settings, logs and the pool; everything the service does
-//! lives here and takes its shutdown signal as a parameter, so tests drive it
-//! with a oneshot instead of a real signal.
+//! - `batch`: one transaction — claim (`FOR UPDATE SKIP LOCKED`), normalise
+//!   in Rust (`domain::normalize`), one UNNEST upsert, one UPDATE marking the
+//!   batch processed, one UPDATE recording records that could not be
+//!   normalised, commit.
+//! - `drain`: batch after batch until the queue is empty, with the progress
+//!   line and one `operations_log` row per run.
+//! - `serve`: drain on every NOTIFY and every poll interval until shutdown.
+//!
+//! `main.rs` wires settings, logs and the pool; everything here takes its
+//! shutdown token as a parameter, so tests drive it without real signals.
 
-use std::future::Future;
+pub mod batch;
+pub mod drain;
+pub mod progress;
+mod serve;
 
-use db::PgPool;
-use settings::Settings;
+pub use drain::{run_once, Options, Summary};
+pub use serve::serve;
 
-/// Runs until `shutdown` resolves.
-pub async fn serve(
-    _settings: &Settings,
-    pool: PgPool,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let version = db::schema::applied_version(&pool).await?;
-    tracing::info!("normalizer ready (database schema version {version})");
-    shutdown.await;
-    pool.close().await;
-    tracing::info!("normalizer stopped");
-    Ok(())
+use std::time::Duration;
+
+use settings::NormalizerSettings;
+
+impl Options {
+    /// The options of `settings`, draining the whole queue.
+    pub fn from_settings(settings: &NormalizerSettings) -> Self {
+        Self {
+            batch_size: settings.batch_size,
+            max_batches: None,
+            progress_interval: settings.progress_interval,
+            hold_before_commit: Duration::ZERO,
+            log_idle_runs: true,
+        }
+    }
 }

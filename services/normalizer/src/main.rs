@@ -1,6 +1,7 @@
-//! `normalizer`: Turns raw_data rows into typed processed_data rows, in transactional batches.
+//! `normalizer`: turns raw_data rows into typed processed_data rows, in transactional batches.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,18 @@ struct Cli {
 enum Command {
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Drain the queue (raw rows with is_processed = false) once, then exit.
+    Run {
+        /// Rows per transaction (default: normalizer.batch_size).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        batch_size: Option<i64>,
+        /// Stop after this many batches.
+        #[arg(long)]
+        max_batches: Option<u64>,
+        /// Crash tests only: keep each batch open this many ms before commit.
+        #[arg(long, hide = true, default_value_t = 0)]
+        hold_before_commit_ms: u64,
+    },
     /// Run until SIGTERM or SIGINT: normalise whenever rows are waiting.
     Serve,
 }
@@ -26,12 +39,31 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     bootstrap::main("normalizer", |service| async move {
-        match cli.command {
-            Command::Migrate => service.migrate().await,
-            Command::Serve => {
-                let pool = service.connect().await?;
-                normalizer::serve(&service.settings, pool, bootstrap::shutdown_signal()).await
-            }
+        let settings = &service.settings.normalizer;
+        let mut options = normalizer::Options::from_settings(settings);
+        if let Command::Run {
+            batch_size,
+            max_batches,
+            hold_before_commit_ms,
+        } = cli.command
+        {
+            options.batch_size = batch_size.unwrap_or(options.batch_size);
+            options.max_batches = max_batches;
+            options.hold_before_commit = Duration::from_millis(hold_before_commit_ms);
         }
+        if matches!(cli.command, Command::Migrate) {
+            return service.migrate().await;
+        }
+        // Signal handlers first, so a SIGTERM during start-up is caught.
+        let shutdown = bootstrap::shutdown_token();
+        let pool = service.connect().await?;
+        if matches!(cli.command, Command::Serve) {
+            options.log_idle_runs = false;
+            normalizer::serve(&pool, &options, settings.poll_interval, shutdown).await?;
+        } else {
+            normalizer::run_once(&pool, &options, &shutdown).await?;
+        }
+        pool.close().await;
+        Ok(())
     })
 }

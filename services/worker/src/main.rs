@@ -29,8 +29,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Migrate => service.migrate().await,
             Command::Serve => {
+                let shutdown = bootstrap::shutdown_signal();
                 let pool = service.connect().await?;
-                worker::serve(&service.settings, pool, bootstrap::shutdown_signal()).await
+                worker::serve(&service.settings, pool, shutdown).await
             }
         }
     })

@@ -1,0 +1,117 @@
+//! `initial_load_state`: the initial load's cursor, one row. A page's rows and
+//! the cursor move in the same transaction, so an interrupted load resumes at
+//! the first page not stored and never stores a page twice.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::DbError;
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct LoadState {
+    pub next_page: i32,
+    pub pages_stored: i32,
+    pub records_stored: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub failed_pages: Vec<i32>,
+}
+
+const COLUMNS: &str =
+    "next_page, pages_stored, records_stored, started_at, finished_at, failed_pages";
+
+/// The cursor, or `None` when no initial load ever started.
+pub async fn get(db: impl PgExecutor<'_>) -> Result<Option<LoadState>, DbError> {
+    let row = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM initial_load_state WHERE id = 1"
+    ))
+    .fetch_optional(db)
+    .await?;
+    Ok(row)
+}
+
+/// The cursor, created at page 1 if the load never started.
+pub async fn start(db: &mut PgConnection) -> Result<LoadState, DbError> {
+    sqlx::query("INSERT INTO initial_load_state (id) VALUES (1) ON CONFLICT (id) DO NOTHING")
+        .execute(&mut *db)
+        .await?;
+    let state = get(&mut *db).await?.ok_or(DbError::NotFound)?;
+    Ok(state)
+}
+
+/// Page `page` is stored: the cursor moves to `next_page` (`None`: the feed
+/// ended and the load is finished). Fenced on the cursor still being at
+/// `page`: if it moved, nothing changes and `NotFound` is returned, so the
+/// caller's transaction rolls back and the page is not stored twice.
+pub async fn advance(
+    db: &mut PgConnection,
+    page: i32,
+    next_page: Option<i32>,
+    records: i64,
+) -> Result<(), DbError> {
+    let done = sqlx::query(
+        "UPDATE initial_load_state
+            SET next_page = COALESCE($2, $1 + 1),
+                pages_stored = pages_stored + 1,
+                records_stored = records_stored + $3,
+                finished_at = CASE WHEN $2 IS NULL THEN now() END,
+                updated_at = now()
+          WHERE id = 1 AND next_page = $1",
+    )
+    .bind(page)
+    .bind(next_page)
+    .bind(records)
+    .execute(db)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(DbError::NotFound)
+    }
+}
+
+/// Page `page` failed every attempt: remember it and move on to `page + 1`.
+pub async fn skip_failed(db: &mut PgConnection, page: i32) -> Result<(), DbError> {
+    let done = sqlx::query(
+        "UPDATE initial_load_state
+            SET next_page = $1 + 1,
+                failed_pages = array_append(failed_pages, $1),
+                updated_at = now()
+          WHERE id = 1 AND next_page = $1",
+    )
+    .bind(page)
+    .execute(db)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(DbError::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::PgPool;
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn the_cursor_starts_at_page_one_and_advances_only_from_where_it_stands(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        assert_eq!(get(&mut *conn).await.unwrap(), None);
+        let state = start(&mut conn).await.unwrap();
+        assert_eq!((state.next_page, state.pages_stored), (1, 0));
+        advance(&mut conn, 1, Some(2), 20).await.unwrap();
+        assert!(matches!(
+            advance(&mut conn, 1, Some(2), 20).await,
+            Err(DbError::NotFound)
+        ));
+        skip_failed(&mut conn, 2).await.unwrap();
+        advance(&mut conn, 3, None, 5).await.unwrap();
+        let state = start(&mut conn).await.unwrap();
+        assert_eq!(state.next_page, 4);
+        assert_eq!(state.pages_stored, 2);
+        assert_eq!(state.records_stored, 25);
+        assert_eq!(state.failed_pages, vec![2]);
+        assert!(state.finished_at.is_some());
+    }
+}

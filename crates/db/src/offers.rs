@@ -1,0 +1,289 @@
+//! `processed_data` as the api reads it: active offers, filtered, sorted and
+//! paged by keyset, returned as the stored `record` JSON text (never parsed
+//! and re-serialised here).
+//!
+//! Keyset pages: rows come in `(sort column, inner_id)` order, both in the
+//! requested direction, and a page starts strictly after the last row of the
+//! previous one, so page 1,000 is one index range scan like page 1. Offers
+//! whose sort column is NULL come after all others in both directions; a page
+//! that reaches the end of the non-NULL offers continues into the NULL ones
+//! with a second statement.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
+
+use crate::DbError;
+
+/// What the list is ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SortKey {
+    Price,
+    Year,
+    KmAge,
+    ListedAt,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 4] = [Self::Price, Self::Year, Self::KmAge, Self::ListedAt];
+
+    /// The column, which is also the name the api uses.
+    pub const fn column(self) -> &'static str {
+        match self {
+            Self::Price => "price",
+            Self::Year => "year",
+            Self::KmAge => "km_age",
+            Self::ListedAt => "listed_at",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+impl Direction {
+    const fn sql(self) -> &'static str {
+        match self {
+            Self::Asc => "ASC",
+            Self::Desc => "DESC",
+        }
+    }
+
+    const fn after(self) -> &'static str {
+        match self {
+            Self::Asc => ">",
+            Self::Desc => "<",
+        }
+    }
+}
+
+/// The sort column's value of one offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortValue {
+    Number(i64),
+    Time(DateTime<Utc>),
+}
+
+/// Where a page ends: the last row's sort value (None: in the NULL tail)
+/// and inner_id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub value: Option<SortValue>,
+    pub inner_id: String,
+}
+
+/// Filters of the list; `None` means not filtered. Text filters on mark,
+/// model and city ignore case; the others match exactly.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OfferFilter {
+    pub mark: Option<String>,
+    pub model: Option<String>,
+    pub year_from: Option<i32>,
+    pub year_to: Option<i32>,
+    pub price_from: Option<i64>,
+    pub price_to: Option<i64>,
+    pub km_age_to: Option<i32>,
+    pub city: Option<String>,
+    pub body_type: Option<String>,
+    pub engine_type: Option<String>,
+    pub transmission_type: Option<String>,
+    pub drive_type: Option<String>,
+    pub seller_type: Option<String>,
+    pub is_dealer: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRequest {
+    pub filter: OfferFilter,
+    pub sort: SortKey,
+    pub direction: Direction,
+    pub after: Option<Position>,
+    pub limit: u32,
+}
+
+/// One page: each offer's `record` as JSON text, and where the next page
+/// starts (None on the last page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub records: Vec<String>,
+    pub next: Option<Position>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    inner_id: String,
+    n: Option<i64>,
+    t: Option<DateTime<Utc>>,
+    record: String,
+}
+
+impl Row {
+    fn position(&self) -> Position {
+        let value = match (self.n, self.t) {
+            (Some(n), _) => Some(SortValue::Number(n)),
+            (None, Some(t)) => Some(SortValue::Time(t)),
+            (None, None) => None,
+        };
+        Position {
+            value,
+            inner_id: self.inner_id.clone(),
+        }
+    }
+}
+
+/// One page of active offers.
+pub async fn page<'c, E>(db: E, request: &PageRequest) -> Result<Page, DbError>
+where
+    E: PgExecutor<'c> + Copy,
+{
+    let want = i64::from(request.limit) + 1;
+    let mut rows: Vec<Row> = Vec::new();
+    let in_null_tail = matches!(&request.after, Some(p) if p.value.is_none());
+    if !in_null_tail {
+        let mut query = select(request);
+        query.push(format_args!(" AND {} IS NOT NULL", request.sort.column()));
+        if let Some(Position {
+            value: Some(value),
+            inner_id,
+        }) = &request.after
+        {
+            query.push(format_args!(
+                " AND ({}, inner_id) {} (",
+                request.sort.column(),
+                request.direction.after()
+            ));
+            match value {
+                SortValue::Number(n) => query.push_bind(*n),
+                SortValue::Time(t) => query.push_bind(*t),
+            };
+            query.push(", ").push_bind(inner_id.clone()).push(")");
+        }
+        query.push(format_args!(
+            " ORDER BY {col} {dir}, inner_id {dir} LIMIT ",
+            col = request.sort.column(),
+            dir = request.direction.sql()
+        ));
+        query.push_bind(want);
+        rows = query.build_query_as().fetch_all(db).await?;
+    }
+    let missing = want - rows.len() as i64;
+    if missing > 0 {
+        let mut query = select(request);
+        query.push(format_args!(" AND {} IS NULL", request.sort.column()));
+        if let Some(Position {
+            value: None,
+            inner_id,
+        }) = &request.after
+        {
+            query.push(format_args!(" AND inner_id {} ", request.direction.after()));
+            query.push_bind(inner_id.clone());
+        }
+        query.push(format_args!(
+            " ORDER BY inner_id {} LIMIT ",
+            request.direction.sql()
+        ));
+        query.push_bind(missing);
+        rows.extend(query.build_query_as::<Row>().fetch_all(db).await?);
+    }
+    let limit = request.limit as usize;
+    let next = (rows.len() > limit).then(|| rows[limit - 1].position());
+    rows.truncate(limit);
+    Ok(Page {
+        records: rows.into_iter().map(|r| r.record).collect(),
+        next,
+    })
+}
+
+/// `SELECT ... WHERE is_active AND <filters>`, ready for more conditions.
+fn select(request: &PageRequest) -> QueryBuilder<'static, Postgres> {
+    let (n, t) = match request.sort {
+        SortKey::Price => ("price", "NULL::timestamptz"),
+        SortKey::Year => ("year::bigint", "NULL::timestamptz"),
+        SortKey::KmAge => ("km_age::bigint", "NULL::timestamptz"),
+        SortKey::ListedAt => ("NULL::bigint", "listed_at"),
+    };
+    let mut query = QueryBuilder::new(format!(
+        "SELECT inner_id, {n} AS n, {t} AS t, record::text AS record
+         FROM processed_data WHERE is_active"
+    ));
+    push_filters(&mut query, &request.filter);
+    query
+}
+
+fn push_filters(query: &mut QueryBuilder<'static, Postgres>, f: &OfferFilter) {
+    let lower = [("mark", &f.mark), ("model", &f.model), ("city", &f.city)];
+    for (column, value) in lower {
+        if let Some(value) = value {
+            query.push(format_args!(" AND lower({column}) = lower("));
+            query.push_bind(value.clone()).push(")");
+        }
+    }
+    let exact = [
+        ("body_type", &f.body_type),
+        ("engine_type", &f.engine_type),
+        ("transmission_type", &f.transmission_type),
+        ("drive_type", &f.drive_type),
+        ("seller_type", &f.seller_type),
+    ];
+    for (column, value) in exact {
+        if let Some(value) = value {
+            query.push(format_args!(" AND {column} = "));
+            query.push_bind(value.clone());
+        }
+    }
+    let ranges = [
+        ("year", ">=", f.year_from.map(i64::from)),
+        ("year", "<=", f.year_to.map(i64::from)),
+        ("price", ">=", f.price_from),
+        ("price", "<=", f.price_to),
+        ("km_age", "<=", f.km_age_to.map(i64::from)),
+    ];
+    for (column, op, value) in ranges {
+        if let Some(value) = value {
+            // Bound as bigint; integer columns compare with it exactly.
+            query.push(format_args!(" AND {column} {op} "));
+            query.push_bind(value);
+        }
+    }
+    if let Some(is_dealer) = f.is_dealer {
+        query.push(" AND is_dealer = ").push_bind(is_dealer);
+    }
+}
+
+/// One active offer's whole record as JSON text; None when unknown or inactive.
+pub async fn record(db: impl PgExecutor<'_>, inner_id: &str) -> Result<Option<String>, DbError> {
+    let record = sqlx::query_scalar(
+        "SELECT record::text FROM processed_data WHERE inner_id = $1 AND is_active",
+    )
+    .bind(inner_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(record)
+}
+
+/// One row of the filter facets (see facets.sql).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct FacetRow {
+    /// `model`, `body_type`, `engine_type`, `transmission_type`,
+    /// `drive_type`, `seller_type`, `city`, or `total` (the ranges).
+    pub facet: String,
+    /// For `model` rows: the mark the model belongs to.
+    pub mark: Option<String>,
+    pub value: Option<String>,
+    pub count: i64,
+    pub year_min: Option<i32>,
+    pub year_max: Option<i32>,
+    pub price_min: Option<i64>,
+    pub price_max: Option<i64>,
+    pub km_age_max: Option<i32>,
+}
+
+/// Every facet of the active offers, with counts, in one statement.
+pub async fn facets(db: impl PgExecutor<'_>) -> Result<Vec<FacetRow>, DbError> {
+    let rows = sqlx::query_as(include_str!("facets.sql"))
+        .fetch_all(db)
+        .await?;
+    Ok(rows)
+}

@@ -1,0 +1,97 @@
+//! The normaliser's queue over `raw_data`: rows with `is_processed = false`
+//! and no `normalize_error`, claimed in id order with `FOR UPDATE SKIP
+//! LOCKED` so that several normalisers share the queue and each row is
+//! normalised once. The caller's transaction holds the row locks for the
+//! batch's life; committing it releases them, rolling it back hands the rows
+//! back to the queue.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::DbError;
+
+/// The `NOTIFY` channel the loader signals after it writes raw rows.
+pub const CHANNEL: &str = "raw_data_changed";
+
+/// One claimed raw row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct QueuedRow {
+    pub id: i64,
+    pub inner_id: String,
+    pub data: Json<serde_json::Value>,
+    pub active_status: i32,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// Claims up to `limit` waiting rows, oldest first, skipping rows another
+/// transaction holds. The locks last until the caller's transaction ends.
+pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<QueuedRow>, DbError> {
+    let rows = sqlx::query_as(
+        "SELECT id, inner_id, data, active_status, created_at
+         FROM raw_data
+         WHERE is_processed = false AND normalize_error IS NULL
+         ORDER BY id
+         LIMIT $1
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Marks the batch's normalised rows as processed (one statement).
+pub async fn mark_processed(conn: &mut PgConnection, ids: &[i64]) -> Result<u64, DbError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query("UPDATE raw_data SET is_processed = true WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Records why rows could not be normalised: they keep `is_processed =
+/// false`, get their error and one more attempt, and leave the queue until
+/// the loader rewrites them (one statement for all of them).
+pub async fn record_failures(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    errors: &[String],
+) -> Result<u64, DbError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query(
+        "UPDATE raw_data AS r
+         SET normalize_error = f.error, normalize_attempts = r.normalize_attempts + 1
+         FROM UNNEST($1::bigint[], $2::text[]) AS f(id, error)
+         WHERE r.id = f.id",
+    )
+    .bind(ids)
+    .bind(errors)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// How many rows are waiting (the denominator of the progress line).
+pub async fn waiting(db: impl PgExecutor<'_>) -> Result<i64, DbError> {
+    let n = sqlx::query_scalar(
+        "SELECT count(*) FROM raw_data WHERE is_processed = false AND normalize_error IS NULL",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(n)
+}
+
+/// Tells listening normalisers that rows are waiting (the loader's hint).
+pub async fn notify(db: impl PgExecutor<'_>) -> Result<(), DbError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,25 @@
+-- Initial load, one page, one statement (atomic without an explicit
+-- transaction): insert the page's new listings (an inner_id already stored
+-- is skipped without a write) and move the cursor past the page. Both are
+-- fenced on the cursor still standing at this page ($7): if it moved, nothing
+-- is inserted, no row is returned, and the page is not stored twice.
+WITH at_page AS (
+    SELECT 1 FROM initial_load_state WHERE id = 1 AND next_page = $7
+), inserted AS (
+    INSERT INTO raw_data (inner_id, upstream_id, change_type, created_at, data,
+                          source, active_status, is_processed)
+    SELECT u.inner_id, u.upstream_id, u.change_type, u.created_at, u.data, $6, 0, false
+      FROM UNNEST($1::varchar[], $2::bigint[], $3::varchar[], $4::timestamptz[], $5::jsonb[])
+           AS u(inner_id, upstream_id, change_type, created_at, data)
+     WHERE EXISTS (SELECT 1 FROM at_page)
+    ON CONFLICT (inner_id) DO NOTHING
+    RETURNING 1
+)
+UPDATE initial_load_state
+   SET next_page      = COALESCE($8, $7 + 1),
+       pages_stored   = pages_stored + 1,
+       records_stored = records_stored + (SELECT count(*) FROM inserted),
+       finished_at    = CASE WHEN $8::int IS NULL THEN now() END,
+       updated_at     = now()
+ WHERE id = 1 AND next_page = $7
+RETURNING (SELECT count(*) FROM inserted)

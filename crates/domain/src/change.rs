@@ -1,0 +1,314 @@
+//! The daily-update rules of SPEC 3.2 as pure functions: the `new_` merge of a
+//! `changed` payload, what each change does to a stored row, and folding one
+//! page of changes (several may name the same `inner_id`) into the final state
+//! of each row it touches, so the page is written with one statement.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::listing::{ActiveStatus, ChangeType};
+
+/// One event of `/changes` (or one item of `/offers`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEvent {
+    /// The event id (the change-id number space).
+    pub id: i64,
+    pub inner_id: String,
+    pub change_type: ChangeType,
+    pub created_at: Option<DateTime<Utc>>,
+    /// The payload: a full record for `added`, the changed fields for
+    /// `changed`, usually nothing for `removed`.
+    pub data: Option<Map<String, Value>>,
+}
+
+/// What `raw_data` holds for one listing, as far as changes are concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowState {
+    pub upstream_id: Option<i64>,
+    pub change_type: ChangeType,
+    pub created_at: Option<DateTime<Utc>>,
+    pub data: Map<String, Value>,
+    pub active_status: ActiveStatus,
+}
+
+/// The `new_` merge: every key of `changes` is stored without its `new_`
+/// prefix (`new_price` sets `price`); an unprefixed key sets itself; every
+/// other stored key is untouched.
+pub fn merge_changed(data: &mut Map<String, Value>, changes: &Map<String, Value>) {
+    for (key, value) in changes {
+        let name = key
+            .strip_prefix("new_")
+            .filter(|n| !n.is_empty())
+            .unwrap_or(key);
+        data.insert(name.to_owned(), value.clone());
+    }
+}
+
+/// Applies one change to a row (`None`: we do not have the listing).
+///
+/// An event whose id is not above the row's `upstream_id` is already
+/// reflected in the row (ids are one increasing number space) and changes
+/// nothing: re-running a date, or an old date after newer ones, never
+/// rewinds a listing and writes no tuples.
+pub fn apply(current: Option<RowState>, event: &ChangeEvent) -> RowState {
+    let current = match current {
+        Some(row) if row.upstream_id.is_some_and(|seen| seen >= event.id) => return row,
+        other => other,
+    };
+    let payload = event.data.clone().unwrap_or_default();
+    let (data, active_status) = match (event.change_type, current) {
+        // A full record: it replaces whatever we had and the listing is on sale.
+        (ChangeType::Added, _) => (payload, ActiveStatus::Active),
+        (ChangeType::Changed, Some(row)) => {
+            let mut data = row.data;
+            merge_changed(&mut data, &payload);
+            (data, row.active_status)
+        }
+        (ChangeType::Changed, None) => {
+            let mut data = Map::new();
+            merge_changed(&mut data, &payload);
+            (data, ActiveStatus::Active)
+        }
+        (ChangeType::Removed, Some(row)) => (row.data, ActiveStatus::Inactive),
+        (ChangeType::Removed, None) => (Map::new(), ActiveStatus::Inactive),
+    };
+    RowState {
+        upstream_id: Some(event.id),
+        change_type: event.change_type,
+        created_at: event.created_at,
+        data,
+        active_status,
+    }
+}
+
+/// Folds a page of events over the stored rows they name, in event-id order
+/// (arrival order among equal ids), and returns the final state of every
+/// listing the page touches, in order of first appearance.
+pub fn fold_page(
+    mut stored: HashMap<String, RowState>,
+    events: &[ChangeEvent],
+) -> Vec<(String, RowState)> {
+    let mut ordered: Vec<&ChangeEvent> = events.iter().collect();
+    ordered.sort_by_key(|e| e.id);
+    let mut order: Vec<String> = Vec::new();
+    let mut state: HashMap<String, RowState> = HashMap::new();
+    for event in ordered {
+        let current = match state.remove(&event.inner_id) {
+            Some(row) => Some(row),
+            None => {
+                order.push(event.inner_id.clone());
+                stored.remove(&event.inner_id)
+            }
+        };
+        state.insert(event.inner_id.clone(), apply(current, event));
+    }
+    order
+        .into_iter()
+        .filter_map(|id| state.remove(&id).map(|row| (id, row)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    fn event(id: i64, inner: &str, kind: ChangeType, data: Option<Value>) -> ChangeEvent {
+        ChangeEvent {
+            id,
+            inner_id: inner.into(),
+            change_type: kind,
+            created_at: None,
+            data: data.map(obj),
+        }
+    }
+
+    fn stored(data: Value, active: ActiveStatus) -> RowState {
+        RowState {
+            upstream_id: Some(1),
+            change_type: ChangeType::Added,
+            created_at: None,
+            data: obj(data),
+            active_status: active,
+        }
+    }
+
+    #[test]
+    fn new_price_sets_price_and_leaves_every_other_key_untouched() {
+        let mut data = obj(json!({"price": 9000, "mark": "BMW", "year": 2019}));
+        merge_changed(&mut data, &obj(json!({"new_price": 7500})));
+        assert_eq!(
+            Value::Object(data),
+            json!({"price": 7500, "mark": "BMW", "year": 2019})
+        );
+    }
+
+    #[test]
+    fn several_new_keys_and_unprefixed_keys_are_all_stored_without_the_prefix() {
+        let mut data = obj(json!({"price": 1}));
+        merge_changed(
+            &mut data,
+            &obj(json!({"new_price": 2, "new_price_won": 3, "color": "red"})),
+        );
+        assert_eq!(
+            Value::Object(data),
+            json!({"price": 2, "price_won": 3, "color": "red"})
+        );
+    }
+
+    #[test]
+    fn changed_keeps_active_status_and_removed_keeps_the_data() {
+        let row = stored(json!({"price": 1}), ActiveStatus::Inactive);
+        let changed = apply(
+            Some(row),
+            &event(5, "a", ChangeType::Changed, Some(json!({"new_price": 2}))),
+        );
+        assert_eq!(changed.active_status, ActiveStatus::Inactive);
+        assert_eq!(changed.change_type, ChangeType::Changed);
+        assert_eq!(changed.upstream_id, Some(5));
+        let row = stored(json!({"price": 1}), ActiveStatus::Active);
+        let removed = apply(Some(row), &event(6, "a", ChangeType::Removed, None));
+        assert_eq!(removed.active_status, ActiveStatus::Inactive);
+        assert_eq!(Value::Object(removed.data), json!({"price": 1}));
+    }
+
+    #[test]
+    fn changed_or_removed_for_an_unknown_listing_creates_it() {
+        let changed = apply(
+            None,
+            &event(1, "a", ChangeType::Changed, Some(json!({"new_price": 2}))),
+        );
+        assert_eq!(changed.active_status, ActiveStatus::Active);
+        assert_eq!(Value::Object(changed.data), json!({"price": 2}));
+        let removed = apply(None, &event(2, "b", ChangeType::Removed, None));
+        assert_eq!(removed.active_status, ActiveStatus::Inactive);
+        assert!(removed.data.is_empty());
+    }
+
+    #[test]
+    fn added_replaces_the_record_and_reactivates_the_listing() {
+        let row = stored(json!({"price": 1, "old": true}), ActiveStatus::Inactive);
+        let added = apply(
+            Some(row),
+            &event(3, "a", ChangeType::Added, Some(json!({"price": 5}))),
+        );
+        assert_eq!(added.active_status, ActiveStatus::Active);
+        assert_eq!(Value::Object(added.data), json!({"price": 5}));
+    }
+
+    #[test]
+    fn an_event_the_row_already_reflects_changes_nothing() {
+        let mut row = stored(json!({"price": 3}), ActiveStatus::Active);
+        row.upstream_id = Some(50);
+        let old = apply(
+            Some(row.clone()),
+            &event(40, "a", ChangeType::Changed, Some(json!({"new_price": 1}))),
+        );
+        assert_eq!(old, row);
+        let same = apply(
+            Some(row.clone()),
+            &event(50, "a", ChangeType::Removed, None),
+        );
+        assert_eq!(same, row);
+    }
+
+    #[test]
+    fn several_changes_for_one_listing_in_a_page_apply_in_id_order() {
+        let events = [
+            event(12, "a", ChangeType::Removed, None),
+            event(
+                10,
+                "a",
+                ChangeType::Added,
+                Some(json!({"price": 1, "mark": "VW"})),
+            ),
+            event(11, "a", ChangeType::Changed, Some(json!({"new_price": 2}))),
+            event(13, "b", ChangeType::Changed, Some(json!({"new_price": 9}))),
+        ];
+        let rows = fold_page(HashMap::new(), &events);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].0, "a");
+        assert_eq!(
+            Value::Object(rows[0].1.data.clone()),
+            json!({"price": 2, "mark": "VW"})
+        );
+        assert_eq!(rows[0].1.active_status, ActiveStatus::Inactive);
+        assert_eq!(rows[0].1.change_type, ChangeType::Removed);
+        assert_eq!(rows[0].1.upstream_id, Some(12));
+        assert_eq!(rows[1].0, "b");
+    }
+
+    #[test]
+    fn folding_a_page_starts_from_the_stored_row() {
+        let mut existing = HashMap::new();
+        existing.insert(
+            "a".to_owned(),
+            stored(json!({"price": 1, "mark": "VW"}), ActiveStatus::Active),
+        );
+        let rows = fold_page(
+            existing,
+            &[event(
+                2,
+                "a",
+                ChangeType::Changed,
+                Some(json!({"new_price": 3})),
+            )],
+        );
+        assert_eq!(
+            Value::Object(rows[0].1.data.clone()),
+            json!({"price": 3, "mark": "VW"})
+        );
+    }
+
+    fn arb_event() -> impl Strategy<Value = ChangeEvent> {
+        (0i64..40, 0u8..4, 0u8..3, 0i64..100).prop_map(|(id, who, kind, price)| {
+            let kind = [ChangeType::Added, ChangeType::Changed, ChangeType::Removed][kind as usize];
+            let data = match kind {
+                ChangeType::Added => Some(json!({"price": price, "mark": "VW"})),
+                ChangeType::Changed => Some(json!({"new_price": price})),
+                ChangeType::Removed => None,
+            };
+            event(id, &format!("l{who}"), kind, data)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn folding_a_page_equals_applying_its_events_one_by_one(events in proptest::collection::vec(arb_event(), 0..30)) {
+            let folded: HashMap<_, _> = fold_page(HashMap::new(), &events).into_iter().collect();
+            let mut sorted = events.clone();
+            sorted.sort_by_key(|e| e.id);
+            let mut one_by_one: HashMap<String, RowState> = HashMap::new();
+            for e in &sorted {
+                let next = apply(one_by_one.remove(&e.inner_id), e);
+                one_by_one.insert(e.inner_id.clone(), next);
+            }
+            prop_assert_eq!(folded, one_by_one);
+        }
+
+        #[test]
+        fn reapplying_a_page_to_its_own_result_changes_nothing(events in proptest::collection::vec(arb_event(), 1..30)) {
+            let first: HashMap<_, _> = fold_page(HashMap::new(), &events).into_iter().collect();
+            let again: HashMap<_, _> = fold_page(first.clone(), &events).into_iter().collect();
+            prop_assert_eq!(first, again);
+        }
+
+        #[test]
+        fn merge_never_keeps_a_new_prefixed_key(keys in proptest::collection::vec("[a-z]{1,6}", 1..6)) {
+            let changes: Map<String, Value> = keys.iter().map(|k| (format!("new_{k}"), json!(1))).collect();
+            let mut data = Map::new();
+            merge_changed(&mut data, &changes);
+            for k in &keys {
+                prop_assert!(data.contains_key(k));
+            }
+            prop_assert!(data.keys().all(|k| !k.starts_with("new_") || keys.iter().any(|x| x == k)));
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Who is calling: the client IP (behind trusted proxies only from the
+//! header nginx overwrites) and the token, if any. `identify` runs on every
+//! request and leaves an [`Identity`] for the rate limiter and
+//! `require_token`; token lookups are cached for `token_cache_ttl`, and
+//! `last_used_at` is written by [`TokenCache::flush_last_used`] at most once a
+//! minute per token, in one statement for all of them.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use db::tokens::TokenGrant;
+use db::PgPool;
+use domain::token::Token;
+
+use crate::config::ApiConfig;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How often `last_used_at` may be written for one token.
+pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(60);
+/// Cached lookups kept at most; past this the cache starts afresh.
+const MAX_CACHED: usize = 100_000;
+
+/// The rate-limit key: a valid token, else the client's address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Caller {
+    Token(i64),
+    Address(IpAddr),
+}
+
+/// What `identify` found out about a request.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub caller: Caller,
+    /// Why the request has no valid token (None when it has one).
+    pub refusal: Option<&'static str>,
+}
+
+pub const NO_TOKEN: &str =
+    "a token is required: send Authorization: Bearer <token> or X-API-Key: <token>";
+const MALFORMED: &str = "the token is malformed: a token is 16 letters and digits";
+const UNKNOWN: &str = "the token is not known";
+const EXPIRED: &str = "the token has expired";
+const REVOKED: &str = "the token has been revoked";
+
+/// When a token's hash was looked up, and what was found.
+type Lookup = (Instant, Option<TokenGrant>);
+
+/// Token lookups by keyed hash, and which tokens were used lately.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    lookups: Mutex<HashMap<[u8; 32], Lookup>>,
+    /// Per token: when its use was last queued for writing.
+    touched: Mutex<HashMap<i64, Instant>>,
+    /// Tokens used since the last flush, to write `last_used_at` for.
+    pending: Mutex<HashSet<i64>>,
+}
+
+impl TokenCache {
+    async fn lookup(
+        &self,
+        pool: &PgPool,
+        config: &ApiConfig,
+        token: &Token,
+    ) -> Result<Option<TokenGrant>, ApiError> {
+        let hash = token.hash(&config.secret_key);
+        let now = Instant::now();
+        if let Some((at, grant)) = lock(&self.lookups).get(&hash) {
+            if now.duration_since(*at) < config.token_cache_ttl {
+                return Ok(grant.clone());
+            }
+        }
+        let grant = db::tokens::find_by_hash(pool, &hash).await?;
+        let mut lookups = lock(&self.lookups);
+        if lookups.len() >= MAX_CACHED {
+            lookups.clear();
+        }
+        lookups.insert(hash, (now, grant.clone()));
+        Ok(grant)
+    }
+
+    fn note_use(&self, id: i64) {
+        let now = Instant::now();
+        let mut touched = lock(&self.touched);
+        let due = touched
+            .get(&id)
+            .is_none_or(|at| now.duration_since(*at) >= LAST_USED_INTERVAL);
+        if due {
+            touched.insert(id, now);
+            lock(&self.pending).insert(id);
+        }
+    }
+
+    /// Writes `last_used_at` for the tokens used since the last call.
+    pub async fn flush_last_used(&self, pool: &PgPool) -> Result<u64, db::DbError> {
+        let ids: Vec<i64> = lock(&self.pending).drain().collect();
+        db::tokens::touch(pool, &ids).await
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks leaves plain data behind: keep going.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Middleware: works out the [`Identity`] of every request.
+pub async fn identify(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let address = client_ip(&request, &state.config);
+    let identity = match presented_token(request.headers()) {
+        None => Identity {
+            caller: Caller::Address(address),
+            refusal: Some(NO_TOKEN),
+        },
+        Some(text) => match Token::parse(&text) {
+            Err(_) => Identity {
+                caller: Caller::Address(address),
+                refusal: Some(MALFORMED),
+            },
+            Ok(token) => match state
+                .tokens
+                .lookup(&state.pool, &state.config, &token)
+                .await
+            {
+                Err(err) => return err.into_response(),
+                Ok(grant) => identity_of(grant, address, &state),
+            },
+        },
+    };
+    request.extensions_mut().insert(identity);
+    next.run(request).await
+}
+
+fn identity_of(grant: Option<TokenGrant>, address: IpAddr, state: &AppState) -> Identity {
+    let refusal = match &grant {
+        None => Some(UNKNOWN),
+        Some(g) if g.revoked_at.is_some() => Some(REVOKED),
+        Some(g) if !g.is_valid_at(chrono::Utc::now()) => Some(EXPIRED),
+        Some(_) => None,
+    };
+    match (grant, refusal) {
+        (Some(grant), None) => {
+            state.tokens.note_use(grant.id);
+            Identity {
+                caller: Caller::Token(grant.id),
+                refusal: None,
+            }
+        }
+        (_, refusal) => Identity {
+            caller: Caller::Address(address),
+            refusal,
+        },
+    }
+}
+
+/// Middleware for data endpoints: 401 without a valid token.
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.config.require_token {
+        let refusal = match request.extensions().get::<Identity>() {
+            Some(identity) => identity.refusal,
+            None => Some(NO_TOKEN),
+        };
+        if let Some(refusal) = refusal {
+            return ApiError::Unauthorized(refusal).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// `Authorization: Bearer <token>`, else `X-API-Key: <token>`.
+fn presented_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let text = value.to_str().unwrap_or("");
+        return Some(match text.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                token.trim().to_owned()
+            }
+            // Any other scheme is not a token of ours: refused as malformed.
+            _ => String::new(),
+        });
+    }
+    headers
+        .get("x-api-key")
+        .map(|v| v.to_str().unwrap_or("").trim().to_owned())
+}
+
+/// The connection's peer, or the proxy header when the peer is a trusted proxy.
+pub fn client_ip(request: &Request, config: &ApiConfig) -> IpAddr {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    if !config.trusted_proxies.iter().any(|r| r.contains(peer)) {
+        return peer;
+    }
+    request
+        .headers()
+        .get(&config.client_ip_header)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        .unwrap_or(peer)
+}

@@ -1,0 +1,86 @@
+//! What the api needs from the settings, resolved once at start.
+
+use std::time::Duration;
+
+use axum::http::HeaderName;
+use settings::{IpRange, Settings};
+
+/// The api's runtime configuration. Tests and the bench build one with
+/// [`ApiConfig::for_tests`] and change fields as they need.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// `SECRET_KEY`: the key of the tokens' keyed hash.
+    pub secret_key: Vec<u8>,
+    pub default_page_size: u32,
+    pub max_page_size: u32,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub cors_origins: Vec<String>,
+    pub filters_cache_ttl: Duration,
+    pub stats_cache_ttl: Duration,
+    pub token_cache_ttl: Duration,
+    pub trusted_proxies: Vec<IpRange>,
+    pub client_ip_header: HeaderName,
+    pub rate_limit: Option<RateLimit>,
+    /// Whether data endpoints demand a token. Always true in `api serve`;
+    /// only the bench turns it off, to measure what authentication costs.
+    pub require_token: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl ApiConfig {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let api = &settings.api;
+        let secret_key = settings.secrets.secret_key()?.as_bytes().to_vec();
+        Ok(Self {
+            secret_key,
+            default_page_size: u32::try_from(api.default_page_size)?,
+            max_page_size: u32::try_from(api.max_page_size)?,
+            request_timeout: api.request_timeout,
+            max_body_bytes: usize::try_from(api.max_body_bytes)?,
+            cors_origins: api.cors_origins.clone(),
+            filters_cache_ttl: api.filters_cache_ttl,
+            stats_cache_ttl: api.stats_cache_ttl,
+            token_cache_ttl: api.token_cache_ttl,
+            // Both were validated when the settings were loaded.
+            trusted_proxies: api
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| IpRange::parse(p))
+                .collect(),
+            client_ip_header: HeaderName::try_from(api.client_ip_header.to_ascii_lowercase())?,
+            rate_limit: api.rate_limit.enabled.then(|| RateLimit {
+                per_second: u32::try_from(api.rate_limit.per_second).unwrap_or(u32::MAX),
+                burst: u32::try_from(api.rate_limit.burst).unwrap_or(u32::MAX),
+            }),
+            require_token: true,
+        })
+    }
+
+    /// The shipped defaults with a fixed test secret and no proxies trusted.
+    pub fn for_tests() -> Self {
+        Self {
+            secret_key: b"test-secret-key-of-at-least-32-chars!".to_vec(),
+            default_page_size: 20,
+            max_page_size: 100,
+            request_timeout: Duration::from_secs(10),
+            max_body_bytes: 16 * 1024,
+            cors_origins: vec!["https://cars.example.com".into()],
+            filters_cache_ttl: Duration::from_secs(60),
+            stats_cache_ttl: Duration::ZERO,
+            token_cache_ttl: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+            client_ip_header: HeaderName::from_static("x-real-ip"),
+            rate_limit: Some(RateLimit {
+                per_second: 1000,
+                burst: 1000,
+            }),
+            require_token: true,
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! `GET /offers` (filtered, sorted, keyset-paged list of active offers) and
+//! `GET /offers/{inner_id}` (one whole offer).
+//!
+//! Bodies are spliced from each row's stored `record` JSON text; nothing is
+//! parsed or re-serialised on the way.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use db::offers::{Direction, OfferFilter, PageRequest, SortKey};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::cursor;
+use crate::error::{ApiError, ErrorBody};
+use crate::params::Params;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/offers", get(list))
+        .route("/api/v1/offers/{inner_id}", get(one))
+}
+
+const KNOWN: &[&str] = &[
+    "mark",
+    "model",
+    "year_from",
+    "year_to",
+    "price_from",
+    "price_to",
+    "km_age_to",
+    "city",
+    "body_type",
+    "engine_type",
+    "transmission_type",
+    "drive_type",
+    "seller_type",
+    "is_dealer",
+    "sort",
+    "order",
+    "limit",
+    "cursor",
+];
+
+/// Query parameters of `GET /offers` (for the OpenAPI document; parsing is
+/// strict and done by hand so that every error names its parameter).
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OffersQuery {
+    /// Make, case-insensitive (`BMW`, `bmw`).
+    mark: Option<String>,
+    /// Model, case-insensitive.
+    model: Option<String>,
+    /// Model year from (inclusive).
+    year_from: Option<i32>,
+    /// Model year to (inclusive).
+    year_to: Option<i32>,
+    /// Price from, CNY (inclusive).
+    price_from: Option<i64>,
+    /// Price to, CNY (inclusive).
+    price_to: Option<i64>,
+    /// Mileage up to, km (inclusive).
+    km_age_to: Option<i32>,
+    /// City, case-insensitive (values from `/filters`).
+    city: Option<String>,
+    /// Body type, exact (values from `/filters`).
+    body_type: Option<String>,
+    /// Fuel / engine type, exact (values from `/filters`).
+    engine_type: Option<String>,
+    /// Transmission, exact (values from `/filters`).
+    transmission_type: Option<String>,
+    /// Drive, exact (values from `/filters`).
+    drive_type: Option<String>,
+    /// Seller type, exact (values from `/filters`).
+    seller_type: Option<String>,
+    /// Only dealers (`true`) or only private sellers (`false`).
+    is_dealer: Option<bool>,
+    /// Sort by `listed_at` (default), `price`, `year` or `km_age`; ties by `inner_id`.
+    /// Offers without a value for the sort column come last.
+    sort: Option<String>,
+    /// `desc` (default) or `asc`.
+    order: Option<String>,
+    /// Offers per page: 1 to 100, default 20.
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page, unchanged; keep the other parameters.
+    cursor: Option<String>,
+}
+
+/// One page of offers.
+#[derive(Serialize, ToSchema)]
+pub struct OffersPage {
+    /// Whole normalised offers, as `GET /offers/{inner_id}` returns them.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<serde_json::Value>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// List active offers.
+#[utoipa::path(
+    get,
+    path = "/api/v1/offers",
+    tag = "offers",
+    params(OffersQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "One page of active offers", body = OffersPage),
+        (status = 400, description = "A parameter is invalid; `parameter` names it", body = ErrorBody),
+        (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorBody),
+        (status = 429, description = "Over the rate limit; see Retry-After", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let request = page_request(query.as_deref(), &state)?;
+    let page = db::offers::page(&state.pool, &request).await?;
+    let next = page
+        .next
+        .map(|position| cursor::encode(request.sort, request.direction, &position));
+    let size: usize = page.records.iter().map(|r| r.len() + 1).sum();
+    let mut body = String::with_capacity(size + 64);
+    body.push_str("{\"items\":[");
+    for (i, record) in page.records.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(record);
+    }
+    body.push_str("],\"next_cursor\":");
+    match next {
+        // Base64url: no character needs escaping.
+        Some(cursor) => {
+            body.push('"');
+            body.push_str(&cursor);
+            body.push('"');
+        }
+        None => body.push_str("null"),
+    }
+    body.push('}');
+    Ok(json(body))
+}
+
+fn page_request(query: Option<&str>, state: &AppState) -> Result<PageRequest, ApiError> {
+    let p = Params::parse(query, KNOWN)?;
+    let filter = OfferFilter {
+        mark: p.text("mark")?,
+        model: p.text("model")?,
+        year_from: p.number("year_from", 1900, 2100)?,
+        year_to: p.number("year_to", 1900, 2100)?,
+        price_from: p.number("price_from", 0, i64::MAX)?,
+        price_to: p.number("price_to", 0, i64::MAX)?,
+        km_age_to: p.number("km_age_to", 0, i32::MAX)?,
+        city: p.text("city")?,
+        body_type: p.text("body_type")?,
+        engine_type: p.text("engine_type")?,
+        transmission_type: p.text("transmission_type")?,
+        drive_type: p.text("drive_type")?,
+        seller_type: p.text("seller_type")?,
+        is_dealer: p.boolean("is_dealer")?,
+    };
+    let sorts: Vec<(&str, SortKey)> = SortKey::ALL.iter().map(|k| (k.column(), *k)).collect();
+    let sort = p.choice("sort", &sorts)?.unwrap_or(SortKey::ListedAt);
+    let direction = p
+        .choice(
+            "order",
+            &[("asc", Direction::Asc), ("desc", Direction::Desc)],
+        )?
+        .unwrap_or(Direction::Desc);
+    let limit = p
+        .number("limit", 1, state.config.max_page_size)?
+        .unwrap_or(state.config.default_page_size);
+    let after = match p.text("cursor")? {
+        Some(text) => Some(
+            cursor::decode(&text, sort, direction)
+                .map_err(|e| ApiError::parameter("cursor", e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(PageRequest {
+        filter,
+        sort,
+        direction,
+        after,
+        limit,
+    })
+}
+
+/// One active offer, whole.
+#[utoipa::path(
+    get,
+    path = "/api/v1/offers/{inner_id}",
+    tag = "offers",
+    params(("inner_id" = String, Path, description = "The listing's id on che168")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The whole normalised offer", body = Object),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "Unknown or inactive offer", body = ErrorBody),
+    )
+)]
+pub async fn one(
+    State(state): State<AppState>,
+    Path(inner_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no active offer with inner_id {inner_id:?}"));
+    if inner_id.is_empty() || inner_id.len() > 64 {
+        return Err(not_found());
+    }
+    match db::offers::record(&state.pool, &inner_id).await? {
+        Some(record) => Ok(json(record)),
+        None => Err(not_found()),
+    }
+}
+
+pub fn json(body: impl Into<axum::body::Body>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.into(),
+    )
+        .into_response()
+}

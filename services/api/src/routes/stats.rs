@@ -1,0 +1,102 @@
+//! `GET /stats`: how far the pipeline has got, and the last run of each job.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::offers::json;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/stats", get(stats))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats {
+    pub listings: Listings,
+    /// The newest `operations_log` row of each kind (`data_fetch`,
+    /// `normalization`, ...), by kind.
+    pub last_operations: Vec<Operation>,
+    /// Rows in the worker fleet's tables (`tasks`, `proxies`, `workers`,
+    /// `results`), for those that exist.
+    pub fleet: std::collections::BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Listings {
+    /// Listings loaded from the upstream (rows of raw_data).
+    pub loaded: i64,
+    /// Loaded listings already normalised.
+    pub processed: i64,
+    /// Loaded listings waiting for the normaliser.
+    pub waiting: i64,
+    /// Loaded listings the normaliser could not normalise.
+    pub failed: i64,
+    /// Normalised offers, active or not.
+    pub normalized: i64,
+    /// Active offers: what `/offers` serves.
+    pub active: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Operation {
+    pub operation_type: String,
+    pub started_at: DateTime<Utc>,
+    /// Seconds.
+    pub duration: f64,
+    /// `OK` or `ERROR`.
+    pub status: String,
+    pub details: String,
+}
+
+/// Pipeline counts and the last operation of each kind.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stats",
+    tag = "service",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Counts and last operations", body = Stats),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let ttl = state.config.stats_cache_ttl;
+    let body = state
+        .stats
+        .get_or_refresh(ttl, || async {
+            let counts = db::stats::pipeline_counts(&state.pool).await?;
+            let operations = db::operations::latest_per_type(&state.pool).await?;
+            let fleet = db::stats::fleet_counts(&state.pool).await?;
+            let stats = Stats {
+                listings: Listings {
+                    loaded: counts.loaded,
+                    processed: counts.processed,
+                    waiting: counts.waiting,
+                    failed: counts.failed,
+                    normalized: counts.normalized,
+                    active: counts.active,
+                },
+                last_operations: operations
+                    .into_iter()
+                    .map(|o| Operation {
+                        operation_type: o.operation_type,
+                        started_at: o.started_at,
+                        duration: o.duration,
+                        status: o.status,
+                        details: o.details,
+                    })
+                    .collect(),
+                fleet: fleet.into_iter().map(|(t, n)| (t.to_owned(), n)).collect(),
+            };
+            let body = serde_json::to_vec(&stats).map_err(anyhow::Error::from)?;
+            Ok(body.into())
+        })
+        .await?;
+    Ok(json(body))
+}

@@ -1,0 +1,63 @@
+//! What every handler shares.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use db::PgPool;
+
+use crate::auth::TokenCache;
+use crate::config::ApiConfig;
+use crate::error::ApiError;
+use crate::limit::{self, Limiter};
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<ApiConfig>,
+    pub tokens: Arc<TokenCache>,
+    pub limiter: Option<Limiter>,
+    pub filters: Arc<TtlCache>,
+    pub stats: Arc<TtlCache>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, config: ApiConfig) -> Self {
+        Self {
+            pool,
+            limiter: config.rate_limit.map(limit::limiter),
+            config: Arc::new(config),
+            tokens: Arc::default(),
+            filters: Arc::default(),
+            stats: Arc::default(),
+            metrics: Arc::default(),
+        }
+    }
+}
+
+/// One rendered JSON body reused for a while. A refresh holds the lock, so
+/// concurrent requests after expiry wait for one query instead of each
+/// running it.
+#[derive(Debug, Default)]
+pub struct TtlCache(tokio::sync::Mutex<Option<(Instant, Bytes)>>);
+
+impl TtlCache {
+    pub async fn get_or_refresh<F, Fut>(&self, ttl: Duration, refresh: F) -> Result<Bytes, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, ApiError>>,
+    {
+        let mut slot = self.0.lock().await;
+        if let Some((at, body)) = slot.as_ref() {
+            if at.elapsed() < ttl {
+                return Ok(body.clone());
+            }
+        }
+        let body = refresh().await?;
+        *slot = Some((Instant::now(), body.clone()));
+        Ok(body)
+    }
+}

@@ -1,0 +1,140 @@
+//! The `api` binary as an operator runs it: start-up checks, SIGTERM, the
+//! first-start token file and `api tokens issue|list|revoke`.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use test_support::cli::{lines, run, Running};
+
+const BIN: &str = env!("CARGO_BIN_EXE_api");
+const SECRET: &str = "cli-test-secret-key-of-at-least-32-chars";
+
+test_support::service_cli_tests!(
+    env!("CARGO_BIN_EXE_api"),
+    ["serve"],
+    "API listening",
+    [
+        ("SECRET_KEY", "cli-test-secret-key-of-at-least-32-chars"),
+        ("API_BIND", "127.0.0.1:0"),
+        ("CARFEED__API__INITIAL_TOKENS", "0")
+    ]
+);
+
+fn migrated(options: &PgConnectOptions) -> String {
+    let url = test_support::database_url(options);
+    let out = run(BIN, &["migrate"], &[("DATABASE_URL", &url)]);
+    assert!(out.status.success(), "{out:?}");
+    url
+}
+
+#[sqlx::test(migrations = false)]
+async fn serve_without_a_secret_key_exits_2_naming_it(_: PgPoolOptions, options: PgConnectOptions) {
+    let url = migrated(&options);
+    let out = run(
+        BIN,
+        &["serve"],
+        &[("DATABASE_URL", &url), ("SECRET_KEY", "short")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let lines = lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("SECRET_KEY must be at least 32 characters"),
+        "{lines:?}"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_first_serve_writes_twenty_tokens_to_a_file_and_logs_only_where(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let url = migrated(&options);
+    let dir = tempfile::tempdir().unwrap();
+    let dir_text = dir.path().to_str().unwrap().to_owned();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("SECRET_KEY", SECRET),
+        ("API_BIND", "127.0.0.1:0"),
+        ("CARFEED__API__TOKEN_FILE_DIR", dir_text.as_str()),
+    ];
+    let mut service = Running::start(BIN, &["serve"], &env);
+    let line = service.wait_for_line("Issued 20 API tokens", Duration::from_secs(20));
+    assert!(line.contains(&dir_text), "{line}");
+    service.wait_for_line("API listening", Duration::from_secs(20));
+    service.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(service.wait_exit(Duration::from_secs(15)).success());
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let tokens: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(tokens.len(), 20);
+    let output = service.output().join("\n");
+    for token in tokens {
+        assert!(!output.contains(token), "a token was logged");
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn tokens_are_issued_listed_and_revoked_from_the_command_line(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let url = migrated(&options);
+    let env = [("DATABASE_URL", url.as_str()), ("SECRET_KEY", SECRET)];
+    let out = run(
+        BIN,
+        &[
+            "tokens",
+            "issue",
+            "--count",
+            "2",
+            "--description",
+            "frontend staging",
+            "--expires-in",
+            "30d",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let issued: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(issued.len(), 2);
+    assert!(issued
+        .iter()
+        .all(|t| domain::token::Token::parse(t).is_ok()));
+
+    let list = run(BIN, &["tokens", "list"], &env);
+    let text = String::from_utf8_lossy(&list.stdout).to_string();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("frontend staging") && l.contains("active"))
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(!text.contains(&issued[0]), "list shows a token in clear");
+
+    let revoke = run(BIN, &["tokens", "revoke", &issued[0][..6]], &env);
+    assert!(revoke.status.success(), "{revoke:?}");
+    let text = String::from_utf8_lossy(&run(BIN, &["tokens", "list"], &env).stdout).to_string();
+    assert_eq!(
+        text.lines().filter(|l| l.contains("revoked")).count(),
+        1,
+        "{text}"
+    );
+
+    let unknown = run(BIN, &["tokens", "revoke", "zzzzzz"], &env);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        lines(&unknown)
+            .iter()
+            .any(|l| l.contains("no token has a prefix")),
+        "{unknown:?}"
+    );
+}

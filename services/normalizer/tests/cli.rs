@@ -1,0 +1,70 @@
+//! The `normalizer` binary as a user runs it: help, start-up checks, SIGTERM.
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use test_support::cli::checks;
+
+const BIN: &str = env!("CARGO_BIN_EXE_normalizer");
+
+#[test]
+fn help_describes_the_binary_and_its_subcommands() {
+    checks::help_works(BIN);
+    let out = test_support::cli::run(BIN, &["run", "--help"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("--batch-size") && text.contains("--max-batches"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("hold-before-commit"),
+        "the crash-test hook stays hidden: {text}"
+    );
+}
+
+#[test]
+fn a_missing_database_url_exits_2_with_one_line() {
+    checks::missing_database_url_exits_2_with_one_line(BIN, &["run"]);
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_invalid_setting_exits_2_naming_the_key(_: PgPoolOptions, options: PgConnectOptions) {
+    checks::invalid_setting_exits_2_naming_the_key(
+        BIN,
+        &["run"],
+        &test_support::database_url(&options),
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn run_refuses_an_unmigrated_database(_: PgPoolOptions, options: PgConnectOptions) {
+    checks::refuses_an_unmigrated_database(BIN, &["run"], &test_support::database_url(&options));
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_then_serve_until_sigterm(_: PgPoolOptions, options: PgConnectOptions) {
+    let url = test_support::database_url(&options);
+    checks::migrate_applies_the_schema_once(BIN, &url);
+    checks::serves_until_sigterm(
+        BIN,
+        &["serve"],
+        &[("DATABASE_URL", &url)],
+        "Normalizer serving",
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn run_on_an_empty_queue_exits_0_and_logs_the_run(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let url = test_support::database_url(&options);
+    checks::migrate_applies_the_schema_once(BIN, &url);
+    let out = test_support::cli::run(BIN, &["run"], &[("DATABASE_URL", &url)]);
+    assert!(out.status.success(), "{out:?}");
+    let lines = test_support::cli::lines(&out);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[INFO] Normalisation run finished")),
+        "{lines:?}"
+    );
+}
