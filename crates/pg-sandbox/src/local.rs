@@ -134,21 +134,10 @@ impl LocalServer {
             }
         };
         options.push_str(tuning);
-        let log = self
-            .data_dir
-            .parent()
-            .unwrap_or(&self.data_dir)
-            .join("server.log");
+        let log = self.log_path();
         let output = self
-            .command("pg_ctl")
-            .arg("start")
-            .arg("-w")
-            .args(["-t", "60"])
-            .arg("-D")
-            .arg(&self.data_dir)
-            .arg("-l")
-            .arg(&log)
-            .arg("-o")
+            .pg_ctl("start")
+            .args(["-w", "-t", "60", "-o"])
             .arg(options)
             .output()
             .context("Failed to run pg_ctl start")?;
@@ -165,22 +154,30 @@ impl LocalServer {
 }
 
 impl LocalServer {
-    /// Stops the server (fast shutdown: sessions are cut) and starts it
-    /// again on the same port with the same data and options.
-    pub(crate) fn restart(&self) -> anyhow::Result<()> {
-        let log = self
-            .data_dir
+    fn log_path(&self) -> PathBuf {
+        self.data_dir
             .parent()
             .unwrap_or(&self.data_dir)
-            .join("server.log");
-        let output = self
-            .command("pg_ctl")
-            .arg("restart")
-            .args(["-m", "fast", "-w", "-t", "60"])
+            .join("server.log")
+    }
+
+    /// `pg_ctl <action>` on this server's data directory and log file.
+    fn pg_ctl(&self, action: &str) -> Command {
+        let mut cmd = self.command("pg_ctl");
+        cmd.arg(action)
             .arg("-D")
             .arg(&self.data_dir)
             .arg("-l")
-            .arg(&log)
+            .arg(self.log_path());
+        cmd
+    }
+
+    /// Stops the server (fast shutdown: sessions are cut) and starts it
+    /// again on the same port with the same data and options.
+    pub(crate) fn restart(&self) -> anyhow::Result<()> {
+        let output = self
+            .pg_ctl("restart")
+            .args(["-m", "fast", "-w", "-t", "60"])
             .output()
             .context("Failed to run pg_ctl restart")?;
         if !output.status.success() {

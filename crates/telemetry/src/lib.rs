@@ -8,6 +8,7 @@
 //! or settings' secrets (which redact themselves).
 
 mod format;
+pub mod progress;
 
 use anyhow::Context;
 use settings::{LogFormat, LogLevel, LogSettings};

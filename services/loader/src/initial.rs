@@ -9,8 +9,8 @@ use db::PgPool;
 use tokio_util::sync::CancellationToken;
 use upstream::{Client, OffersPage, UpstreamError};
 
-use crate::progress::Progress;
 use crate::report::RunReport;
+use telemetry::progress::Progress;
 
 /// `loader initial` options.
 #[derive(Debug, Clone, Copy, Default)]

@@ -10,7 +10,6 @@
 mod daily;
 mod initial;
 mod lock;
-mod progress;
 mod report;
 mod serve;
 
@@ -23,7 +22,6 @@ use upstream::{Client, ClientConfig};
 
 pub use daily::DailyOptions;
 pub use initial::InitialOptions;
-pub use progress::thousands;
 pub use report::RunReport;
 pub use serve::serve;
 

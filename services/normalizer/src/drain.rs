@@ -9,7 +9,7 @@ use domain::operation::{Details, OperationStatus, OperationType};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{run_batch, BatchOutcome};
-use crate::progress;
+use telemetry::progress;
 
 /// How a drain runs.
 #[derive(Debug, Clone)]
@@ -112,14 +112,14 @@ pub async fn run_once(
         if last_progress.elapsed() >= options.progress_interval {
             last_progress = Instant::now();
             let done = summary.processed + summary.errors;
-            tracing::info!("{}", progress::line(done, total, started.elapsed()));
+            tracing::info!("{}", progress::line(done, total, done, started.elapsed()));
         }
     };
 
     if summary.batches > 0 || options.log_idle_runs || result.is_err() {
         let done = summary.processed + summary.errors;
         if summary.batches > 0 {
-            tracing::info!("{}", progress::line(done, total, started.elapsed()));
+            tracing::info!("{}", progress::line(done, total, done, started.elapsed()));
         }
         let status = if result.is_ok() && summary.errors == 0 {
             OperationStatus::Ok

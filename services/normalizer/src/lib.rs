@@ -14,7 +14,6 @@
 
 pub mod batch;
 pub mod drain;
-pub mod progress;
 mod serve;
 
 pub use drain::{run_once, Options, Summary};

@@ -56,5 +56,5 @@ pub async fn serve(
 }
 
 fn humanize(d: Duration) -> String {
-    crate::progress::human(d)
+    telemetry::progress::human(d)
 }
