@@ -31,3 +31,14 @@ impl From<sqlx::Error> for DbError {
         }
     }
 }
+
+/// A fenced update (`... WHERE <cursor> = $expected`) must touch exactly one
+/// row; none means the cursor is not where the caller thought (another run
+/// moved it, or there is no state row): `NotFound`.
+pub(crate) fn expect_one_row(done: sqlx::postgres::PgQueryResult) -> Result<(), DbError> {
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(DbError::NotFound)
+    }
+}

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
+use crate::error::expect_one_row;
 use crate::DbError;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -63,11 +64,7 @@ pub async fn advance(
     .bind(records)
     .execute(db)
     .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(DbError::NotFound)
-    }
+    expect_one_row(done)
 }
 
 /// Page `page` failed every attempt: remember it and move on to `page + 1`.
@@ -82,11 +79,7 @@ pub async fn skip_failed(db: &mut PgConnection, page: i32) -> Result<(), DbError
     .bind(page)
     .execute(db)
     .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(DbError::NotFound)
-    }
+    expect_one_row(done)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use chrono::NaiveDate;
 use sqlx::{PgConnection, PgExecutor};
 
+use crate::error::expect_one_row;
 use crate::DbError;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -116,11 +117,7 @@ pub async fn advance(
     .bind(changes)
     .execute(db)
     .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(DbError::NotFound)
-    }
+    expect_one_row(done)
 }
 
 /// Every change of `date` is applied.
