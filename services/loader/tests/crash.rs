@@ -65,14 +65,7 @@ async fn clean_run(sim: &RunningSim, pool: &PgPool, daily: bool) -> (i64, String
     support::reset(pool).await;
     sim.set_faults(Faults::default());
     let settings = support::settings_for(sim);
-    run_initial(
-        &settings,
-        pool.clone(),
-        CancellationToken::new(),
-        InitialOptions::default(),
-    )
-    .await
-    .unwrap();
+    support::initial_load(&settings, pool).await;
     if daily {
         support::mark_done(
             pool,
@@ -132,14 +125,7 @@ async fn kill_9_during_the_initial_load_then_a_rerun_gives_the_uninterrupted_tab
 async fn kill_9_during_a_daily_update_then_a_rerun_gives_the_uninterrupted_table(pool: PgPool) {
     let sim = support::sim(Faults::default()).await;
     let settings = support::settings_for(&sim);
-    run_initial(
-        &settings,
-        pool.clone(),
-        CancellationToken::new(),
-        InitialOptions::default(),
-    )
-    .await
-    .unwrap();
+    support::initial_load(&settings, &pool).await;
     support::mark_done(
         &pool,
         support::today() - chrono::Duration::days(i64::from(support::DAYS)),

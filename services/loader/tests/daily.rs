@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use che168_sim::{Faults, RunningSim};
 use chrono::{Duration, NaiveDate};
-use loader::{run_daily, run_initial, DailyOptions, InitialOptions, RunReport};
+use loader::{run_daily, DailyOptions, RunReport};
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -16,15 +16,7 @@ fn day(n: i64) -> NaiveDate {
 }
 
 async fn initial(sim: &RunningSim, pool: &PgPool) {
-    let settings = support::settings_for(sim);
-    run_initial(
-        &settings,
-        pool.clone(),
-        CancellationToken::new(),
-        InitialOptions::default(),
-    )
-    .await
-    .unwrap();
+    support::initial_load(&support::settings_for(sim), pool).await;
 }
 
 async fn daily_with(

@@ -112,3 +112,15 @@ pub fn database_url(pool: &PgPool) -> String {
     let (server, _) = server.rsplit_once('/').unwrap();
     format!("{server}/{}", options.get_database().unwrap())
 }
+
+/// A complete initial load with default options; panics on failure.
+pub async fn initial_load(settings: &Settings, pool: &PgPool) {
+    loader::run_initial(
+        settings,
+        pool.clone(),
+        tokio_util::sync::CancellationToken::new(),
+        loader::InitialOptions::default(),
+    )
+    .await
+    .unwrap();
+}
