@@ -1,7 +1,7 @@
 //! The loader's figures (issue 4), each beside a baseline measured in the
 //! same run:
 //! - initial load of the whole simulated catalogue at zero latency, listings/s;
-//! - the database write path alone (our UNNEST insert + cursor, 200-row
+//! - the database write path alone (our fenced COPY + cursor, 200-row
 //!   chunks) against a binary COPY of the same rows in the same chunks;
 //! - with 100 ms simulated latency, end-to-end wall time of 300 pages against
 //!   a loop that fetches the same pages and throws them away;
@@ -278,9 +278,15 @@ async fn start_cursor(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The loader's write path: the chunk and the cursor in one statement.
+/// The loader's write path: the chunk and the cursor in one transaction.
 async fn write_chunk(pool: &PgPool, page: i32, chunk: &[ChangeEvent]) -> anyhow::Result<()> {
-    let inserted = db::raw::store_initial_page(pool, page, Some(page + 1), chunk).await?;
+    let mut conn = pool.acquire().await?;
+    let span = db::raw::PageSpan {
+        first: page,
+        count: 1,
+        next: Some(page + 1),
+    };
+    let inserted = db::raw::store_initial_pages(&mut conn, span, chunk).await?;
     anyhow::ensure!(
         inserted == Some(chunk.len() as u64),
         "chunk {page} not stored"

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::error::expect_one_row;
+use crate::raw::PageSpan;
 use crate::DbError;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -40,27 +41,24 @@ pub async fn start(db: &mut PgConnection) -> Result<LoadState, DbError> {
     Ok(state)
 }
 
-/// Page `page` is stored: the cursor moves to `next_page` (`None`: the feed
-/// ended and the load is finished). Fenced on the cursor still being at
-/// `page`: if it moved, nothing changes and `NotFound` is returned, so the
-/// caller's transaction rolls back and the page is not stored twice.
-pub async fn advance(
-    db: &mut PgConnection,
-    page: i32,
-    next_page: Option<i32>,
-    records: i64,
-) -> Result<(), DbError> {
+/// The pages of `span` are stored: the cursor moves to `span.next` (`None`:
+/// the feed ended and the load is finished). Fenced on the cursor still
+/// being at `span.first`: if it moved, nothing changes and `NotFound` is
+/// returned, so the caller's transaction rolls back and no page is stored
+/// twice.
+pub async fn advance(db: &mut PgConnection, span: PageSpan, records: i64) -> Result<(), DbError> {
     let done = sqlx::query(
         "UPDATE initial_load_state
-            SET next_page = COALESCE($2, $1 + 1),
-                pages_stored = pages_stored + 1,
-                records_stored = records_stored + $3,
+            SET next_page = COALESCE($2, $1 + $3),
+                pages_stored = pages_stored + $3,
+                records_stored = records_stored + $4,
                 finished_at = CASE WHEN $2 IS NULL THEN now() END,
                 updated_at = now()
           WHERE id = 1 AND next_page = $1",
     )
-    .bind(page)
-    .bind(next_page)
+    .bind(span.first)
+    .bind(span.next)
+    .bind(span.count)
     .bind(records)
     .execute(db)
     .await?;
@@ -87,19 +85,23 @@ mod tests {
     use super::*;
     use sqlx::PgPool;
 
+    fn span(first: i32, count: i32, next: Option<i32>) -> PageSpan {
+        PageSpan { first, count, next }
+    }
+
     #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn the_cursor_starts_at_page_one_and_advances_only_from_where_it_stands(pool: PgPool) {
         let mut conn = pool.acquire().await.unwrap();
         assert_eq!(get(&mut *conn).await.unwrap(), None);
         let state = start(&mut conn).await.unwrap();
         assert_eq!((state.next_page, state.pages_stored), (1, 0));
-        advance(&mut conn, 1, Some(2), 20).await.unwrap();
+        advance(&mut conn, span(1, 1, Some(2)), 20).await.unwrap();
         assert!(matches!(
-            advance(&mut conn, 1, Some(2), 20).await,
+            advance(&mut conn, span(1, 1, Some(2)), 20).await,
             Err(DbError::NotFound)
         ));
         skip_failed(&mut conn, 2).await.unwrap();
-        advance(&mut conn, 3, None, 5).await.unwrap();
+        advance(&mut conn, span(3, 1, None), 5).await.unwrap();
         let state = start(&mut conn).await.unwrap();
         assert_eq!(state.next_page, 4);
         assert_eq!(state.pages_stored, 2);

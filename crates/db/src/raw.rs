@@ -2,15 +2,16 @@
 //! Every write is one statement per page (UNNEST arrays), never one per row,
 //! and a write that would change nothing writes no tuple.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use domain::change::{ChangeEvent, RowState};
 use domain::listing::{ActiveStatus, ChangeType, Source};
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgExecutor, Row};
+use sqlx::{Connection, PgConnection, PgExecutor, Row};
 
+use crate::copy::BinaryCopyWriter;
 use crate::DbError;
 
 /// Initial load: inserts the page's listings; an `inner_id` already stored
@@ -43,14 +44,106 @@ pub async fn insert_new(db: impl PgExecutor<'_>, items: &[ChangeEvent]) -> Resul
     Ok(done.rows_affected())
 }
 
-/// Initial load, one page in one statement: inserts its new listings and
-/// moves the initial-load cursor from `page` to `next_page` (`None`: the
-/// load is finished). Returns how many listings were inserted, or `None`
-/// (and stores nothing) when the cursor no longer stands at `page`.
-pub async fn store_initial_page(
-    db: impl PgExecutor<'_>,
-    page: i32,
-    next_page: Option<i32>,
+/// Where a run of consecutive initial-load pages sits: the first page, how
+/// many pages, and the page after them (`None`: the feed ended there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSpan {
+    pub first: i32,
+    pub count: i32,
+    pub next: Option<i32>,
+}
+
+const RAW_COPY: &str = "COPY raw_data (inner_id, upstream_id, change_type, created_at, data, \
+                        source, active_status, is_processed) FROM STDIN (FORMAT binary)";
+
+/// Initial load: stores the listings of a run of pages and moves the cursor
+/// past them, atomically (its own transaction, or a savepoint inside the
+/// caller's). Listings whose `inner_id` is already stored, or repeated in
+/// the run, keep their first row and write nothing. Fenced on the cursor
+/// standing at `span.first`: if it does not, nothing is stored and `None`
+/// is returned, so a page is never stored twice. Returns how many listings
+/// were inserted.
+///
+/// The new rows go in by binary COPY, Postgres' cheapest way in (no
+/// per-row statement, no conflict arbitration). Should another writer insert
+/// one of these inner_ids between the check and the COPY, the unique index
+/// refuses it and the run is redone with `INSERT ... ON CONFLICT DO NOTHING`.
+pub async fn store_initial_pages(
+    conn: &mut PgConnection,
+    span: PageSpan,
+    items: &[ChangeEvent],
+) -> Result<Option<u64>, DbError> {
+    match copy_initial_pages(conn, span, items).await {
+        Err(DbError::Conflict { .. }) => {
+            tracing::debug!(
+                "A listing of pages from {} appeared meanwhile: inserting with ON CONFLICT",
+                span.first
+            );
+            upsert_initial_pages(conn, span, items).await
+        }
+        other => other,
+    }
+}
+
+async fn copy_initial_pages(
+    conn: &mut PgConnection,
+    span: PageSpan,
+    items: &[ChangeEvent],
+) -> Result<Option<u64>, DbError> {
+    let mut tx = conn.begin().await?;
+    let at: Option<i32> =
+        sqlx::query_scalar("SELECT next_page FROM initial_load_state WHERE id = 1 FOR UPDATE")
+            .fetch_optional(&mut *tx)
+            .await?;
+    if at != Some(span.first) {
+        return Ok(None); // dropping `tx` rolls it back
+    }
+    let inner_ids: Vec<&str> = items.iter().map(|i| i.inner_id.as_str()).collect();
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT inner_id FROM raw_data WHERE inner_id = ANY($1)")
+            .bind(&inner_ids)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut seen: HashSet<&str> = stored.iter().map(String::as_str).collect();
+    let mut writer = BinaryCopyWriter::new();
+    let empty = serde_json::Map::new();
+    let mut inserted = 0i64;
+    for item in items {
+        if !seen.insert(item.inner_id.as_str()) {
+            continue;
+        }
+        writer
+            .begin_row(8)
+            .text(&item.inner_id)
+            .int8(item.id)
+            .text(item.change_type.as_str());
+        match item.created_at {
+            Some(at) => writer.timestamptz(at),
+            None => writer.null(),
+        };
+        writer
+            .jsonb_of(item.data.as_ref().unwrap_or(&empty))
+            .map_err(|err| DbError::Encode(err.to_string()))?
+            .text(Source::InitialLoad.as_str())
+            .int4(ActiveStatus::Active.code())
+            .bool(false);
+        inserted += 1;
+    }
+    if inserted > 0 {
+        let mut copy = tx.copy_in_raw(RAW_COPY).await?;
+        copy.send(writer.finish()).await?;
+        copy.finish().await?;
+    }
+    crate::load_state::advance(&mut tx, span, inserted).await?;
+    tx.commit().await?;
+    Ok(Some(u64::try_from(inserted).unwrap_or(0)))
+}
+
+/// The same as `copy_initial_pages` in one `INSERT ... ON CONFLICT DO
+/// NOTHING` statement, for when another writer races us.
+async fn upsert_initial_pages(
+    conn: &mut PgConnection,
+    span: PageSpan,
     items: &[ChangeEvent],
 ) -> Result<Option<u64>, DbError> {
     let mut inner_ids = Vec::with_capacity(items.len());
@@ -73,9 +166,10 @@ pub async fn store_initial_page(
         .bind(created)
         .bind(data)
         .bind(Source::InitialLoad.as_str())
-        .bind(page)
-        .bind(next_page)
-        .fetch_optional(db)
+        .bind(span.first)
+        .bind(span.next)
+        .bind(span.count)
+        .fetch_optional(conn)
         .await?;
     Ok(inserted.map(|n| u64::try_from(n).unwrap_or(0)))
 }
@@ -226,34 +320,143 @@ mod tests {
         assert_eq!((source.as_str(), processed), ("initial_load", false));
     }
 
+    async fn prices(pool: &PgPool) -> Vec<(String, Value)> {
+        sqlx::query_as("SELECT inner_id, data->'price' FROM raw_data ORDER BY inner_id")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    fn span(first: i32, count: i32, next: Option<i32>) -> PageSpan {
+        PageSpan { first, count, next }
+    }
+
     #[sqlx::test(migrator = "crate::MIGRATOR")]
-    async fn a_page_is_stored_with_its_cursor_in_one_statement_and_never_twice(pool: PgPool) {
+    async fn a_run_of_pages_is_stored_with_its_cursor_atomically_and_never_twice(pool: PgPool) {
         let mut conn = pool.acquire().await.unwrap();
         crate::load_state::start(&mut conn).await.unwrap();
-        let page = [
+        let pages = [
             event(1, "a", ChangeType::Added, Some(json!({"price": 1}))),
             event(2, "b", ChangeType::Added, None),
+            event(
+                3,
+                "c",
+                ChangeType::Added,
+                Some(json!({"price": "3", "城市": "北京"})),
+            ),
         ];
         assert_eq!(
-            store_initial_page(&pool, 1, Some(2), &page).await.unwrap(),
-            Some(2)
+            store_initial_pages(&mut conn, span(1, 2, Some(3)), &pages)
+                .await
+                .unwrap(),
+            Some(3)
         );
         assert_eq!(
-            store_initial_page(&pool, 1, Some(2), &page).await.unwrap(),
+            store_initial_pages(&mut conn, span(1, 2, Some(3)), &pages)
+                .await
+                .unwrap(),
             None
         );
-        let last = [event(3, "c", ChangeType::Added, Some(json!({"price": 3})))];
+        let last = [event(4, "d", ChangeType::Added, Some(json!({"price": 4})))];
         assert_eq!(
-            store_initial_page(&pool, 2, None, &last).await.unwrap(),
+            store_initial_pages(&mut conn, span(3, 1, None), &last)
+                .await
+                .unwrap(),
             Some(1)
         );
         let state = crate::load_state::get(&pool).await.unwrap().unwrap();
         assert_eq!(
             (state.next_page, state.pages_stored, state.records_stored),
-            (3, 2, 3)
+            (4, 3, 4)
         );
         assert!(state.finished_at.is_some());
-        assert_eq!(xmins(&pool).await.len(), 3);
+        let rows: Vec<(String, i64, Value, String, i32, bool)> = sqlx::query_as(
+            "SELECT inner_id, upstream_id, data, source, active_status, is_processed
+               FROM raw_data ORDER BY inner_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let initial = |id: &str, n: i64, data: Value| {
+            (id.to_owned(), n, data, "initial_load".to_owned(), 0, false)
+        };
+        assert_eq!(
+            rows,
+            vec![
+                initial("a", 1, json!({"price": 1})),
+                initial("b", 2, json!({})),
+                initial("c", 3, json!({"price": "3", "城市": "北京"})),
+                initial("d", 4, json!({"price": 4})),
+            ]
+        );
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn listings_already_stored_or_repeated_in_the_run_keep_their_first_row(pool: PgPool) {
+        insert_new(
+            &pool,
+            &[event(1, "a", ChangeType::Added, Some(json!({"price": 1})))],
+        )
+        .await
+        .unwrap();
+        let before = xmins(&pool).await;
+        let mut conn = pool.acquire().await.unwrap();
+        crate::load_state::start(&mut conn).await.unwrap();
+        let page = [
+            event(5, "a", ChangeType::Added, Some(json!({"price": 5}))),
+            event(6, "b", ChangeType::Added, Some(json!({"price": 6}))),
+            event(7, "b", ChangeType::Added, Some(json!({"price": 7}))),
+        ];
+        assert_eq!(
+            store_initial_pages(&mut conn, span(1, 1, Some(2)), &page)
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        let after = xmins(&pool).await;
+        assert_eq!(after[0], before[0], "the stored row was not rewritten");
+        assert_eq!(
+            prices(&pool).await,
+            vec![("a".into(), json!(1)), ("b".into(), json!(6))]
+        );
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn the_on_conflict_fallback_stores_what_the_copy_path_stores(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        crate::load_state::start(&mut conn).await.unwrap();
+        insert_new(
+            &pool,
+            &[event(1, "a", ChangeType::Added, Some(json!({"price": 1})))],
+        )
+        .await
+        .unwrap();
+        let page = [
+            event(5, "a", ChangeType::Added, Some(json!({"price": 5}))),
+            event(6, "b", ChangeType::Added, Some(json!({"price": 6}))),
+            event(7, "b", ChangeType::Added, Some(json!({"price": 7}))),
+        ];
+        assert_eq!(
+            upsert_initial_pages(&mut conn, span(1, 2, Some(3)), &page)
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            upsert_initial_pages(&mut conn, span(1, 2, Some(3)), &page)
+                .await
+                .unwrap(),
+            None
+        );
+        let state = crate::load_state::get(&pool).await.unwrap().unwrap();
+        assert_eq!(
+            (state.next_page, state.pages_stored, state.records_stored),
+            (3, 2, 1)
+        );
+        assert_eq!(
+            prices(&pool).await,
+            vec![("a".into(), json!(1)), ("b".into(), json!(6))]
+        );
     }
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]

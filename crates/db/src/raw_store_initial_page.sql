@@ -1,8 +1,9 @@
--- Initial load, one page, one statement (atomic without an explicit
--- transaction): insert the page's new listings (an inner_id already stored
--- is skipped without a write) and move the cursor past the page. Both are
--- fenced on the cursor still standing at this page ($7): if it moved, nothing
--- is inserted, no row is returned, and the page is not stored twice.
+-- Initial load, a run of $9 pages from page $7, one statement (atomic without
+-- an explicit transaction): insert their new listings (an inner_id already
+-- stored is skipped without a write) and move the cursor past them to $8.
+-- Both are fenced on the cursor still standing at page $7: if it moved,
+-- nothing is inserted, no row is returned, and no page is stored twice.
+-- (The COPY path in raw.rs is the usual one; this is its fallback.)
 WITH at_page AS (
     SELECT 1 FROM initial_load_state WHERE id = 1 AND next_page = $7
 ), inserted AS (
@@ -17,7 +18,7 @@ WITH at_page AS (
 )
 UPDATE initial_load_state
    SET next_page      = COALESCE($8, $7 + 1),
-       pages_stored   = pages_stored + 1,
+       pages_stored   = pages_stored + $9,
        records_stored = records_stored + (SELECT count(*) FROM inserted),
        finished_at    = CASE WHEN $8::int IS NULL THEN now() END,
        updated_at     = now()

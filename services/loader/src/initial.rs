@@ -1,16 +1,26 @@
 //! The initial load (SPEC 3.1): `/offers` page after page until `next_page`
-//! is null. Each page is stored in one transaction together with the cursor,
-//! then committed before the next request, so a killed load resumes at the
-//! first page not stored. While a page is written, the next one is already
-//! downloading (still one download stream).
+//! is null. One task downloads the pages in order (one download stream) and
+//! hands them to the writer, which stores whatever has arrived since its
+//! last write in one transaction together with the cursor. So at high
+//! latency every page is written as soon as it lands, and when the database
+//! is the slower side pages queue up and go in as one larger write. A killed
+//! load resumes at the first page not stored and never stores a page twice.
 
 use anyhow::Context;
+use db::raw::PageSpan;
 use db::PgPool;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use upstream::{Client, OffersPage, UpstreamError};
 
 use crate::report::RunReport;
 use telemetry::progress::Progress;
+
+/// At most this many listings per write: bounds one transaction, and what a
+/// crash makes the next run fetch again.
+const MAX_ROWS_PER_WRITE: usize = 1_000;
+/// How many downloaded pages may wait for the writer (about 90 KB each).
+const PAGES_AHEAD: usize = 64;
 
 /// `loader initial` options.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,10 +58,10 @@ pub async fn load(
             .push("nothing new: the initial load was already finished".into());
         return Ok(());
     }
-    let mut page = u32::try_from(state.next_page).unwrap_or(1).max(1);
-    if page > 1 {
+    let first_page = u32::try_from(state.next_page).unwrap_or(1).max(1);
+    if first_page > 1 {
         tracing::info!(
-            "Resuming the initial load at page {page} ({} records stored so far)",
+            "Resuming the initial load at page {first_page} ({} records stored so far)",
             state.records_stored
         );
     } else {
@@ -59,78 +69,32 @@ pub async fn load(
     }
     let records_before = u64::try_from(state.records_stored).unwrap_or(0);
     let expected_total = u64::try_from(settings.expected_total).unwrap_or(0);
-    let mut progress = Progress::new(expected_total, records_before, settings.progress_interval);
+    let mut writer = Writer {
+        pool,
+        report,
+        progress: Progress::new(expected_total, records_before, settings.progress_interval),
+        pending: Vec::new(),
+    };
+    let (pages_tx, pages_rx) = mpsc::channel(PAGES_AHEAD);
     let max_pages = options.max_pages.map_or(u64::MAX, u64::from);
-    let mut prefetched: Option<Result<OffersPage, UpstreamError>> = None;
-    let mut stored_this_run = 0u64;
-    loop {
-        if shutdown.is_cancelled() {
-            report.interrupted = true;
-            break;
+    // A failed write ends the run at once, dropping the download (which may
+    // be waiting minutes between retries).
+    let (end, ()) = tokio::try_join!(
+        async { Ok(fetch_pages(client, shutdown, first_page, max_pages, pages_tx).await) },
+        writer.write_all(pages_rx)
+    )?;
+    writer.progress.print();
+    let report = writer.report;
+    match end {
+        FetchEnd::LastPage(page) => {
+            tracing::info!("The initial load is complete: page {page} was the last one");
         }
-        if stored_this_run >= max_pages {
-            tracing::info!("Stopping after {stored_this_run} page(s) as asked (--max-pages); the load resumes at page {page}");
-            break;
-        }
-        tracing::debug!("Starting page {page} loading");
-        let fetched = match prefetched.take() {
-            Some(result) => result,
-            None => client.offers_page(page).await,
-        };
-        let offers = match fetched {
-            Ok(offers) => offers,
-            Err(UpstreamError::Cancelled { .. }) => {
-                report.interrupted = true;
-                break;
-            }
-            Err(err) if err.is_fatal() => {
-                return Err(err).context(format!("Failed to load page {page}"))
-            }
-            Err(err) => {
-                tracing::error!("Page {page} failed every attempt and is skipped: {err}");
-                let mut conn = pool
-                    .acquire()
-                    .await
-                    .context("Failed to get a database connection")?;
-                db::load_state::skip_failed(&mut conn, to_i32(page))
-                    .await
-                    .with_context(|| format!("Failed to record page {page} as failed"))?;
-                report.failed_pages.push(page);
-                page += 1;
-                continue;
-            }
-        };
-        let next = offers.next_page;
-        let write = store_page(pool, page, &offers);
-        let prefetch_more =
-            next.is_some() && stored_this_run + 1 < max_pages && !shutdown.is_cancelled();
-        let inserted = match next {
-            Some(next_page) if prefetch_more => {
-                let (written, fetched) = tokio::join!(write, client.offers_page(next_page));
-                prefetched = Some(fetched);
-                written
-            }
-            _ => write.await,
-        }
-        .with_context(|| format!("Failed to store page {page}"))?;
-        stored_this_run += 1;
-        let received = offers.items.len() as u64;
-        report.pages += 1;
-        report.received += received;
-        report.inserted += inserted;
-        report.skipped += received - inserted;
-        report.malformed += offers.malformed as u64;
-        tracing::info!("Stored page {page} ({received} listings, {inserted} new)");
-        progress.add(inserted);
-        match next {
-            Some(next_page) => page = next_page,
-            None => {
-                tracing::info!("The initial load is complete: page {page} was the last one");
-                break;
-            }
-        }
+        FetchEnd::MaxPages(next) => tracing::info!(
+            "Stopping after {max_pages} page(s) as asked (--max-pages); the load resumes at page {next}"
+        ),
+        FetchEnd::Interrupted => report.interrupted = true,
+        FetchEnd::Fatal => {} // the writer returned the error
     }
-    progress.print();
     if report.received == 0 && report.failed_pages.is_empty() && !report.interrupted {
         tracing::info!("The upstream sent no listings in this run: nothing new");
         report
@@ -140,17 +104,171 @@ pub async fn load(
     Ok(())
 }
 
-/// One page, one statement: the listings and the cursor (atomic, no
-/// transaction held open; the next request starts after it returns).
-async fn store_page(pool: &PgPool, page: u32, offers: &OffersPage) -> anyhow::Result<u64> {
-    db::raw::store_initial_page(
-        pool,
-        to_i32(page),
-        offers.next_page.map(to_i32),
-        &offers.items,
-    )
-    .await?
-    .context("the initial-load cursor moved (another run?)")
+/// What the download task hands the writer, in page order.
+enum Fetched {
+    Page(u32, OffersPage),
+    /// The page failed every attempt: recorded and skipped.
+    Failed(u32, UpstreamError),
+    /// A failure no retry can fix (bad key): the run stops.
+    Fatal(u32, UpstreamError),
+}
+
+/// Why the download task stopped.
+enum FetchEnd {
+    /// The feed ended at this page.
+    LastPage(u32),
+    /// `--max-pages` reached; the load resumes at this page.
+    MaxPages(u32),
+    Interrupted,
+    Fatal,
+}
+
+/// Downloads pages from `page` on, one request at a time, until the feed
+/// ends, `max_pages` pages came back, shutdown, or a fatal error.
+async fn fetch_pages(
+    client: &Client,
+    shutdown: &CancellationToken,
+    mut page: u32,
+    max_pages: u64,
+    pages: mpsc::Sender<Fetched>,
+) -> FetchEnd {
+    let mut fetched = 0u64;
+    loop {
+        if shutdown.is_cancelled() {
+            return FetchEnd::Interrupted;
+        }
+        if fetched >= max_pages {
+            return FetchEnd::MaxPages(page);
+        }
+        tracing::debug!("Starting page {page} loading");
+        let (item, next) = match client.offers_page(page).await {
+            Ok(offers) => {
+                fetched += 1;
+                let next = offers.next_page;
+                (Fetched::Page(page, offers), next)
+            }
+            Err(UpstreamError::Cancelled { .. }) => return FetchEnd::Interrupted,
+            Err(err) if err.is_fatal() => {
+                let _ = pages.send(Fetched::Fatal(page, err)).await;
+                return FetchEnd::Fatal;
+            }
+            Err(err) => (Fetched::Failed(page, err), Some(page + 1)),
+        };
+        if pages.send(item).await.is_err() {
+            return FetchEnd::Fatal; // the writer stopped on an error
+        }
+        match next {
+            Some(next) => page = next,
+            None => return FetchEnd::LastPage(page),
+        }
+    }
+}
+
+/// Stores downloaded pages: everything that arrived since the last write
+/// goes in as one write (up to `MAX_ROWS_PER_WRITE`).
+struct Writer<'a> {
+    pool: &'a PgPool,
+    report: &'a mut RunReport,
+    progress: Progress,
+    pending: Vec<(u32, OffersPage)>,
+}
+
+impl Writer<'_> {
+    async fn write_all(&mut self, mut pages: mpsc::Receiver<Fetched>) -> anyhow::Result<()> {
+        loop {
+            let next = if self.pending.is_empty() {
+                pages.recv().await
+            } else {
+                match pages.try_recv() {
+                    Ok(item) => Some(item),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.flush().await?;
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                }
+            };
+            match next {
+                None => return self.flush().await,
+                Some(Fetched::Page(page, offers)) => {
+                    self.pending.push((page, offers));
+                    if self.pending_rows() >= MAX_ROWS_PER_WRITE {
+                        self.flush().await?;
+                    }
+                }
+                Some(Fetched::Failed(page, err)) => {
+                    self.flush().await?;
+                    self.skip_failed(page, &err).await?;
+                }
+                Some(Fetched::Fatal(page, err)) => {
+                    self.flush().await?;
+                    return Err(err).context(format!("Failed to load page {page}"));
+                }
+            }
+        }
+    }
+
+    fn pending_rows(&self) -> usize {
+        self.pending.iter().map(|(_, p)| p.items.len()).sum()
+    }
+
+    /// Stores the pending pages and the cursor in one transaction.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        let Some((first, _)) = self.pending.first() else {
+            return Ok(());
+        };
+        let (first, last) = (*first, self.pending[self.pending.len() - 1].0);
+        let span = PageSpan {
+            first: to_i32(first),
+            count: to_i32(u32::try_from(self.pending.len()).unwrap_or(u32::MAX)),
+            next: self.pending[self.pending.len() - 1].1.next_page.map(to_i32),
+        };
+        let mut items = Vec::with_capacity(self.pending_rows());
+        let mut malformed = 0;
+        for (_, offers) in self.pending.drain(..) {
+            items.extend(offers.items);
+            malformed += offers.malformed as u64;
+        }
+        let pages = if first == last {
+            format!("page {first}")
+        } else {
+            format!("pages {first}-{last}")
+        };
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("Failed to get a database connection")?;
+        let inserted = db::raw::store_initial_pages(&mut conn, span, &items)
+            .await
+            .with_context(|| format!("Failed to store {pages}"))?
+            .with_context(|| {
+                format!("Failed to store {pages}: the initial-load cursor moved (another run?)")
+            })?;
+        let received = items.len() as u64;
+        self.report.pages += u64::try_from(span.count).unwrap_or(0);
+        self.report.received += received;
+        self.report.inserted += inserted;
+        self.report.skipped += received - inserted;
+        self.report.malformed += malformed;
+        tracing::info!("Stored {pages} ({received} listings, {inserted} new)");
+        self.progress.add(inserted);
+        Ok(())
+    }
+
+    async fn skip_failed(&mut self, page: u32, err: &UpstreamError) -> anyhow::Result<()> {
+        tracing::error!("Page {page} failed every attempt and is skipped: {err}");
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("Failed to get a database connection")?;
+        db::load_state::skip_failed(&mut conn, to_i32(page))
+            .await
+            .with_context(|| format!("Failed to record page {page} as failed"))?;
+        self.report.failed_pages.push(page);
+        Ok(())
+    }
 }
 
 fn to_i32(page: u32) -> i32 {
