@@ -40,6 +40,42 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// `measure` for variants compared with each other: their runs
+    /// alternate (a, b, a, b, ...), so a drift of the machine during the
+    /// benchmark falls on every variant alike instead of on whichever ran
+    /// last. `once(i)` runs variant `i` once; the result is one `Measured`
+    /// per label, in order.
+    pub async fn measure_alternating<F, Fut>(
+        &self,
+        labels: &[&str],
+        mut once: F,
+    ) -> anyhow::Result<Vec<Measured>>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<f64>>,
+    {
+        let mut values = vec![Vec::with_capacity(self.runs); labels.len()];
+        for round in 0..self.warmup + self.runs {
+            let (kind, n) = if round < self.warmup {
+                ("warm-up", round + 1)
+            } else {
+                ("run", round - self.warmup + 1)
+            };
+            for (i, label) in labels.iter().enumerate() {
+                let v = once(i)
+                    .await
+                    .with_context(|| format!("{label}: {kind} {n}"))?;
+                eprintln!("  {label}: {kind} {n} -> {v:.1}");
+                if round >= self.warmup {
+                    values[i].push(v);
+                }
+            }
+        }
+        Ok(values.into_iter().map(Measured::from_runs).collect())
+    }
+}
+
 /// The runs of one figure.
 #[derive(Debug, Clone, Serialize)]
 pub struct Measured {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use che168_sim::{Faults, RunningSim, SimConfig};
 use db::copy::BinaryCopyWriter;
-use domain::change::ChangeEvent;
+use domain::change::OfferItem;
 use loader::{DailyOptions, InitialOptions};
 use settings::{Env, Settings};
 use sqlx::PgPool;
@@ -51,62 +51,63 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         latency: Duration::from_millis(100),
         ..Faults::default()
     });
-    let fetch_latency = plan
-        .measure("fetch_only_300_pages_100ms", || {
-            fetch_only(&settings, latency_pages)
-        })
+    let settings_ref = &settings;
+    let latency = plan
+        .measure_alternating(
+            &["fetch_only_300_pages_100ms", "initial_load_300_pages_100ms"],
+            |variant| async move {
+                if variant == 0 {
+                    return fetch_only(settings_ref, latency_pages).await;
+                }
+                reset(pool).await?;
+                let start = Instant::now();
+                initial(settings_ref, pool, Some(latency_pages)).await?;
+                Ok(start.elapsed().as_secs_f64())
+            },
+        )
         .await?;
-    let loader_latency = plan
-        .measure("initial_load_300_pages_100ms", || async {
-            reset(pool).await?;
-            let start = Instant::now();
-            initial(&settings, pool, Some(latency_pages)).await?;
-            Ok(start.elapsed().as_secs_f64())
-        })
-        .await?;
+    let [fetch_latency, loader_latency]: [Measured; 2] = latency
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("two variants measured"))?;
     sim.set_faults(Faults::default());
 
     // 2. The write path alone against binary COPY, same rows, same chunks.
     let write_rows = listings.min(WRITE_PATH_MAX_ROWS);
     let events = catalogue_events(&sim, write_rows)?;
-    let texts: Vec<String> = events
-        .iter()
-        .map(|e| serde_json::to_string(e.data.as_ref().unwrap_or(&Default::default())))
-        .collect::<Result<_, _>>()?;
-    let copy = plan
-        .measure("copy_binary_200", || async {
-            reset(pool).await?;
-            let start = Instant::now();
-            for (chunk, text) in events.chunks(CHUNK_ROWS).zip(texts.chunks(CHUNK_ROWS)) {
-                copy_chunk(pool, chunk, text).await?;
-            }
-            Ok(per_second(events.len(), start.elapsed()))
-        })
+    let texts: Vec<&str> = events.iter().map(OfferItem::data_json).collect();
+    let (events, texts) = (&events, &texts);
+    let write = plan
+        .measure_alternating(
+            &[
+                "copy_binary_200",
+                "write_path_200",
+                "write_path_20_per_page",
+            ],
+            |variant| async move {
+                reset(pool).await?;
+                start_cursor(pool).await?;
+                let start = Instant::now();
+                match variant {
+                    0 => {
+                        for (chunk, text) in events.chunks(CHUNK_ROWS).zip(texts.chunks(CHUNK_ROWS))
+                        {
+                            copy_chunk(pool, chunk, text).await?;
+                        }
+                    }
+                    _ => {
+                        let rows = if variant == 1 { CHUNK_ROWS } else { 20 };
+                        for (i, chunk) in events.chunks(rows).enumerate() {
+                            write_chunk(pool, i32::try_from(i + 1)?, chunk).await?;
+                        }
+                    }
+                }
+                Ok(per_second(events.len(), start.elapsed()))
+            },
+        )
         .await?;
-    let write_path = plan
-        .measure("write_path_200", || async {
-            reset(pool).await?;
-            start_cursor(pool).await?;
-            let start = Instant::now();
-            for (i, chunk) in events.chunks(CHUNK_ROWS).enumerate() {
-                write_chunk(pool, i32::try_from(i + 1)?, chunk).await?;
-            }
-            Ok(per_second(events.len(), start.elapsed()))
-        })
-        .await?;
-    let write_path_20 = plan
-        .measure("write_path_20_per_page", || async {
-            reset(pool).await?;
-            start_cursor(pool).await?;
-            let start = Instant::now();
-            for (i, chunk) in events.chunks(20).enumerate() {
-                write_chunk(pool, i32::try_from(i + 1)?, chunk).await?;
-            }
-            Ok(per_second(events.len(), start.elapsed()))
-        })
-        .await?;
-    drop(events);
-    drop(texts);
+    let [copy, write_path, write_path_20]: [Measured; 3] = write
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("three variants measured"))?;
 
     // 3. The whole catalogue at zero latency, against fetching it alone.
     let fetch_all = plan
@@ -246,7 +247,7 @@ async fn fetch_only(settings: &Settings, pages: u32) -> anyhow::Result<f64> {
 }
 
 /// The first `rows` listings of the catalogue, parsed as the loader parses them.
-fn catalogue_events(sim: &RunningSim, rows: usize) -> anyhow::Result<Vec<ChangeEvent>> {
+fn catalogue_events(sim: &RunningSim, rows: usize) -> anyhow::Result<Vec<OfferItem>> {
     let mut events = Vec::with_capacity(rows);
     let mut page = 1;
     while events.len() < rows {
@@ -279,7 +280,7 @@ async fn start_cursor(pool: &PgPool) -> anyhow::Result<()> {
 }
 
 /// The loader's write path: the chunk and the cursor in one transaction.
-async fn write_chunk(pool: &PgPool, page: i32, chunk: &[ChangeEvent]) -> anyhow::Result<()> {
+async fn write_chunk(pool: &PgPool, page: i32, chunk: &[OfferItem]) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?;
     let span = db::raw::PageSpan {
         first: page,
@@ -295,7 +296,7 @@ async fn write_chunk(pool: &PgPool, page: i32, chunk: &[ChangeEvent]) -> anyhow:
 }
 
 /// The ceiling: the same rows and columns by binary COPY, one COPY per chunk.
-async fn copy_chunk(pool: &PgPool, chunk: &[ChangeEvent], texts: &[String]) -> anyhow::Result<()> {
+async fn copy_chunk(pool: &PgPool, chunk: &[OfferItem], texts: &[&str]) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?;
     let mut copy = conn
         .copy_in_raw(

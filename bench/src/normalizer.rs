@@ -32,57 +32,52 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         log_idle_runs: true,
     };
 
-    let ceiling = plan
-        .measure("in_database_ceiling", || async {
-            reset(pool).await?;
-            let start = Instant::now();
-            let done = sqlx::query(include_str!("normalizer_ceiling.sql"))
-                .execute(pool)
-                .await
-                .context("ceiling INSERT ... SELECT")?;
-            anyhow::ensure!(
-                done.rows_affected() as usize == rows,
-                "ceiling wrote {} rows",
-                done.rows_affected()
-            );
-            Ok(per_second(rows, start.elapsed()))
-        })
-        .await?;
-
-    // Each instance is its own task with its own pool, as separate
-    // containers would be: its Rust work runs on its own runtime thread
-    // instead of sharing one task with the other (`join!` would serialise
-    // their normalising and measure one instance twice).
+    // The three variants alternate run by run (ceiling, one, two, ceiling,
+    // ...), so machine drift does not masquerade as scaling. Each instance
+    // is its own task with its own pool, as separate containers would be:
+    // its Rust work runs on its own runtime thread instead of sharing one
+    // task with the other (`join!` would serialise their normalising).
     let p99s = Mutex::new(Vec::new());
-    let one = plan
-        .measure("normalizer_1_instance", || async {
-            reset(pool).await?;
-            let start = Instant::now();
-            let summaries = run_instances(pool, &options, 1).await?;
-            let elapsed = start.elapsed();
-            let summary = &summaries[0];
-            anyhow::ensure!(
-                summary.created as usize == rows && summary.errors == 0,
-                "{summary:?}"
-            );
-            p99s.lock()
-                .unwrap()
-                .push(p99_ms(summary.batch_times.clone()));
-            Ok(per_second(rows, elapsed))
+    let labels = [
+        "in_database_ceiling",
+        "normalizer_1_instance",
+        "normalizer_2_instances",
+    ];
+    let measured = plan
+        .measure_alternating(&labels, |variant| {
+            let (options, p99s) = (&options, &p99s);
+            async move {
+                reset(pool).await?;
+                let start = Instant::now();
+                if variant == 0 {
+                    let done = sqlx::query(include_str!("normalizer_ceiling.sql"))
+                        .execute(pool)
+                        .await
+                        .context("ceiling INSERT ... SELECT")?;
+                    anyhow::ensure!(
+                        done.rows_affected() as usize == rows,
+                        "ceiling wrote {} rows",
+                        done.rows_affected()
+                    );
+                    return Ok(per_second(rows, start.elapsed()));
+                }
+                let summaries = run_instances(pool, options, variant).await?;
+                let elapsed = start.elapsed();
+                let created: u64 = summaries.iter().map(|s| s.created).sum();
+                let errors: u64 = summaries.iter().map(|s| s.errors).sum();
+                anyhow::ensure!(created as usize == rows && errors == 0, "{summaries:?}");
+                if variant == 1 {
+                    p99s.lock()
+                        .unwrap()
+                        .push(p99_ms(summaries[0].batch_times.clone()));
+                }
+                Ok(per_second(rows, elapsed))
+            }
         })
         .await?;
-
-    let two = plan
-        .measure("normalizer_2_instances", || async {
-            reset(pool).await?;
-            let start = Instant::now();
-            let summaries = run_instances(pool, &options, 2).await?;
-            let elapsed = start.elapsed();
-            let created: u64 = summaries.iter().map(|s| s.created).sum();
-            anyhow::ensure!(created as usize == rows, "{summaries:?}");
-            Ok(per_second(rows, elapsed))
-        })
-        .await?;
+    let [ceiling, one, two]: [Measured; 3] = measured
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("three variants measured"))?;
 
     let mut p99_runs = p99s.into_inner().unwrap();
     // Only the measured runs (the warm-ups came first).

@@ -73,22 +73,6 @@ impl BinaryCopyWriter {
         self
     }
 
-    /// jsonb straight from a serialisable value, without an intermediate
-    /// string: the length is written once the JSON is.
-    pub fn jsonb_of<T: serde::Serialize + ?Sized>(
-        &mut self,
-        value: &T,
-    ) -> Result<&mut Self, serde_json::Error> {
-        let at = self.buf.len();
-        self.buf.put_i32(0); // the length, patched below
-        self.buf.put_u8(1);
-        serde_json::to_writer((&mut self.buf).writer(), value)?;
-        let len = self.buf.len() - at - 4;
-        let len = i32::try_from(len).expect("COPY field larger than 2 GiB");
-        self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
-        Ok(self)
-    }
-
     /// timestamptz: microseconds since 2000-01-01 00:00:00 UTC.
     pub fn timestamptz(&mut self, v: chrono::DateTime<chrono::Utc>) -> &mut Self {
         const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;

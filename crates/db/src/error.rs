@@ -14,8 +14,6 @@ pub enum DbError {
     SchemaTooOld { found: i64, needed: i64 },
     #[error("applying migrations failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot encode a value for Postgres: {0}")]
-    Encode(String),
     #[error("database error")]
     Sqlx(#[source] sqlx::Error),
 }

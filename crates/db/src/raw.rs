@@ -5,10 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use domain::change::{ChangeEvent, RowState};
+use domain::change::{ChangeEvent, OfferItem, RowState};
 use domain::listing::{ActiveStatus, ChangeType, Source};
 use serde_json::Value;
-use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, PgExecutor, Row};
 
 use crate::copy::BinaryCopyWriter;
@@ -71,7 +70,7 @@ const RAW_COPY: &str = "COPY raw_data (inner_id, upstream_id, change_type, creat
 pub async fn store_initial_pages(
     conn: &mut PgConnection,
     span: PageSpan,
-    items: &[ChangeEvent],
+    items: &[OfferItem],
 ) -> Result<Option<u64>, DbError> {
     match copy_initial_pages(conn, span, items).await {
         Err(DbError::Conflict { .. }) => {
@@ -88,7 +87,7 @@ pub async fn store_initial_pages(
 async fn copy_initial_pages(
     conn: &mut PgConnection,
     span: PageSpan,
-    items: &[ChangeEvent],
+    items: &[OfferItem],
 ) -> Result<Option<u64>, DbError> {
     let mut tx = conn.begin().await?;
     let at: Option<i32> =
@@ -106,7 +105,6 @@ async fn copy_initial_pages(
             .await?;
     let mut seen: HashSet<&str> = stored.iter().map(String::as_str).collect();
     let mut writer = BinaryCopyWriter::new();
-    let empty = serde_json::Map::new();
     let mut inserted = 0i64;
     for item in items {
         if !seen.insert(item.inner_id.as_str()) {
@@ -122,8 +120,7 @@ async fn copy_initial_pages(
             None => writer.null(),
         };
         writer
-            .jsonb_of(item.data.as_ref().unwrap_or(&empty))
-            .map_err(|err| DbError::Encode(err.to_string()))?
+            .jsonb(item.data_json())
             .text(Source::InitialLoad.as_str())
             .int4(ActiveStatus::Active.code())
             .bool(false);
@@ -144,20 +141,19 @@ async fn copy_initial_pages(
 async fn upsert_initial_pages(
     conn: &mut PgConnection,
     span: PageSpan,
-    items: &[ChangeEvent],
+    items: &[OfferItem],
 ) -> Result<Option<u64>, DbError> {
     let mut inner_ids = Vec::with_capacity(items.len());
     let mut upstream_ids = Vec::with_capacity(items.len());
     let mut kinds = Vec::with_capacity(items.len());
     let mut created = Vec::with_capacity(items.len());
     let mut data = Vec::with_capacity(items.len());
-    let empty = serde_json::Map::new();
     for item in items {
         inner_ids.push(item.inner_id.as_str());
         upstream_ids.push(item.id);
         kinds.push(item.change_type.as_str());
         created.push(item.created_at);
-        data.push(Json(item.data.as_ref().unwrap_or(&empty)));
+        data.push(item.data_json());
     }
     let inserted: Option<i64> = sqlx::query_scalar(include_str!("raw_store_initial_page.sql"))
         .bind(inner_ids)
@@ -294,6 +290,16 @@ mod tests {
         }
     }
 
+    fn offer(id: i64, inner: &str, data: Option<Value>) -> OfferItem {
+        OfferItem {
+            id,
+            inner_id: inner.into(),
+            change_type: ChangeType::Added,
+            created_at: None,
+            data: data.map(|d| serde_json::value::to_raw_value(&d).unwrap()),
+        }
+    }
+
     async fn xmins(pool: &PgPool) -> Vec<(String, String)> {
         sqlx::query_as("SELECT inner_id, xmin::text FROM raw_data ORDER BY inner_id")
             .fetch_all(pool)
@@ -336,14 +342,9 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         crate::load_state::start(&mut conn).await.unwrap();
         let pages = [
-            event(1, "a", ChangeType::Added, Some(json!({"price": 1}))),
-            event(2, "b", ChangeType::Added, None),
-            event(
-                3,
-                "c",
-                ChangeType::Added,
-                Some(json!({"price": "3", "城市": "北京"})),
-            ),
+            offer(1, "a", Some(json!({"price": 1}))),
+            offer(2, "b", None),
+            offer(3, "c", Some(json!({"price": "3", "城市": "北京"}))),
         ];
         assert_eq!(
             store_initial_pages(&mut conn, span(1, 2, Some(3)), &pages)
@@ -357,7 +358,7 @@ mod tests {
                 .unwrap(),
             None
         );
-        let last = [event(4, "d", ChangeType::Added, Some(json!({"price": 4})))];
+        let last = [offer(4, "d", Some(json!({"price": 4})))];
         assert_eq!(
             store_initial_pages(&mut conn, span(3, 1, None), &last)
                 .await
@@ -403,9 +404,9 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         crate::load_state::start(&mut conn).await.unwrap();
         let page = [
-            event(5, "a", ChangeType::Added, Some(json!({"price": 5}))),
-            event(6, "b", ChangeType::Added, Some(json!({"price": 6}))),
-            event(7, "b", ChangeType::Added, Some(json!({"price": 7}))),
+            offer(5, "a", Some(json!({"price": 5}))),
+            offer(6, "b", Some(json!({"price": 6}))),
+            offer(7, "b", Some(json!({"price": 7}))),
         ];
         assert_eq!(
             store_initial_pages(&mut conn, span(1, 1, Some(2)), &page)
@@ -432,9 +433,9 @@ mod tests {
         .await
         .unwrap();
         let page = [
-            event(5, "a", ChangeType::Added, Some(json!({"price": 5}))),
-            event(6, "b", ChangeType::Added, Some(json!({"price": 6}))),
-            event(7, "b", ChangeType::Added, Some(json!({"price": 7}))),
+            offer(5, "a", Some(json!({"price": 5}))),
+            offer(6, "b", Some(json!({"price": 6}))),
+            offer(7, "b", Some(json!({"price": 7}))),
         ];
         assert_eq!(
             upsert_initial_pages(&mut conn, span(1, 2, Some(3)), &page)

@@ -9,15 +9,15 @@ WITH at_page AS (
 ), inserted AS (
     INSERT INTO raw_data (inner_id, upstream_id, change_type, created_at, data,
                           source, active_status, is_processed)
-    SELECT u.inner_id, u.upstream_id, u.change_type, u.created_at, u.data, $6, 0, false
-      FROM UNNEST($1::varchar[], $2::bigint[], $3::varchar[], $4::timestamptz[], $5::jsonb[])
+    SELECT u.inner_id, u.upstream_id, u.change_type, u.created_at, u.data::jsonb, $6, 0, false
+      FROM UNNEST($1::varchar[], $2::bigint[], $3::varchar[], $4::timestamptz[], $5::text[])
            AS u(inner_id, upstream_id, change_type, created_at, data)
      WHERE EXISTS (SELECT 1 FROM at_page)
     ON CONFLICT (inner_id) DO NOTHING
     RETURNING 1
 )
 UPDATE initial_load_state
-   SET next_page      = COALESCE($8, $7 + 1),
+   SET next_page      = COALESCE($8, $7 + $9),
        pages_stored   = pages_stored + $9,
        records_stored = records_stored + (SELECT count(*) FROM inserted),
        finished_at    = CASE WHEN $8::int IS NULL THEN now() END,

@@ -23,6 +23,27 @@ pub struct ChangeEvent {
     pub data: Option<Map<String, Value>>,
 }
 
+/// One `/offers` listing as the initial load stores it: the envelope's
+/// fields typed, and `data` exactly as the upstream sent it (JSON text of an
+/// object). The initial load never looks inside `data`, so it is neither
+/// parsed into a map nor serialised again on the way to Postgres.
+#[derive(Debug, Clone)]
+pub struct OfferItem {
+    pub id: i64,
+    pub inner_id: String,
+    pub change_type: ChangeType,
+    pub created_at: Option<DateTime<Utc>>,
+    /// `None` when the item had no `data` object.
+    pub data: Option<Box<serde_json::value::RawValue>>,
+}
+
+impl OfferItem {
+    /// The JSON text to store (`{}` when the item had no data).
+    pub fn data_json(&self) -> &str {
+        self.data.as_deref().map_or("{}", |raw| raw.get())
+    }
+}
+
 /// What `raw_data` holds for one listing, as far as changes are concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowState {

@@ -3,16 +3,18 @@
 //! without `data`, `inner_id` only in the envelope.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use domain::change::ChangeEvent;
+use domain::change::{ChangeEvent, OfferItem};
 use domain::listing::ChangeType;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::ParseError;
 
 /// One page of `/offers`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct OffersPage {
-    pub items: Vec<ChangeEvent>,
+    pub items: Vec<OfferItem>,
     pub page: Option<u32>,
     /// `None` at the end of the feed (`null` or `0` upstream).
     pub next_page: Option<u32>,
@@ -93,11 +95,11 @@ fn result_array(map: &Map<String, Value>) -> Result<&Vec<Value>, ParseError> {
 }
 
 /// Parses the items of a list; unusable items are counted, not fatal.
-fn items(values: &[Value], default_kind: Option<ChangeType>) -> (Vec<ChangeEvent>, usize) {
+fn items(values: &[Value]) -> (Vec<ChangeEvent>, usize) {
     let mut out = Vec::with_capacity(values.len());
     let mut malformed = 0;
     for value in values {
-        match item(value, default_kind) {
+        match item(value) {
             Some(event) => out.push(event),
             None => {
                 malformed += 1;
@@ -110,7 +112,7 @@ fn items(values: &[Value], default_kind: Option<ChangeType>) -> (Vec<ChangeEvent
     (out, malformed)
 }
 
-fn item(value: &Value, default_kind: Option<ChangeType>) -> Option<ChangeEvent> {
+fn item(value: &Value) -> Option<ChangeEvent> {
     let envelope = value.as_object()?;
     let data = match envelope.get("data") {
         Some(Value::Object(map)) => Some(map.clone()),
@@ -120,10 +122,13 @@ fn item(value: &Value, default_kind: Option<ChangeType>) -> Option<ChangeEvent> 
         .get("inner_id")
         .and_then(lenient_string)
         .or_else(|| data.as_ref()?.get("inner_id").and_then(lenient_string))?;
-    let change_type = match envelope.get("change_type").and_then(Value::as_str) {
-        Some(s) => s.trim().to_ascii_lowercase().parse().ok()?,
-        None => default_kind?,
-    };
+    let change_type = envelope
+        .get("change_type")
+        .and_then(Value::as_str)?
+        .trim()
+        .to_ascii_lowercase()
+        .parse()
+        .ok()?;
     let id = envelope.get("id").and_then(lenient_i64)?;
     let created_at = envelope
         .get("created_at")
@@ -151,10 +156,55 @@ fn page_number(v: Option<&Value>) -> Option<u32> {
         .and_then(|n| u32::try_from(n).ok())
 }
 
+/// An `/offers` body with its items left as raw JSON: each item's envelope
+/// is read on its own, and its `data` is kept as the text it came as.
+#[derive(Deserialize)]
+struct OffersBody<'a> {
+    #[serde(borrow)]
+    result: Option<Vec<&'a RawValue>>,
+    meta: Option<Value>,
+}
+
+/// The envelope of one `/offers` item; `data` stays raw.
+#[derive(Deserialize)]
+struct OfferEnvelope<'a> {
+    id: Option<Value>,
+    inner_id: Option<Value>,
+    change_type: Option<Value>,
+    created_at: Option<Value>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
 pub fn parse_offers_page(body: &[u8]) -> Result<OffersPage, ParseError> {
-    let map = parse_object(body)?;
-    let (items, malformed) = items(result_array(&map)?, Some(ChangeType::Added));
-    let meta = meta(&map);
+    let page: OffersBody = match serde_json::from_slice(body) {
+        Ok(page) => page,
+        Err(_) => {
+            // Say what is wrong the way every other parser here does.
+            parse_object(body)?;
+            return Err(ParseError::new("`result` is not an array"));
+        }
+    };
+    let result = page
+        .result
+        .ok_or_else(|| ParseError::new("no `result` array"))?;
+    let mut items = Vec::with_capacity(result.len());
+    let mut malformed = 0;
+    for raw in result {
+        match offer_item(raw) {
+            Some(item) => items.push(item),
+            None => {
+                malformed += 1;
+                tracing::warn!(
+                    "Skipped a malformed upstream item (no usable inner_id, id or change_type)"
+                );
+            }
+        }
+    }
+    let meta = match page.meta {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
     Ok(OffersPage {
         items,
         page: page_number(meta.get("page")),
@@ -163,9 +213,38 @@ pub fn parse_offers_page(body: &[u8]) -> Result<OffersPage, ParseError> {
     })
 }
 
+fn offer_item(raw: &RawValue) -> Option<OfferItem> {
+    let envelope: OfferEnvelope = serde_json::from_str(raw.get()).ok()?;
+    let data = envelope.data.filter(|d| d.get().starts_with('{'));
+    let inner_id = envelope
+        .inner_id
+        .as_ref()
+        .and_then(lenient_string)
+        .or_else(|| {
+            // Rare: the id only inside `data`; only then is data parsed.
+            let data: Value = serde_json::from_str(data?.get()).ok()?;
+            data.get("inner_id").and_then(lenient_string)
+        })?;
+    let change_type = match envelope.change_type.as_ref().and_then(Value::as_str) {
+        Some(s) => s.trim().to_ascii_lowercase().parse().ok()?,
+        None => ChangeType::Added,
+    };
+    Some(OfferItem {
+        id: envelope.id.as_ref().and_then(lenient_i64)?,
+        inner_id,
+        change_type,
+        created_at: envelope
+            .created_at
+            .as_ref()
+            .and_then(Value::as_str)
+            .and_then(parse_timestamp),
+        data: data.map(ToOwned::to_owned),
+    })
+}
+
 pub fn parse_changes_page(body: &[u8]) -> Result<ChangesPage, ParseError> {
     let map = parse_object(body)?;
-    let (items, malformed) = items(result_array(&map)?, None);
+    let (items, malformed) = items(result_array(&map)?);
     let meta = meta(&map);
     let cur = meta.get("cur_change_id").and_then(lenient_i64);
     let next = meta
@@ -239,7 +318,34 @@ mod tests {
             first.created_at.unwrap().to_rfc3339(),
             "2026-08-18T06:41:27.312+00:00"
         );
-        assert_eq!(first.data.as_ref().unwrap()["inner_id"], json!("56234871"));
+        let data: Value = serde_json::from_str(first.data_json()).unwrap();
+        assert_eq!(data["inner_id"], json!("56234871"));
+    }
+
+    #[test]
+    fn offers_items_are_read_leniently_and_keep_their_data_as_sent() {
+        let body = r#"{"result": [
+            {"id": "77", "inner_id": 123, "created_at": "2026-08-20T09:00:03Z", "data": {"price": "7500", "城市": "北京"}},
+            {"id": 78, "change_type": "added", "data": {"inner_id": "124"}},
+            {"id": 79, "inner_id": "125", "data": null},
+            {"id": 80, "inner_id": "126", "data": "not an object"},
+            {"id": 81, "change_type": "teleported", "inner_id": "127"},
+            {"inner_id": "128"},
+            42
+        ], "meta": {"page": "3", "next_page": 4}}"#;
+        let page = parse_offers_page(body.as_bytes()).unwrap();
+        let ids: Vec<_> = page.items.iter().map(|i| i.inner_id.as_str()).collect();
+        assert_eq!(ids, ["123", "124", "125", "126"]);
+        assert_eq!(page.items[0].id, 77);
+        assert_eq!(page.items[0].change_type, ChangeType::Added);
+        assert_eq!(
+            page.items[0].data_json(),
+            r#"{"price": "7500", "城市": "北京"}"#
+        );
+        assert_eq!(page.items[2].data_json(), "{}");
+        assert_eq!(page.items[3].data_json(), "{}");
+        assert_eq!(page.malformed, 3);
+        assert_eq!((page.page, page.next_page), (Some(3), Some(4)));
     }
 
     #[test]
