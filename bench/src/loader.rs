@@ -2,7 +2,9 @@
 //! same run:
 //! - initial load of the whole simulated catalogue at zero latency, listings/s;
 //! - the database write path alone (our fenced COPY + cursor, 200-row
-//!   chunks) against a binary COPY of the same rows in the same chunks;
+//!   chunks, asynchronous commit as the loader does by default; also with
+//!   synchronous commit, for comparison) against a binary COPY of the same
+//!   rows in the same chunks;
 //! - with 100 ms simulated latency, end-to-end wall time of 300 pages against
 //!   a loop that fetches the same pages and throws them away;
 //! - the daily update of one day of changes: seconds, and tuples written
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use che168_sim::{Faults, RunningSim, SimConfig};
 use db::copy::BinaryCopyWriter;
+use db::raw::Commit;
 use domain::change::OfferItem;
 use loader::{DailyOptions, InitialOptions};
 use settings::{Env, Settings};
@@ -81,33 +84,34 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             &[
                 "copy_binary_200",
                 "write_path_200",
+                "write_path_200_synchronous_commit",
                 "write_path_20_per_page",
             ],
             |variant| async move {
                 reset(pool).await?;
                 start_cursor(pool).await?;
                 let start = Instant::now();
-                match variant {
-                    0 => {
-                        for (chunk, text) in events.chunks(CHUNK_ROWS).zip(texts.chunks(CHUNK_ROWS))
-                        {
-                            copy_chunk(pool, chunk, text).await?;
-                        }
+                let (rows, commit) = match variant {
+                    1 => (CHUNK_ROWS, Commit::Asynchronous),
+                    2 => (CHUNK_ROWS, Commit::Synchronous),
+                    _ => (20, Commit::Asynchronous),
+                };
+                if variant == 0 {
+                    for (chunk, text) in events.chunks(CHUNK_ROWS).zip(texts.chunks(CHUNK_ROWS)) {
+                        copy_chunk(pool, chunk, text).await?;
                     }
-                    _ => {
-                        let rows = if variant == 1 { CHUNK_ROWS } else { 20 };
-                        for (i, chunk) in events.chunks(rows).enumerate() {
-                            write_chunk(pool, i32::try_from(i + 1)?, chunk).await?;
-                        }
+                } else {
+                    for (i, chunk) in events.chunks(rows).enumerate() {
+                        write_chunk(pool, i32::try_from(i + 1)?, chunk, commit).await?;
                     }
                 }
                 Ok(per_second(events.len(), start.elapsed()))
             },
         )
         .await?;
-    let [copy, write_path, write_path_20]: [Measured; 3] = write
+    let [copy, write_path, write_path_sync, write_path_20]: [Measured; 4] = write
         .try_into()
-        .map_err(|_| anyhow::anyhow!("three variants measured"))?;
+        .map_err(|_| anyhow::anyhow!("four variants measured"))?;
 
     // 3. The whole catalogue at zero latency, against fetching it alone.
     let fetch_all = plan
@@ -191,6 +195,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         figures: vec![
             figure("initial_load_zero_latency", "rows/s", initial_load, Some(("fetch_only_zero_latency", fetch_all.median)), Better::Higher, None),
             figure("write_path_200_rows", "rows/s", write_path, Some(("copy_binary_200_rows", copy_median)), Better::Higher, Some(1.0)),
+            figure("write_path_200_synchronous_commit", "rows/s", write_path_sync, Some(("copy_binary_200_rows", copy_median)), Better::Higher, None),
             figure("write_path_20_rows_per_page", "rows/s", write_path_20, Some(("copy_binary_200_rows", copy_median)), Better::Higher, None),
             figure("initial_300_pages_100ms", "s", loader_latency, Some(("fetch_only_300_pages_100ms", fetch_latency.median)), Better::Lower, Some(1.10)),
             figure("daily_update_15k_changes", "s", daily_seconds, None, Better::Lower, None),
@@ -280,14 +285,19 @@ async fn start_cursor(pool: &PgPool) -> anyhow::Result<()> {
 }
 
 /// The loader's write path: the chunk and the cursor in one transaction.
-async fn write_chunk(pool: &PgPool, page: i32, chunk: &[OfferItem]) -> anyhow::Result<()> {
+async fn write_chunk(
+    pool: &PgPool,
+    page: i32,
+    chunk: &[OfferItem],
+    commit: Commit,
+) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?;
     let span = db::raw::PageSpan {
         first: page,
         count: 1,
         next: Some(page + 1),
     };
-    let inserted = db::raw::store_initial_pages(&mut conn, span, chunk).await?;
+    let inserted = db::raw::store_initial_pages(&mut conn, span, chunk, commit).await?;
     anyhow::ensure!(
         inserted == Some(chunk.len() as u64),
         "chunk {page} not stored"

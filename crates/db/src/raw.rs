@@ -52,6 +52,35 @@ pub struct PageSpan {
     pub next: Option<i32>,
 }
 
+/// Whether a write waits for its WAL to reach disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Postgres' default: a committed write survives a Postgres crash.
+    Synchronous,
+    /// `synchronous_commit = off`: a Postgres crash may forget the last
+    /// ~0.6 s of commits (never half of one). For writes that carry their own
+    /// resume point, which is forgotten with them.
+    Asynchronous,
+}
+
+impl Commit {
+    fn setting(self) -> &'static str {
+        match self {
+            Self::Synchronous => "on",
+            Self::Asynchronous => "off",
+        }
+    }
+
+    /// Sets the mode for the rest of the caller's transaction.
+    async fn apply(self, tx: &mut PgConnection) -> Result<(), DbError> {
+        sqlx::query("SELECT set_config('synchronous_commit', $1, true)")
+            .bind(self.setting())
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+}
+
 const RAW_COPY: &str = "COPY raw_data (inner_id, upstream_id, change_type, created_at, data, \
                         source, active_status, is_processed) FROM STDIN (FORMAT binary)";
 
@@ -61,7 +90,7 @@ const RAW_COPY: &str = "COPY raw_data (inner_id, upstream_id, change_type, creat
 /// the run, keep their first row and write nothing. Fenced on the cursor
 /// standing at `span.first`: if it does not, nothing is stored and `None`
 /// is returned, so a page is never stored twice. Returns how many listings
-/// were inserted.
+/// were inserted. `commit` says whether to wait for the WAL flush.
 ///
 /// The new rows go in by binary COPY, Postgres' cheapest way in (no
 /// per-row statement, no conflict arbitration). Should another writer insert
@@ -71,14 +100,15 @@ pub async fn store_initial_pages(
     conn: &mut PgConnection,
     span: PageSpan,
     items: &[OfferItem],
+    commit: Commit,
 ) -> Result<Option<u64>, DbError> {
-    match copy_initial_pages(conn, span, items).await {
+    match copy_initial_pages(conn, span, items, commit).await {
         Err(DbError::Conflict { .. }) => {
             tracing::debug!(
                 "A listing of pages from {} appeared meanwhile: inserting with ON CONFLICT",
                 span.first
             );
-            upsert_initial_pages(conn, span, items).await
+            upsert_initial_pages(conn, span, items, commit).await
         }
         other => other,
     }
@@ -88,21 +118,25 @@ async fn copy_initial_pages(
     conn: &mut PgConnection,
     span: PageSpan,
     items: &[OfferItem],
+    commit: Commit,
 ) -> Result<Option<u64>, DbError> {
     let mut tx = conn.begin().await?;
-    let at: Option<i32> =
-        sqlx::query_scalar("SELECT next_page FROM initial_load_state WHERE id = 1 FOR UPDATE")
-            .fetch_optional(&mut *tx)
-            .await?;
+    let inner_ids: Vec<&str> = items.iter().map(|i| i.inner_id.as_str()).collect();
+    // One round trip: the commit mode, the cursor (locked), and which of
+    // these listings are stored already.
+    let (at, stored): (Option<i32>, Vec<String>) = sqlx::query_as(
+        "WITH cursor AS (SELECT next_page FROM initial_load_state WHERE id = 1 FOR UPDATE)
+         SELECT (SELECT next_page FROM cursor),
+                ARRAY(SELECT inner_id::text FROM raw_data WHERE inner_id = ANY($1))
+           FROM set_config('synchronous_commit', $2, true)",
+    )
+    .bind(&inner_ids)
+    .bind(commit.setting())
+    .fetch_one(&mut *tx)
+    .await?;
     if at != Some(span.first) {
         return Ok(None); // dropping `tx` rolls it back
     }
-    let inner_ids: Vec<&str> = items.iter().map(|i| i.inner_id.as_str()).collect();
-    let stored: Vec<String> =
-        sqlx::query_scalar("SELECT inner_id FROM raw_data WHERE inner_id = ANY($1)")
-            .bind(&inner_ids)
-            .fetch_all(&mut *tx)
-            .await?;
     let mut seen: HashSet<&str> = stored.iter().map(String::as_str).collect();
     let mut writer = BinaryCopyWriter::new();
     let mut inserted = 0i64;
@@ -142,6 +176,7 @@ async fn upsert_initial_pages(
     conn: &mut PgConnection,
     span: PageSpan,
     items: &[OfferItem],
+    commit: Commit,
 ) -> Result<Option<u64>, DbError> {
     let mut inner_ids = Vec::with_capacity(items.len());
     let mut upstream_ids = Vec::with_capacity(items.len());
@@ -155,6 +190,8 @@ async fn upsert_initial_pages(
         created.push(item.created_at);
         data.push(item.data_json());
     }
+    let mut tx = conn.begin().await?;
+    commit.apply(&mut tx).await?;
     let inserted: Option<i64> = sqlx::query_scalar(include_str!("raw_store_initial_page.sql"))
         .bind(inner_ids)
         .bind(upstream_ids)
@@ -165,8 +202,9 @@ async fn upsert_initial_pages(
         .bind(span.first)
         .bind(span.next)
         .bind(span.count)
-        .fetch_optional(conn)
+        .fetch_optional(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(inserted.map(|n| u64::try_from(n).unwrap_or(0)))
 }
 
@@ -347,20 +385,20 @@ mod tests {
             offer(3, "c", Some(json!({"price": "3", "城市": "北京"}))),
         ];
         assert_eq!(
-            store_initial_pages(&mut conn, span(1, 2, Some(3)), &pages)
+            store_initial_pages(&mut conn, span(1, 2, Some(3)), &pages, Commit::Asynchronous)
                 .await
                 .unwrap(),
             Some(3)
         );
         assert_eq!(
-            store_initial_pages(&mut conn, span(1, 2, Some(3)), &pages)
+            store_initial_pages(&mut conn, span(1, 2, Some(3)), &pages, Commit::Asynchronous)
                 .await
                 .unwrap(),
             None
         );
         let last = [offer(4, "d", Some(json!({"price": 4})))];
         assert_eq!(
-            store_initial_pages(&mut conn, span(3, 1, None), &last)
+            store_initial_pages(&mut conn, span(3, 1, None), &last, Commit::Synchronous)
                 .await
                 .unwrap(),
             Some(1)
@@ -409,7 +447,7 @@ mod tests {
             offer(7, "b", Some(json!({"price": 7}))),
         ];
         assert_eq!(
-            store_initial_pages(&mut conn, span(1, 1, Some(2)), &page)
+            store_initial_pages(&mut conn, span(1, 1, Some(2)), &page, Commit::Synchronous)
                 .await
                 .unwrap(),
             Some(1)
@@ -438,13 +476,13 @@ mod tests {
             offer(7, "b", Some(json!({"price": 7}))),
         ];
         assert_eq!(
-            upsert_initial_pages(&mut conn, span(1, 2, Some(3)), &page)
+            upsert_initial_pages(&mut conn, span(1, 2, Some(3)), &page, Commit::Asynchronous)
                 .await
                 .unwrap(),
             Some(1)
         );
         assert_eq!(
-            upsert_initial_pages(&mut conn, span(1, 2, Some(3)), &page)
+            upsert_initial_pages(&mut conn, span(1, 2, Some(3)), &page, Commit::Asynchronous)
                 .await
                 .unwrap(),
             None

@@ -69,6 +69,8 @@ pub struct LoaderSettings {
     pub expected_total: i64,
     #[serde(with = "humantime_serde")]
     pub progress_interval: Duration,
+    /// Initial-load writes wait for their WAL flush (`synchronous_commit`).
+    pub synchronous_commit: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,7 +7,7 @@
 //! load resumes at the first page not stored and never stores a page twice.
 
 use anyhow::Context;
-use db::raw::PageSpan;
+use db::raw::{Commit, PageSpan};
 use db::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -72,6 +72,11 @@ pub async fn load(
     let mut writer = Writer {
         pool,
         report,
+        commit: if settings.synchronous_commit {
+            Commit::Synchronous
+        } else {
+            Commit::Asynchronous
+        },
         progress: Progress::new(expected_total, records_before, settings.progress_interval),
         pending: Vec::new(),
     };
@@ -169,6 +174,7 @@ async fn fetch_pages(
 struct Writer<'a> {
     pool: &'a PgPool,
     report: &'a mut RunReport,
+    commit: Commit,
     progress: Progress,
     pending: Vec<(u32, OffersPage)>,
 }
@@ -239,7 +245,7 @@ impl Writer<'_> {
             .acquire()
             .await
             .context("Failed to get a database connection")?;
-        let inserted = db::raw::store_initial_pages(&mut conn, span, &items)
+        let inserted = db::raw::store_initial_pages(&mut conn, span, &items, self.commit)
             .await
             .with_context(|| format!("Failed to store {pages}"))?
             .with_context(|| {
