@@ -93,9 +93,10 @@ const RAW_COPY: &str = "COPY raw_data (inner_id, upstream_id, change_type, creat
 /// were inserted. `commit` says whether to wait for the WAL flush.
 ///
 /// The new rows go in by binary COPY, Postgres' cheapest way in (no
-/// per-row statement, no conflict arbitration). Should another writer insert
-/// one of these inner_ids between the check and the COPY, the unique index
-/// refuses it and the run is redone with `INSERT ... ON CONFLICT DO NOTHING`.
+/// per-row statement, no conflict arbitration, no lookup first). A listing
+/// already stored (pagination drift upstream, an earlier daily update, a
+/// concurrent writer) makes the unique index refuse the COPY; the run is then
+/// redone with `INSERT ... ON CONFLICT DO NOTHING`, which skips it.
 pub async fn store_initial_pages(
     conn: &mut PgConnection,
     span: PageSpan,
@@ -105,7 +106,7 @@ pub async fn store_initial_pages(
     match copy_initial_pages(conn, span, items, commit).await {
         Err(DbError::Conflict { .. }) => {
             tracing::debug!(
-                "A listing of pages from {} appeared meanwhile: inserting with ON CONFLICT",
+                "Pages from {} hold listings already stored: inserting with ON CONFLICT",
                 span.first
             );
             upsert_initial_pages(conn, span, items, commit).await
@@ -121,23 +122,20 @@ async fn copy_initial_pages(
     commit: Commit,
 ) -> Result<Option<u64>, DbError> {
     let mut tx = conn.begin().await?;
-    let inner_ids: Vec<&str> = items.iter().map(|i| i.inner_id.as_str()).collect();
-    // One round trip: the commit mode, the cursor (locked), and which of
-    // these listings are stored already.
-    let (at, stored): (Option<i32>, Vec<String>) = sqlx::query_as(
-        "WITH cursor AS (SELECT next_page FROM initial_load_state WHERE id = 1 FOR UPDATE)
-         SELECT (SELECT next_page FROM cursor),
-                ARRAY(SELECT inner_id::text FROM raw_data WHERE inner_id = ANY($1))
-           FROM set_config('synchronous_commit', $2, true)",
+    // One round trip: the commit mode, and the cursor, locked.
+    let at: Option<i32> = sqlx::query_scalar(
+        "SELECT next_page FROM initial_load_state, set_config('synchronous_commit', $1, true)
+          WHERE id = 1 FOR UPDATE OF initial_load_state",
     )
-    .bind(&inner_ids)
     .bind(commit.setting())
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
     if at != Some(span.first) {
         return Ok(None); // dropping `tx` rolls it back
     }
-    let mut seen: HashSet<&str> = stored.iter().map(String::as_str).collect();
+    // A listing repeated within the run keeps its first row; one already
+    // stored makes the COPY fail on the unique index (the caller falls back).
+    let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
     let mut writer = BinaryCopyWriter::new();
     let mut inserted = 0i64;
     for item in items {
