@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::error::expect_one_row;
-use crate::raw::PageSpan;
+use crate::raw::{Commit, PageSpan};
 use crate::DbError;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -42,11 +42,16 @@ pub async fn start(db: &mut PgConnection) -> Result<LoadState, DbError> {
 }
 
 /// The pages of `span` are stored: the cursor moves to `span.next` (`None`:
-/// the feed ended and the load is finished). Fenced on the cursor still
-/// being at `span.first`: if it moved, nothing changes and `NotFound` is
-/// returned, so the caller's transaction rolls back and no page is stored
-/// twice.
-pub async fn advance(db: &mut PgConnection, span: PageSpan, records: i64) -> Result<(), DbError> {
+/// the feed ended and the load is finished), and the caller's transaction
+/// will commit as `commit` says. Fenced on the cursor still being at
+/// `span.first`: if it moved, nothing changes and `false` is returned, so
+/// the caller rolls back and no page is stored twice.
+pub async fn advance(
+    db: &mut PgConnection,
+    span: PageSpan,
+    records: i64,
+    commit: Commit,
+) -> Result<bool, DbError> {
     let done = sqlx::query(
         "UPDATE initial_load_state
             SET next_page = COALESCE($2, $1 + $3),
@@ -54,15 +59,17 @@ pub async fn advance(db: &mut PgConnection, span: PageSpan, records: i64) -> Res
                 records_stored = records_stored + $4,
                 finished_at = CASE WHEN $2 IS NULL THEN now() END,
                 updated_at = now()
+           FROM set_config('synchronous_commit', $5, true)
           WHERE id = 1 AND next_page = $1",
     )
     .bind(span.first)
     .bind(span.next)
     .bind(span.count)
     .bind(records)
+    .bind(commit.setting())
     .execute(db)
     .await?;
-    expect_one_row(done)
+    Ok(done.rows_affected() == 1)
 }
 
 /// Page `page` failed every attempt: remember it and move on to `page + 1`.
@@ -95,13 +102,22 @@ mod tests {
         assert_eq!(get(&mut *conn).await.unwrap(), None);
         let state = start(&mut conn).await.unwrap();
         assert_eq!((state.next_page, state.pages_stored), (1, 0));
-        advance(&mut conn, span(1, 1, Some(2)), 20).await.unwrap();
-        assert!(matches!(
-            advance(&mut conn, span(1, 1, Some(2)), 20).await,
-            Err(DbError::NotFound)
-        ));
+        assert!(
+            advance(&mut conn, span(1, 1, Some(2)), 20, Commit::Synchronous)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !advance(&mut conn, span(1, 1, Some(2)), 20, Commit::Synchronous)
+                .await
+                .unwrap()
+        );
         skip_failed(&mut conn, 2).await.unwrap();
-        advance(&mut conn, span(3, 1, None), 5).await.unwrap();
+        assert!(
+            advance(&mut conn, span(3, 1, None), 5, Commit::Asynchronous)
+                .await
+                .unwrap()
+        );
         let state = start(&mut conn).await.unwrap();
         assert_eq!(state.next_page, 4);
         assert_eq!(state.pages_stored, 2);

@@ -64,7 +64,7 @@ pub enum Commit {
 }
 
 impl Commit {
-    fn setting(self) -> &'static str {
+    pub(crate) fn setting(self) -> &'static str {
         match self {
             Self::Synchronous => "on",
             Self::Asynchronous => "off",
@@ -122,17 +122,6 @@ async fn copy_initial_pages(
     commit: Commit,
 ) -> Result<Option<u64>, DbError> {
     let mut tx = conn.begin().await?;
-    // One round trip: the commit mode, and the cursor, locked.
-    let at: Option<i32> = sqlx::query_scalar(
-        "SELECT next_page FROM initial_load_state, set_config('synchronous_commit', $1, true)
-          WHERE id = 1 FOR UPDATE OF initial_load_state",
-    )
-    .bind(commit.setting())
-    .fetch_optional(&mut *tx)
-    .await?;
-    if at != Some(span.first) {
-        return Ok(None); // dropping `tx` rolls it back
-    }
     // A listing repeated within the run keeps its first row; one already
     // stored makes the COPY fail on the unique index (the caller falls back).
     let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
@@ -163,7 +152,11 @@ async fn copy_initial_pages(
         copy.send(writer.finish()).await?;
         copy.finish().await?;
     }
-    crate::load_state::advance(&mut tx, span, inserted).await?;
+    // The fence comes last: should the cursor have moved (another run stored
+    // these pages), the rows above are rolled back with it.
+    if !crate::load_state::advance(&mut tx, span, inserted, commit).await? {
+        return Ok(None); // dropping `tx` rolls it back
+    }
     tx.commit().await?;
     Ok(Some(u64::try_from(inserted).unwrap_or(0)))
 }
