@@ -1,129 +1,49 @@
 //! The api under load (issue 3): `GET /offers` with a typical filter on
 //! 1,000,000 rows of processed_data, directly and through nginx.
 //!
-//! The api runs in its own process (this binary re-executed with
-//! `CARFEED_BENCH_API_SERVER` set), so its resident memory is its own; the
-//! load generator is in this process: closed loop with a fixed number of
-//! connections for the peak, open loop at half the peak for latency (each
-//! latency is measured from the request's scheduled start, so a stalled
-//! server cannot hide its queue). Figures: peak req/s, p50/p99 at half the
-//! peak, page 1,000 against page 1, limiter on against off, auth on against
-//! off, and peak resident memory.
+//! Every variant runs at once, each api in its own process (`server.rs`),
+//! nginx in front of one more production api (limiter and auth on), all
+//! started once and kept running. The variants a figure compares are
+//! measured in alternation (A B C D, then D C B A, ...), each with the same
+//! warm-up and measured runs, so drift of this shared machine lands on both
+//! sides of a ratio instead of looking like a cost. The load generator
+//! (`load.rs`) is in this process. Figures: peak req/s, p50/p99 at an open
+//! loop of half the peak, page 1,000 against page 1, limiter on against
+//! off, auth on against off, and peak resident memory. Each run also prints
+//! the CPU used by the bench, the api, nginx and Postgres, and how late the
+//! generator sent its requests, so a latency can be explained. For tuning
+//! nginx, `CARFEED_BENCH_NGINX_CANDIDATE=dir1,dir2` adds edited copies of
+//! nginx/ to the alternation, at the repo config's rate (log only).
 
-use std::io::{BufRead, BufReader, Write as _};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod load;
+mod nginx;
+mod server;
 
-use anyhow::{bail, Context};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Instant;
+
+use anyhow::Context;
 use sqlx::PgPool;
 
 use crate::harness::{BenchDatabase, Better, Figure, Measured, Plan, Report};
+use load::{percentile, Load, CONNECTIONS};
+use nginx::Nginx;
+pub use server::child_main;
+use server::{backends_of, cpu_seconds, with_children, Server, SECRET};
 
 const DEFAULT_ROWS: usize = 1_000_000;
 const CHUNK_ROWS: usize = 100_000;
 /// The frontend's typical list: one mark, a price ceiling, newest first.
 const TYPICAL: &str =
     "/api/v1/offers?mark=Toyota&price_to=200000&sort=listed_at&order=desc&limit=20";
-const CONNECTIONS: usize = 32;
-const PEAK_SECONDS: f64 = 3.0;
-const OPEN_LOOP_SECONDS: f64 = 4.0;
-const SERVER_ENV: &str = "CARFEED_BENCH_API_SERVER";
-const SECRET: &[u8] = b"bench-secret-key-of-at-least-32-characters";
-
-/// In the re-executed child: serve the api and return its exit code.
-pub fn child_main() -> Option<ExitCode> {
-    let spec = std::env::var(SERVER_ENV).ok()?;
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    Some(match runtime.block_on(serve_child(&spec)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench api server: {err:#}");
-            ExitCode::FAILURE
-        }
-    })
-}
-
-/// `url|limiter on|auth on`; serves until stdin closes.
-async fn serve_child(spec: &str) -> anyhow::Result<()> {
-    let parts: Vec<&str> = spec.split('|').collect();
-    let [url, limiter, auth] = parts[..] else {
-        bail!("bad {SERVER_ENV}");
-    };
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(8)
-        .connect(url)
-        .await?;
-    let mut config = api::ApiConfig::for_tests();
-    config.secret_key = SECRET.to_vec();
-    // On: every request goes through the limiter, with a quota the load
-    // never reaches, so the figure is the limiter's cost, not its refusals.
-    config.rate_limit = (limiter == "on").then_some(api::config::RateLimit {
-        per_second: 10_000_000,
-        burst: 10_000_000,
-    });
-    config.require_token = auth == "on";
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    println!("listening {}", listener.local_addr()?);
-    std::io::stdout().flush()?;
-    let stdin_closed = async {
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
-        })
-        .await;
-    };
-    api::run(listener, api::AppState::new(pool, config), stdin_closed).await
-}
-
-/// The api in its own process.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    fn start(url: &str, limiter: bool, auth: bool) -> anyhow::Result<Self> {
-        let on = |b: bool| if b { "on" } else { "off" };
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("ceilings") // any name: the child never parses it
-            .env(SERVER_ENV, format!("{url}|{}|{}", on(limiter), on(auth)))
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("start the api child")?;
-        let stdout = child.stdout.take().context("child stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let address = line
-            .trim()
-            .strip_prefix("listening ")
-            .context("the api child did not start")?
-            .to_owned();
-        Ok(Self { child, address })
-    }
-
-    /// Peak resident memory (VmHWM) so far, in MiB.
-    fn peak_rss_mib(&self) -> anyhow::Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("no VmHWM")?;
-        Ok(kib / 1024.0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take()); // closing stdin shuts it down gracefully
-        let _ = self.child.wait();
-    }
-}
+/// Directories (comma-separated) with candidate copies of nginx/, to
+/// compare with the repo's.
+const CANDIDATE_ENV: &str = "CARFEED_BENCH_NGINX_CANDIDATE";
+/// One-second closed-loop slices per peak run.
+const PEAK_SLICES: usize = 3;
+/// The p99 goal at half the peak, in ms.
+const P99_GOAL_MS: f64 = 5.0;
 
 pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow::Result<Report> {
     let rows = rows.unwrap_or(DEFAULT_ROWS);
@@ -132,62 +52,130 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         .expose()
         .to_owned();
     let url = database_url(&db.pool).await?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONNECTIONS * 2)
-        .build()?;
-    let load = Load {
-        client: client.clone(),
-        token: token.clone(),
-    };
 
-    let server = Server::start(&url, true, true)?;
-    let direct = format!("http://{}", server.address);
-    let peak = plan
-        .measure("peak_direct", || load.peak(&direct, TYPICAL))
-        .await?;
-    let rss = server.peak_rss_mib()?;
-    let rate = peak.median / 2.0;
-    let (p50, p99) = latency(&plan, "half_peak_direct", &load, &direct, rate).await?;
-    let (page1, page1000) = pages(&plan, &load, &direct).await?;
-
-    let nginx = match nginx_binary() {
-        Some(binary) => Some(Nginx::start(&binary, &server.address)?),
+    // The production variant, one with each feature off, and another
+    // production one for nginx: each process serves one variant's load only.
+    let full = Server::start(&url, true, true)?;
+    let no_limit = Server::start(&url, false, true)?;
+    let no_auth = Server::start(&url, true, false)?;
+    let proxied = Server::start(&url, true, true)?;
+    let binary = Nginx::binary();
+    let nginx = match &binary {
+        Some(binary) => Some(Nginx::start(binary, &Nginx::source(), &proxied.address)?),
         None => {
             eprintln!("bench api: no nginx binary; the through-nginx figures are skipped");
             None
         }
     };
-    let mut nginx_figures = None;
-    if let Some(nginx) = &nginx {
-        let base = nginx.base();
-        let peak_nginx = plan
-            .measure("peak_nginx", || load.peak(&base, TYPICAL))
-            .await?;
-        let (n50, n99) = latency(
-            &plan,
-            "half_peak_nginx",
-            &load,
-            &base,
-            peak_nginx.median / 2.0,
-        )
-        .await?;
-        nginx_figures = Some((peak_nginx, n50, n99));
+    // For tuning: candidate copies of nginx/ measured in alternation with
+    // the repo's, reported in the log only.
+    let mut candidates = Vec::new();
+    if let (Some(binary), Ok(sources)) = (&binary, std::env::var(CANDIDATE_ENV)) {
+        for source in sources.split(',') {
+            let nginx = Nginx::start(binary, std::path::Path::new(source), &proxied.address)?;
+            candidates.push((source.to_owned(), nginx));
+        }
     }
-    drop(nginx);
-    drop(server);
+    let load = Load::new(token)?;
+    if !load::raise_priority() {
+        eprintln!("bench api: could not raise the load generator's priority; see its send lag");
+    }
+    let cpu = Cpu {
+        api: vec![full.pid(), no_limit.pid(), no_auth.pid(), proxied.pid()],
+        nginx: nginx
+            .iter()
+            .chain(candidates.iter().map(|(_, c)| c))
+            .map(Nginx::pid)
+            .collect(),
+        database: sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&db.pool)
+            .await?,
+    };
 
-    let no_limit = Server::start(&url, false, true)?;
-    let no_limit_url = format!("http://{}", no_limit.address);
-    let peak_no_limit = plan
-        .measure("peak_limiter_off", || load.peak(&no_limit_url, TYPICAL))
-        .await?;
-    drop(no_limit);
-    let no_auth = Server::start(&url, true, false)?;
-    let no_auth_url = format!("http://{}", no_auth.address);
-    let peak_no_auth = plan
-        .measure("peak_auth_off", || load.peak(&no_auth_url, TYPICAL))
-        .await?;
-    drop(no_auth);
+    // Peaks. The production variant sits between the two it is compared to.
+    let mut labels: Vec<String> = ["peak_limiter_off", "peak_direct", "peak_auth_off"]
+        .map(String::from)
+        .into();
+    let mut bases = vec![no_limit.base(), full.base(), no_auth.base()];
+    if let Some(nginx) = &nginx {
+        labels.push("peak_nginx".into());
+        bases.push(nginx.base());
+    }
+    for (source, candidate) in &candidates {
+        labels.push(format!("peak_nginx_candidate {source}"));
+        bases.push(candidate.base());
+    }
+    let urls: Vec<String> = bases.iter().map(|b| format!("{b}{TYPICAL}")).collect();
+    // Each run is PEAK_SLICES one-second slices, alternated like runs, so a
+    // burst of noise from elsewhere on the machine hits every variant alike.
+    let sliced = Plan {
+        runs: plan.runs * PEAK_SLICES,
+        warmup: plan.warmup * PEAK_SLICES,
+    };
+    let peaks = interleaved(&sliced, &labels, |i| {
+        let (load, cpu, url) = (&load, &cpu, &urls[i]);
+        async move {
+            let before = cpu.snapshot();
+            let peak = load.peak(url).await?;
+            Ok((peak, cpu.since(&before)))
+        }
+    })
+    .await?;
+    let [peak_no_limit, peak, peak_no_auth] =
+        [0, 1, 2].map(|i| Measured::from_runs(peaks[i].clone()));
+    let limiter_ratio = paired("limiter on / off", &peaks[1], &peaks[0]);
+    let auth_ratio = paired("auth on / off", &peaks[1], &peaks[2]);
+    let peak_nginx = nginx
+        .as_ref()
+        .map(|_| Measured::from_runs(peaks[3].clone()));
+
+    // Latency at half of each path's own peak.
+    let mut labels = vec!["half_peak_direct".to_owned()];
+    let mut targets = vec![(urls[1].clone(), peak.median / 2.0)];
+    if let Some(peak_nginx) = &peak_nginx {
+        labels.push("half_peak_nginx".into());
+        targets.push((urls[3].clone(), peak_nginx.median / 2.0));
+        for (i, (source, _)) in candidates.iter().enumerate() {
+            paired(&format!("nginx {source} / nginx"), &peaks[4 + i], &peaks[3]);
+            // At the repo's rate, so the latencies are comparable.
+            labels.push(format!("half_peak_nginx_candidate {source}"));
+            targets.push((urls[4 + i].clone(), peak_nginx.median / 2.0));
+        }
+    }
+    let latencies = interleaved(&plan, &labels, |i| {
+        let (load, cpu, (url, rate)) = (&load, &cpu, &targets[i]);
+        async move {
+            let before = cpu.snapshot();
+            let run = load.open_loop(url, *rate).await?;
+            let p50 = percentile(&run.latencies, 0.50);
+            let p99 = percentile(&run.latencies, 0.99);
+            let note = format!(
+                "{}; at {rate:.0} req/s; send lag p50/p99/max {:.2}/{:.2}/{:.2} ms, \
+                 of which the pacer's p99 {:.2} ms",
+                cpu.since(&before),
+                percentile(&run.lags, 0.50),
+                percentile(&run.lags, 0.99),
+                percentile(&run.lags, 1.0),
+                percentile(&run.pacer_lags, 0.99),
+            );
+            Ok(((p50, p99), note))
+        }
+    })
+    .await?;
+    let split = |runs: &Vec<(f64, f64)>| {
+        (
+            Measured::from_runs(runs.iter().map(|r| r.0).collect()),
+            Measured::from_runs(runs.iter().map(|r| r.1).collect()),
+        )
+    };
+    let (p50, p99) = split(&latencies[0]);
+    let nginx_latency = latencies.get(1).map(split);
+
+    let (page1, deep, deep_page) = pages(&plan, &load, &full.base()).await?;
+    // The larger of the two production processes' high-water marks.
+    let rss = full.peak_rss_mib()?.max(proxied.peak_rss_mib()?);
+    drop((nginx, candidates));
+    drop((full, no_limit, no_auth, proxied));
 
     let mut figures = vec![
         figure(
@@ -202,7 +190,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             "p50 at half peak, direct",
             "ms",
             p50,
-            Some(("p99 goal", 5.0)),
+            Some(("p99 goal", P99_GOAL_MS)),
             Better::Lower,
             None,
         ),
@@ -210,33 +198,52 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             "p99 at half peak, direct",
             "ms",
             p99,
-            Some(("p99 goal", 5.0)),
+            Some(("p99 goal", P99_GOAL_MS)),
             Better::Lower,
             Some(1.0),
         ),
         figure(
-            "page 1000, mean latency",
+            &format!("page {deep_page}, mean latency"),
             "ms",
-            page1000,
-            Some(("page 1", page1.median)),
+            deep,
+            Some(("page 1 (interleaved)", page1.median)),
             Better::Lower,
             Some(1.2),
         ),
+        // The goals are on the ratio of each pair of adjacent slices (on
+        // and off measured back to back), whose median shrugs off a burst of
+        // noise that a ratio of two medians would not.
         figure(
-            "peak, limiter on",
-            "req/s",
-            peak.clone(),
-            Some(("limiter off", peak_no_limit.median)),
+            "peak, limiter on / off",
+            "ratio",
+            limiter_ratio,
+            Some(("same slice pair", 1.0)),
             Better::Higher,
             Some(0.95),
         ),
         figure(
-            "peak, auth on",
-            "req/s",
-            peak.clone(),
-            Some(("auth off", peak_no_auth.median)),
+            "peak, auth on / off",
+            "ratio",
+            auth_ratio,
+            Some(("same slice pair", 1.0)),
             Better::Higher,
             Some(0.90),
+        ),
+        figure(
+            "peak, limiter off",
+            "req/s",
+            peak_no_limit,
+            Some(("limiter on", peak.median)),
+            Better::Higher,
+            None,
+        ),
+        figure(
+            "peak, auth off",
+            "req/s",
+            peak_no_auth,
+            Some(("auth on", peak.median)),
+            Better::Higher,
+            None,
         ),
         figure(
             "peak resident memory",
@@ -247,12 +254,12 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Some(1.0),
         ),
     ];
-    if let Some((peak_nginx, n50, n99)) = nginx_figures {
+    if let (Some(peak_nginx), Some((n50, n99))) = (peak_nginx, nginx_latency) {
         figures.push(figure(
             "peak through nginx",
             "req/s",
             peak_nginx,
-            Some(("direct", peak.median)),
+            Some(("direct (interleaved)", peak.median)),
             Better::Higher,
             None,
         ));
@@ -260,7 +267,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             "p50 at half peak, nginx",
             "ms",
             n50,
-            Some(("p99 goal", 5.0)),
+            Some(("p99 goal", P99_GOAL_MS)),
             Better::Lower,
             None,
         ));
@@ -268,7 +275,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             "p99 at half peak, nginx",
             "ms",
             n99,
-            Some(("p99 goal", 5.0)),
+            Some(("p99 goal", P99_GOAL_MS)),
             Better::Lower,
             Some(1.0),
         ));
@@ -276,8 +283,10 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     Ok(Report {
         bench: "api",
         context: format!(
-            "{rows} rows in processed_data, GET {TYPICAL}, {CONNECTIONS} connections for the peak, \
-             open loop at half the peak for latency, api in its own process (8 pooled connections)"
+            "{rows} rows in processed_data, GET {TYPICAL}, {CONNECTIONS} connections for the peak \
+             ({PEAK_SLICES} x 1 s per run), \
+             open loop at half the peak for latency, each api variant in its own process \
+             (8 pooled connections), compared variants measured in alternation"
         ),
         figures,
     })
@@ -302,135 +311,163 @@ fn figure(
     }
 }
 
-#[derive(Clone)]
-struct Load {
-    client: reqwest::Client,
-    token: String,
-}
-
-impl Load {
-    async fn get(&self, url: &str) -> anyhow::Result<String> {
-        let answer = self.client.get(url).bearer_auth(&self.token).send().await?;
-        if !answer.status().is_success() {
-            bail!("{} answered {}", url, answer.status());
-        }
-        Ok(answer.text().await?)
-    }
-
-    /// Closed loop: CONNECTIONS clients back to back for PEAK_SECONDS; req/s.
-    async fn peak(&self, base: &str, path: &str) -> anyhow::Result<f64> {
-        let url = format!("{base}{path}");
-        let deadline = Instant::now() + Duration::from_secs_f64(PEAK_SECONDS);
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..CONNECTIONS {
-            let load = self.clone();
-            let url = url.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut done = 0u64;
-                while Instant::now() < deadline {
-                    load.get(&url).await?;
-                    done += 1;
-                }
-                anyhow::Ok(done)
-            }));
-        }
-        let mut total = 0;
-        for task in tasks {
-            total += task.await??;
-        }
-        Ok(total as f64 / start.elapsed().as_secs_f64())
-    }
-
-    /// Open loop at `rate` req/s for OPEN_LOOP_SECONDS; latencies in ms,
-    /// each from the request's scheduled start.
-    async fn open_loop(&self, url: &str, rate: f64) -> anyhow::Result<Vec<f64>> {
-        let count = (rate * OPEN_LOOP_SECONDS) as usize;
-        let start = tokio::time::Instant::now();
-        let mut tasks = Vec::with_capacity(count);
-        for i in 0..count {
-            let scheduled = start + Duration::from_secs_f64(i as f64 / rate);
-            tokio::time::sleep_until(scheduled).await;
-            let load = self.clone();
-            let url = url.to_owned();
-            tasks.push(tokio::spawn(async move {
-                load.get(&url).await?;
-                anyhow::Ok(scheduled.elapsed().as_secs_f64() * 1000.0)
-            }));
-        }
-        let mut latencies = Vec::with_capacity(count);
-        for task in tasks {
-            latencies.push(task.await??);
-        }
-        latencies.sort_by(f64::total_cmp);
-        Ok(latencies)
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-/// p50 and p99 (ms) at `rate`, over the plan's runs.
-async fn latency(
+/// Runs every variant once per round, warm-up rounds first, reversing the
+/// order every other round (A B C, C B A, ...), so the variants alternate
+/// and each gets the same warm-up and measured runs. `once(i)` measures
+/// variant `i` and returns its value and a note for the log. Returns the
+/// measured values of each variant, round by round.
+async fn interleaved<T, F, Fut>(
     plan: &Plan,
-    label: &str,
+    labels: &[impl AsRef<str>],
+    mut once: F,
+) -> anyhow::Result<Vec<Vec<T>>>
+where
+    T: std::fmt::Debug,
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<(T, String)>>,
+{
+    let mut runs: Vec<Vec<T>> = labels.iter().map(|_| Vec::new()).collect();
+    for round in 0..plan.warmup + plan.runs {
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        let warm_up = round < plan.warmup;
+        let what = if warm_up {
+            format!("warm-up {}", round + 1)
+        } else {
+            format!("run {}", round + 1 - plan.warmup)
+        };
+        for i in order {
+            let (value, note) = once(i)
+                .await
+                .with_context(|| format!("{}: {what}", labels[i].as_ref()))?;
+            eprintln!("  {}: {what} -> {value:.2?} ({note})", labels[i].as_ref());
+            if !warm_up {
+                runs[i].push(value);
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// Logs the round-by-round ratios of two interleaved variants.
+/// The round-by-round ratios of two interleaved variants (logged).
+fn paired(name: &str, on: &[f64], off: &[f64]) -> Measured {
+    let ratios: Vec<f64> = on.iter().zip(off).map(|(a, b)| a / b).collect();
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+    let measured = Measured::from_runs(ratios);
+    eprintln!(
+        "  {name}, round by round: {} (median {:.3})",
+        shown.join(" "),
+        measured.median
+    );
+    measured
+}
+
+/// Mean latency (ms) of page 1 and of page 1,000 of the typical list (or
+/// its last page, when a small `--rows` has fewer), measured in alternation.
+async fn pages(
+    plan: &Plan,
     load: &Load,
     base: &str,
-    rate: f64,
-) -> anyhow::Result<(Measured, Measured)> {
-    let url = format!("{base}{TYPICAL}");
-    let p50s = Arc::new(Mutex::new(Vec::new()));
-    let p99 = plan
-        .measure(&format!("{label}_p99_ms"), || {
-            let p50s = p50s.clone();
-            let url = url.clone();
-            async move {
-                let latencies = load.open_loop(&url, rate).await?;
-                let mut p50s = p50s.lock().unwrap_or_else(|e| e.into_inner());
-                p50s.push(percentile(&latencies, 0.50));
-                Ok(percentile(&latencies, 0.99))
-            }
-        })
-        .await?;
-    let mut p50s = p50s.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    // Drop the warm-up runs' values.
-    let measured = p50s.split_off(plan.warmup.min(p50s.len()));
-    Ok((Measured::from_runs(measured), p99))
-}
-
-/// Mean latency (ms) of page 1 and of page 1,000 of the typical list.
-async fn pages(plan: &Plan, load: &Load, base: &str) -> anyhow::Result<(Measured, Measured)> {
+) -> anyhow::Result<(Measured, Measured, usize)> {
     let mut cursor = String::new();
-    for page in 1..1000 {
-        let body = load.get(&format!("{base}{TYPICAL}{cursor}")).await?;
-        let body: serde_json::Value = serde_json::from_str(&body)?;
+    let mut page = 1;
+    while page < 1000 {
+        let body = load.get_json(&format!("{base}{TYPICAL}{cursor}")).await?;
         let Some(next) = body["next_cursor"].as_str() else {
-            bail!("the typical list has only {page} pages");
+            break;
         };
         cursor = format!("&cursor={next}");
+        page += 1;
     }
-    let mean = |url: String| {
-        let load = load.clone();
+    if page < 1000 {
+        eprintln!("bench api: the typical list has only {page} pages; page {page} stands in for page 1,000");
+    }
+    let urls = [
+        format!("{base}{TYPICAL}"),
+        format!("{base}{TYPICAL}{cursor}"),
+    ];
+    let runs = interleaved(plan, &["page_1_mean_ms", "page_deep_mean_ms"], |i| {
+        let (load, url) = (load.clone(), urls[i].clone());
         async move {
             let n = 300;
-            let start = Instant::now();
-            for _ in 0..n {
-                load.get(&url).await?;
-            }
-            Ok(start.elapsed().as_secs_f64() * 1000.0 / f64::from(n))
+            let mean = load
+                .clone()
+                .on_generator(async move {
+                    let start = Instant::now();
+                    for _ in 0..n {
+                        load.get(&url).await?;
+                    }
+                    Ok(start.elapsed().as_secs_f64() * 1000.0 / f64::from(n))
+                })
+                .await?;
+            Ok((mean, format!("{n} requests one after another")))
         }
-    };
-    let first = plan
-        .measure("page_1_mean_ms", || mean(format!("{base}{TYPICAL}")))
-        .await?;
-    let thousandth = plan
-        .measure("page_1000_mean_ms", || {
-            mean(format!("{base}{TYPICAL}{cursor}"))
-        })
-        .await?;
-    Ok((first, thousandth))
+    })
+    .await?;
+    let [first, deep] = [0, 1].map(|i| Measured::from_runs(runs[i].clone()));
+    Ok((first, deep, page))
+}
+
+/// The CPU time of every process taking part, per run.
+struct Cpu {
+    api: Vec<u32>,
+    nginx: Vec<u32>,
+    database: String,
+}
+
+struct CpuSnapshot {
+    at: Instant,
+    seconds: HashMap<u32, f64>,
+}
+
+impl Cpu {
+    fn groups(&self) -> Vec<(&'static str, Vec<u32>)> {
+        vec![
+            ("bench", vec![std::process::id()]),
+            ("api", self.api.clone()),
+            (
+                "nginx",
+                self.nginx
+                    .iter()
+                    .flat_map(|pid| with_children(*pid))
+                    .collect(),
+            ),
+            ("postgres", backends_of(&self.database)),
+        ]
+    }
+
+    fn snapshot(&self) -> CpuSnapshot {
+        let seconds = self
+            .groups()
+            .into_iter()
+            .flat_map(|(_, pids)| pids)
+            .map(|pid| (pid, cpu_seconds(pid)))
+            .collect();
+        CpuSnapshot {
+            at: Instant::now(),
+            seconds,
+        }
+    }
+
+    /// "cpu: bench 30%, api 90%, ..." since `before`, in % of one core.
+    fn since(&self, before: &CpuSnapshot) -> String {
+        let wall = before.at.elapsed().as_secs_f64();
+        let shares: Vec<String> = self
+            .groups()
+            .into_iter()
+            .map(|(name, pids)| {
+                let used: f64 = pids
+                    .iter()
+                    .map(|pid| cpu_seconds(*pid) - before.seconds.get(pid).copied().unwrap_or(0.0))
+                    .sum();
+                format!("{name} {:.0}%", used / wall * 100.0)
+            })
+            .collect();
+        format!("cpu: {}", shares.join(", "))
+    }
 }
 
 /// `rows` offers in chunks of 100,000, one INSERT ... SELECT each: ten marks
@@ -474,115 +511,4 @@ async fn database_url(pool: &PgPool) -> anyhow::Result<String> {
         options.get_host(),
         options.get_port()
     ))
-}
-
-/// nginx running the repo's nginx/nginx.conf in front of the api child.
-/// Its outer per-address limit is raised: all bench load comes from one
-/// address, which the shipped 50 req/s would refuse.
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Nginx {
-    fn start(binary: &std::path::Path, api: &str) -> anyhow::Result<Self> {
-        let dir = TempDir::new()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nginx");
-        let replacements = [
-            ("server api:8080;", format!("server {api};")),
-            (
-                "pid /run/nginx.pid;",
-                format!("pid {}/nginx.pid;", dir.0.display()),
-            ),
-            ("listen 80;", format!("listen 127.0.0.1:{port};")),
-            ("rate=50r/s", "rate=1000000r/s".to_owned()),
-            (
-                "access_log /dev/stdout combined;",
-                "access_log off;".to_owned(),
-            ),
-        ];
-        for file in [
-            "nginx.conf",
-            "carfeed-http.conf",
-            "carfeed-proxy.conf",
-            "api-locations.conf",
-        ] {
-            let mut text = std::fs::read_to_string(source.join(file))
-                .with_context(|| format!("read nginx/{file}"))?;
-            for (from, to) in &replacements {
-                text = text.replace(from, to);
-            }
-            std::fs::write(dir.0.join(file), text)?;
-        }
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(&dir.0)
-            .arg("-c")
-            .arg(dir.0.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start nginx")?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("nginx did not listen within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Self {
-            child,
-            port,
-            _dir: dir,
-        })
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM to our own nginx master, by its pid: it stops its workers.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-/// A directory removed when dropped (the bench has no tempfile dependency).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> anyhow::Result<Self> {
-        let path = std::env::temp_dir().join(format!("carfeed-bench-nginx-{}", std::process::id()));
-        std::fs::create_dir_all(&path)?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn nginx_binary() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("nginx"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin/nginx")])
-        .find(|p| p.is_file())
 }
