@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use che168_sim::{Faults, RunningSim, SimConfig};
+use db::commit::Commit;
 use db::copy::BinaryCopyWriter;
-use db::raw::Commit;
 use domain::change::OfferItem;
 use loader::{DailyOptions, InitialOptions};
 use settings::{Env, Settings};

@@ -29,6 +29,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         max_batches: None,
         progress_interval: Duration::from_secs(3600),
         hold_before_commit: Duration::ZERO,
+        commit: db::commit::Commit::Asynchronous,
         log_idle_runs: true,
     };
 

@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
+use crate::commit::Commit;
 use crate::error::expect_one_row;
-use crate::raw::{Commit, PageSpan};
+use crate::raw::PageSpan;
 use crate::DbError;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

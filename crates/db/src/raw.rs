@@ -10,6 +10,7 @@ use domain::listing::{ActiveStatus, ChangeType, Source};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgExecutor, Row};
 
+use crate::commit::Commit;
 use crate::copy::BinaryCopyWriter;
 use crate::DbError;
 
@@ -50,35 +51,6 @@ pub struct PageSpan {
     pub first: i32,
     pub count: i32,
     pub next: Option<i32>,
-}
-
-/// Whether a write waits for its WAL to reach disk before it returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Commit {
-    /// Postgres' default: a committed write survives a Postgres crash.
-    Synchronous,
-    /// `synchronous_commit = off`: a Postgres crash may forget the last
-    /// ~0.6 s of commits (never half of one). For writes that carry their own
-    /// resume point, which is forgotten with them.
-    Asynchronous,
-}
-
-impl Commit {
-    pub(crate) fn setting(self) -> &'static str {
-        match self {
-            Self::Synchronous => "on",
-            Self::Asynchronous => "off",
-        }
-    }
-
-    /// Sets the mode for the rest of the caller's transaction.
-    async fn apply(self, tx: &mut PgConnection) -> Result<(), DbError> {
-        sqlx::query("SELECT set_config('synchronous_commit', $1, true)")
-            .bind(self.setting())
-            .execute(tx)
-            .await?;
-        Ok(())
-    }
 }
 
 const RAW_COPY: &str = "COPY raw_data (inner_id, upstream_id, change_type, created_at, data, \

@@ -81,6 +81,8 @@ pub struct NormalizerSettings {
     pub poll_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub progress_interval: Duration,
+    /// Batches wait for their WAL flush at commit (`synchronous_commit`).
+    pub synchronous_commit: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,7 +7,8 @@
 //! load resumes at the first page not stored and never stores a page twice.
 
 use anyhow::Context;
-use db::raw::{Commit, PageSpan};
+use db::commit::Commit;
+use db::raw::PageSpan;
 use db::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use db::commit::Commit;
 use db::processed::ProcessedRow;
 use db::queue::QueuedRow;
 use db::PgPool;
@@ -65,11 +66,14 @@ fn normalise_all(rows: Vec<QueuedRow>) -> Split {
 }
 
 /// Normalises up to `batch_size` waiting rows in one transaction.
+/// `Commit::Asynchronous` is safe here: a batch a Postgres crash forgets
+/// leaves its raw rows unprocessed, so they are simply normalised again.
 /// `hold_before_commit` keeps the transaction open that much longer before
 /// committing (zero in production; crash tests use it to kill mid-batch).
 pub async fn run_batch(
     pool: &PgPool,
     batch_size: i64,
+    commit: Commit,
     hold_before_commit: Duration,
 ) -> anyhow::Result<BatchOutcome> {
     let mut tx = pool
@@ -77,6 +81,10 @@ pub async fn run_batch(
         .await
         .context("Failed to begin a batch transaction")?;
     let started = Instant::now();
+    commit
+        .apply(&mut tx)
+        .await
+        .context("Failed to set the batch's commit mode")?;
     let rows = db::queue::claim(&mut tx, batch_size)
         .await
         .context("Failed to claim a batch of raw rows")?;
@@ -87,7 +95,11 @@ pub async fn run_batch(
         return Ok(BatchOutcome::default());
     }
     let claimed = rows.len() as u64;
-    let split = normalise_all(rows);
+    // The CPU-heavy part runs on a blocking thread: the async workers stay
+    // free to drive this and other connections' I/O meanwhile.
+    let split = tokio::task::spawn_blocking(move || normalise_all(rows))
+        .await
+        .context("The normalising task failed")?;
     let upserted = db::processed::upsert(&mut tx, split.good)
         .await
         .context("Failed to write the batch into processed_data")?;

@@ -9,6 +9,7 @@ use domain::operation::{Details, OperationStatus, OperationType};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{run_batch, BatchOutcome};
+use db::commit::Commit;
 use telemetry::progress;
 
 /// How a drain runs.
@@ -20,6 +21,8 @@ pub struct Options {
     pub progress_interval: Duration,
     /// Test hook: keep each batch transaction open this long before commit.
     pub hold_before_commit: Duration,
+    /// Whether a batch waits for its WAL flush at commit.
+    pub commit: Commit,
     /// Write an `operations_log` row even when there was nothing to do
     /// (`normalizer run` does; `serve` only logs drains that found work).
     pub log_idle_runs: bool,
@@ -94,7 +97,14 @@ pub async fn run_once(
         {
             break Ok(());
         }
-        let batch = match run_batch(pool, options.batch_size, options.hold_before_commit).await {
+        let batch = match run_batch(
+            pool,
+            options.batch_size,
+            options.commit,
+            options.hold_before_commit,
+        )
+        .await
+        {
             Ok(batch) => batch,
             Err(err) => break Err(err),
         };

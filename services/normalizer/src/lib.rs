@@ -21,6 +21,7 @@ pub use serve::serve;
 
 use std::time::Duration;
 
+use db::commit::Commit;
 use settings::NormalizerSettings;
 
 impl Options {
@@ -31,6 +32,11 @@ impl Options {
             max_batches: None,
             progress_interval: settings.progress_interval,
             hold_before_commit: Duration::ZERO,
+            commit: if settings.synchronous_commit {
+                Commit::Synchronous
+            } else {
+                Commit::Asynchronous
+            },
             log_idle_runs: true,
         }
     }

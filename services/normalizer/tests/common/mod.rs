@@ -77,6 +77,7 @@ pub fn options(batch_size: i64) -> normalizer::Options {
         max_batches: None,
         progress_interval: Duration::from_secs(3600),
         hold_before_commit: Duration::ZERO,
+        commit: db::commit::Commit::Asynchronous,
         log_idle_runs: true,
     }
 }
