@@ -277,6 +277,14 @@ impl BenchDatabase {
         })
     }
 
+    /// The URL of the bench's database, for processes the bench starts.
+    pub fn url(&self) -> String {
+        match self.server_url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{}", self.name),
+            None => self.server_url.clone(),
+        }
+    }
+
     pub async fn drop_database(self) -> anyhow::Result<()> {
         self.pool.close().await;
         let admin = PgPool::connect(&self.server_url).await?;

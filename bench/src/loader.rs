@@ -79,7 +79,14 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     let events = catalogue_events(&sim, write_rows)?;
     let texts: Vec<&str> = events.iter().map(OfferItem::data_json).collect();
     let (events, texts) = (&events, &texts);
-    let write = plan
+    // A run here takes seconds, and one run's own spread (checkpoints, OS
+    // writeback) is about ±10 %: three times the runs, for a median that
+    // tells a few percent apart.
+    let write_plan = Plan {
+        runs: plan.runs * 3,
+        ..plan
+    };
+    let write = write_plan
         .measure_alternating(
             &[
                 "copy_binary_200",
@@ -189,8 +196,8 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         context: format!(
             "simulator on 127.0.0.1: {listings} listings; write path on {write_rows} rows; \
              latency figure on {latency_pages} pages at 100 ms; daily: {CHANGES_PER_DAY} changes/day; \
-             {} run(s) after {} warm-up",
-            plan.runs, plan.warmup
+             {} run(s) after {} warm-up ({} runs for the write path)",
+            plan.runs, plan.warmup, write_plan.runs
         ),
         figures: vec![
             figure("initial_load_zero_latency", "rows/s", initial_load, Some(("fetch_only_zero_latency", fetch_all.median)), Better::Higher, None),

@@ -52,6 +52,9 @@ fn main() -> ExitCode {
     if let Some(code) = api::child_main() {
         return code; // the api bench's server process
     }
+    if let Some(code) = normalizer::child_main() {
+        return code; // one instance of the normaliser bench
+    }
     let cli = Cli::parse();
     let plan = harness::Plan {
         runs: cli.runs.max(1),

@@ -4,6 +4,7 @@
 //! the main columns in SQL) measured in the same run; plus the p99 of the
 //! batch transactions.
 
+use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,20 +25,12 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     let pool = &db.pool;
     let rows = rows.unwrap_or(DEFAULT_ROWS);
     let avg_bytes = load_raw_rows(pool, rows).await?;
-    let options = ::normalizer::Options {
-        batch_size: BATCH,
-        max_batches: None,
-        progress_interval: Duration::from_secs(3600),
-        hold_before_commit: Duration::ZERO,
-        commit: db::commit::Commit::Asynchronous,
-        log_idle_runs: true,
-    };
+    let url = db.url();
 
     // The three variants alternate run by run (ceiling, one, two, ceiling,
     // ...), so machine drift does not masquerade as scaling. Each instance
-    // is its own task with its own pool, as separate containers would be:
-    // its Rust work runs on its own runtime thread instead of sharing one
-    // task with the other (`join!` would serialise their normalising).
+    // is a process of its own with its own pool, as a container of
+    // `--scale normalizer=2` would be.
     let p99s = Mutex::new(Vec::new());
     let labels = [
         "in_database_ceiling",
@@ -46,7 +39,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     ];
     let measured = plan
         .measure_alternating(&labels, |variant| {
-            let (options, p99s) = (&options, &p99s);
+            let (url, p99s) = (&url, &p99s);
             async move {
                 reset(pool).await?;
                 let start = Instant::now();
@@ -62,15 +55,15 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
                     );
                     return Ok(per_second(rows, start.elapsed()));
                 }
-                let summaries = run_instances(pool, options, variant).await?;
+                let drained = run_instances(url, variant).await?;
                 let elapsed = start.elapsed();
-                let created: u64 = summaries.iter().map(|s| s.created).sum();
-                let errors: u64 = summaries.iter().map(|s| s.errors).sum();
-                anyhow::ensure!(created as usize == rows && errors == 0, "{summaries:?}");
+                let created: u64 = drained.iter().map(|s| s.created).sum();
+                let errors: u64 = drained.iter().map(|s| s.errors).sum();
+                anyhow::ensure!(created as usize == rows && errors == 0, "{drained:?}");
                 if variant == 1 {
                     p99s.lock()
                         .unwrap()
-                        .push(p99_ms(summaries[0].batch_times.clone()));
+                        .push(p99_ms(drained[0].batch_ms.clone()));
                 }
                 Ok(per_second(rows, elapsed))
             }
@@ -97,7 +90,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     Ok(Report {
         bench: "normalizer",
         context: format!(
-            "{rows} raw rows from the simulator's catalogue (~{avg_bytes} bytes JSONB each), batch {BATCH}, {} run(s) after {} warm-up",
+            "{rows} raw rows from the simulator's catalogue (~{avg_bytes} bytes JSONB each), batch {BATCH}, each normaliser its own process with its own pool, asynchronous commit; {} run(s) after {} warm-up",
             plan.runs, plan.warmup
         ),
         figures: vec![
@@ -125,42 +118,90 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     })
 }
 
-/// Drains the queue with `count` normalisers at once, each a spawned task
-/// with its own small pool.
-async fn run_instances(
-    pool: &PgPool,
-    options: &::normalizer::Options,
-    count: usize,
-) -> anyhow::Result<Vec<::normalizer::Summary>> {
-    let mut tasks = Vec::with_capacity(count);
+/// Set in a normaliser instance's process: the database URL to drain.
+const CHILD_ENV: &str = "CARFEED_BENCH_NORMALIZER_CHILD";
+
+/// What one instance did, as its process reports it on stdout.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Drained {
+    created: u64,
+    errors: u64,
+    batch_ms: Vec<f64>,
+}
+
+/// In a normaliser instance's process: drains the queue once, prints what it
+/// did as one JSON line. `None` in the bench itself.
+pub fn child_main() -> Option<ExitCode> {
+    let url = std::env::var(CHILD_ENV).ok()?;
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    Some(match runtime.block_on(drain_in_child(&url)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench normaliser instance: {err:#}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+async fn drain_in_child(url: &str) -> anyhow::Result<()> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await?;
+    let options = ::normalizer::Options {
+        batch_size: BATCH,
+        max_batches: None,
+        progress_interval: Duration::from_secs(3600),
+        hold_before_commit: Duration::ZERO,
+        commit: db::commit::Commit::Asynchronous,
+        log_idle_runs: true,
+    };
+    let summary = ::normalizer::run_once(&pool, &options, &CancellationToken::new()).await?;
+    pool.close().await;
+    let drained = Drained {
+        created: summary.created,
+        errors: summary.errors,
+        batch_ms: summary
+            .batch_times
+            .iter()
+            .map(|t| t.as_secs_f64() * 1000.0)
+            .collect(),
+    };
+    println!("{}", serde_json::to_string(&drained)?);
+    Ok(())
+}
+
+/// Drains the queue with `count` normaliser processes at once.
+async fn run_instances(url: &str, count: usize) -> anyhow::Result<Vec<Drained>> {
+    let mut children = Vec::with_capacity(count);
     for _ in 0..count {
-        let own_pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with((*pool.connect_options()).clone())
-            .await?;
-        let options = options.clone();
-        tasks.push(tokio::spawn(async move {
-            let summary =
-                ::normalizer::run_once(&own_pool, &options, &CancellationToken::new()).await;
-            own_pool.close().await;
-            summary
-        }));
+        let child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("normalizer") // never parsed: the child sees CHILD_ENV first
+            .env(CHILD_ENV, url)
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start a normaliser instance")?;
+        children.push(child);
     }
-    let mut summaries = Vec::with_capacity(count);
-    for task in tasks {
-        summaries.push(task.await??);
+    let mut drained = Vec::with_capacity(count);
+    for child in children {
+        let output = child.wait_with_output().await?;
+        anyhow::ensure!(output.status.success(), "a normaliser instance failed");
+        drained.push(serde_json::from_slice(&output.stdout)?);
     }
-    Ok(summaries)
+    Ok(drained)
 }
 
 /// The 99th percentile of the batch transaction times, in milliseconds.
-fn p99_ms(mut times: Vec<Duration>) -> f64 {
+fn p99_ms(mut times: Vec<f64>) -> f64 {
     if times.is_empty() {
         return 0.0;
     }
-    times.sort();
+    times.sort_by(f64::total_cmp);
     let index = ((times.len() as f64 * 0.99).ceil() as usize).clamp(1, times.len()) - 1;
-    times[index].as_secs_f64() * 1000.0
+    times[index]
 }
 
 /// Every run starts from the same state: the whole queue waiting, an empty
