@@ -24,17 +24,29 @@ pub struct QueuedRow {
     pub created_at: Option<DateTime<Utc>>,
 }
 
-/// Claims up to `limit` waiting rows, oldest first, skipping rows another
-/// transaction holds. The locks last until the caller's transaction ends.
-pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<QueuedRow>, DbError> {
+/// Claims up to `limit` waiting rows with ids above `after`, oldest first,
+/// skipping rows another transaction holds. The locks last until the
+/// caller's transaction ends.
+///
+/// `after` lets a drain walk the queue instead of starting at its head every
+/// time: the rows it already processed stay in the queue index as dead
+/// entries until vacuum, and scanning past them again for every batch made
+/// a drain quadratic. A drain restarts from 0 once nothing is left above its
+/// position, so rows that (re)entered the queue behind it are not missed.
+pub async fn claim(
+    conn: &mut PgConnection,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<QueuedRow>, DbError> {
     let rows = sqlx::query_as(
         "SELECT id, inner_id, data, active_status, created_at
          FROM raw_data
-         WHERE is_processed = false AND normalize_error IS NULL
+         WHERE is_processed = false AND normalize_error IS NULL AND id > $1
          ORDER BY id
-         LIMIT $1
+         LIMIT $2
          FOR UPDATE SKIP LOCKED",
     )
+    .bind(after)
     .bind(limit)
     .fetch_all(conn)
     .await?;

@@ -23,6 +23,8 @@ pub struct BatchOutcome {
     pub failed: u64,
     /// How long the batch transaction was open.
     pub elapsed: Duration,
+    /// The highest id claimed (where the next batch of this drain starts).
+    pub last_id: i64,
 }
 
 /// Rows that normalised, and rows that did not with their reasons.
@@ -65,13 +67,15 @@ fn normalise_all(rows: Vec<QueuedRow>) -> Split {
     split
 }
 
-/// Normalises up to `batch_size` waiting rows in one transaction.
+/// Normalises up to `batch_size` waiting rows with ids above `after` in one
+/// transaction.
 /// `Commit::Asynchronous` is safe here: a batch a Postgres crash forgets
 /// leaves its raw rows unprocessed, so they are simply normalised again.
 /// `hold_before_commit` keeps the transaction open that much longer before
 /// committing (zero in production; crash tests use it to kill mid-batch).
 pub async fn run_batch(
     pool: &PgPool,
+    after: i64,
     batch_size: i64,
     commit: Commit,
     hold_before_commit: Duration,
@@ -85,7 +89,7 @@ pub async fn run_batch(
         .apply(&mut tx)
         .await
         .context("Failed to set the batch's commit mode")?;
-    let rows = db::queue::claim(&mut tx, batch_size)
+    let rows = db::queue::claim(&mut tx, after, batch_size)
         .await
         .context("Failed to claim a batch of raw rows")?;
     if rows.is_empty() {
@@ -95,6 +99,7 @@ pub async fn run_batch(
         return Ok(BatchOutcome::default());
     }
     let claimed = rows.len() as u64;
+    let last_id = rows.iter().map(|r| r.id).max().unwrap_or(after);
     // The CPU-heavy part runs on a blocking thread: the async workers stay
     // free to drive this and other connections' I/O meanwhile.
     let split = tokio::task::spawn_blocking(move || normalise_all(rows))
@@ -119,5 +124,6 @@ pub async fn run_batch(
         updated: upserted.updated,
         failed: split.failed_ids.len() as u64,
         elapsed: started.elapsed(),
+        last_id,
     })
 }

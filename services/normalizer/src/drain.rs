@@ -86,6 +86,8 @@ pub async fn run_once(
     }
     let mut summary = Summary::default();
     let mut last_progress = Instant::now();
+    // Where this drain stands in the queue (see `db::queue::claim`).
+    let mut after = 0;
     let result = loop {
         if shutdown.is_cancelled() {
             tracing::info!("Shutdown requested: stopping between batches");
@@ -99,6 +101,7 @@ pub async fn run_once(
         }
         let batch = match run_batch(
             pool,
+            after,
             options.batch_size,
             options.commit,
             options.hold_before_commit,
@@ -109,8 +112,13 @@ pub async fn run_once(
             Err(err) => break Err(err),
         };
         if batch.claimed == 0 {
-            break Ok(());
+            if after == 0 {
+                break Ok(());
+            }
+            after = 0; // once more from the head: rows may have come in behind
+            continue;
         }
+        after = batch.last_id;
         summary.add(&batch);
         tracing::debug!(
             "Stored batch {} ({} listings, {} failed) in {} ms",
