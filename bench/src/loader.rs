@@ -1,10 +1,11 @@
 //! The loader's figures (issue 4), each beside a baseline measured in the
 //! same run:
 //! - initial load of the whole simulated catalogue at zero latency, listings/s;
-//! - the database write path alone (our fenced COPY + cursor, 200-row
-//!   chunks, asynchronous commit as the loader does by default; also with
+//! - the database write path alone (the loader's `PagePipeline` fed 200-row
+//!   chunks with its default settings: fenced COPY + cursor, two writes in
+//!   flight, asynchronous commit; also on one connection and with
 //!   synchronous commit, for comparison) against a binary COPY of the same
-//!   rows in the same chunks;
+//!   rows in the same chunks, one after the other on one connection;
 //! - with 100 ms simulated latency, end-to-end wall time of 300 pages against
 //!   a loop that fetches the same pages and throws them away;
 //! - the daily update of one day of changes: seconds, and tuples written
@@ -17,6 +18,7 @@ use anyhow::Context;
 use che168_sim::{Faults, RunningSim, SimConfig};
 use db::commit::Commit;
 use db::copy::BinaryCopyWriter;
+use db::initial_pages::{PagePipeline, PageSpan};
 use domain::change::OfferItem;
 use loader::{DailyOptions, InitialOptions};
 use settings::{Env, Settings};
@@ -79,6 +81,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     let events = catalogue_events(&sim, write_rows)?;
     let texts: Vec<&str> = events.iter().map(OfferItem::data_json).collect();
     let (events, texts) = (&events, &texts);
+    let default_connections = settings.loader.write_connections();
     // A run here takes seconds, and one run's own spread (checkpoints, OS
     // writeback) is about ±10 %: three times the runs, for a median that
     // tells a few percent apart.
@@ -91,32 +94,30 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             &[
                 "copy_binary_200",
                 "write_path_200",
+                "write_path_200_one_connection",
                 "write_path_200_synchronous_commit",
-                "write_path_20_per_page",
             ],
             |variant| async move {
                 reset(pool).await?;
                 start_cursor(pool).await?;
-                let start = Instant::now();
-                let (rows, commit) = match variant {
-                    1 => (CHUNK_ROWS, Commit::Asynchronous),
-                    2 => (CHUNK_ROWS, Commit::Synchronous),
-                    _ => (20, Commit::Asynchronous),
+                let (connections, commit) = match variant {
+                    1 => (default_connections, Commit::Asynchronous),
+                    2 => (1, Commit::Asynchronous),
+                    _ => (default_connections, Commit::Synchronous),
                 };
+                let start = Instant::now();
                 if variant == 0 {
                     for (chunk, text) in events.chunks(CHUNK_ROWS).zip(texts.chunks(CHUNK_ROWS)) {
                         copy_chunk(pool, chunk, text).await?;
                     }
                 } else {
-                    for (i, chunk) in events.chunks(rows).enumerate() {
-                        write_chunk(pool, i32::try_from(i + 1)?, chunk, commit).await?;
-                    }
+                    write_chunks(pool, events, connections, commit).await?;
                 }
                 Ok(per_second(events.len(), start.elapsed()))
             },
         )
         .await?;
-    let [copy, write_path, write_path_sync, write_path_20]: [Measured; 4] = write
+    let [copy, write_path, write_path_one, write_path_sync]: [Measured; 4] = write
         .try_into()
         .map_err(|_| anyhow::anyhow!("four variants measured"))?;
 
@@ -202,8 +203,8 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         figures: vec![
             figure("initial_load_zero_latency", "rows/s", initial_load, Some(("fetch_only_zero_latency", fetch_all.median)), Better::Higher, None),
             figure("write_path_200_rows", "rows/s", write_path, Some(("copy_binary_200_rows", copy_median)), Better::Higher, Some(1.0)),
+            figure("write_path_200_one_connection", "rows/s", write_path_one, Some(("copy_binary_200_rows", copy_median)), Better::Higher, None),
             figure("write_path_200_synchronous_commit", "rows/s", write_path_sync, Some(("copy_binary_200_rows", copy_median)), Better::Higher, None),
-            figure("write_path_20_rows_per_page", "rows/s", write_path_20, Some(("copy_binary_200_rows", copy_median)), Better::Higher, None),
             figure("initial_300_pages_100ms", "s", loader_latency, Some(("fetch_only_300_pages_100ms", fetch_latency.median)), Better::Lower, Some(1.10)),
             figure("daily_update_15k_changes", "s", daily_seconds, None, Better::Lower, None),
             figure("daily_tuples_written", "tuples", written, Some(("changes_received", received.median)), Better::Lower, None),
@@ -291,23 +292,37 @@ async fn start_cursor(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The loader's write path: the chunk and the cursor in one transaction.
-async fn write_chunk(
+/// The loader's write path: every chunk a write of its own (one page each),
+/// through the pipeline the loader uses.
+async fn write_chunks(
     pool: &PgPool,
-    page: i32,
-    chunk: &[OfferItem],
+    events: &[OfferItem],
+    connections: usize,
     commit: Commit,
 ) -> anyhow::Result<()> {
-    let mut conn = pool.acquire().await?;
-    let span = db::raw::PageSpan {
-        first: page,
-        count: 1,
-        next: Some(page + 1),
-    };
-    let inserted = db::raw::store_initial_pages(&mut conn, span, chunk, commit).await?;
+    let mut pipeline = PagePipeline::new(pool.clone(), commit, connections);
+    let mut inserted = 0;
+    for (i, chunk) in events.chunks(CHUNK_ROWS).enumerate() {
+        let page = i32::try_from(i + 1)?;
+        let span = PageSpan {
+            first: page,
+            count: 1,
+            next: Some(page + 1),
+        };
+        if let Some(stored) = pipeline.submit(span, chunk.to_vec()).await? {
+            inserted += stored.inserted;
+        }
+    }
+    inserted += pipeline
+        .finish()
+        .await?
+        .iter()
+        .map(|s| s.inserted)
+        .sum::<u64>();
     anyhow::ensure!(
-        inserted == Some(chunk.len() as u64),
-        "chunk {page} not stored"
+        inserted == events.len() as u64,
+        "stored {inserted} of {} rows",
+        events.len()
     );
     Ok(())
 }

@@ -11,6 +11,7 @@
 pub mod commit;
 pub mod copy;
 mod error;
+pub mod initial_pages;
 pub mod load_state;
 pub mod offers;
 pub mod operations;

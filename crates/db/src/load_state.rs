@@ -7,7 +7,7 @@ use sqlx::{PgConnection, PgExecutor};
 
 use crate::commit::Commit;
 use crate::error::expect_one_row;
-use crate::raw::PageSpan;
+use crate::initial_pages::PageSpan;
 use crate::DbError;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

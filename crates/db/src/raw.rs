@@ -2,16 +2,14 @@
 //! Every write is one statement per page (UNNEST arrays), never one per row,
 //! and a write that would change nothing writes no tuple.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use domain::change::{ChangeEvent, OfferItem, RowState};
+use domain::change::{ChangeEvent, RowState};
 use domain::listing::{ActiveStatus, ChangeType, Source};
 use serde_json::Value;
-use sqlx::{Connection, PgConnection, PgExecutor, Row};
+use sqlx::{PgConnection, PgExecutor, Row};
 
-use crate::commit::Commit;
-use crate::copy::BinaryCopyWriter;
 use crate::DbError;
 
 /// Initial load: inserts the page's listings; an `inner_id` already stored
@@ -42,133 +40,6 @@ pub async fn insert_new(db: impl PgExecutor<'_>, items: &[ChangeEvent]) -> Resul
         .execute(db)
         .await?;
     Ok(done.rows_affected())
-}
-
-/// Where a run of consecutive initial-load pages sits: the first page, how
-/// many pages, and the page after them (`None`: the feed ended there).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageSpan {
-    pub first: i32,
-    pub count: i32,
-    pub next: Option<i32>,
-}
-
-const RAW_COPY: &str = "COPY raw_data (inner_id, upstream_id, change_type, created_at, data, \
-                        source, active_status, is_processed) FROM STDIN (FORMAT binary)";
-
-/// Initial load: stores the listings of a run of pages and moves the cursor
-/// past them, atomically (its own transaction, or a savepoint inside the
-/// caller's). Listings whose `inner_id` is already stored, or repeated in
-/// the run, keep their first row and write nothing. Fenced on the cursor
-/// standing at `span.first`: if it does not, nothing is stored and `None`
-/// is returned, so a page is never stored twice. Returns how many listings
-/// were inserted. `commit` says whether to wait for the WAL flush.
-///
-/// The new rows go in by binary COPY, Postgres' cheapest way in (no
-/// per-row statement, no conflict arbitration, no lookup first). A listing
-/// already stored (pagination drift upstream, an earlier daily update, a
-/// concurrent writer) makes the unique index refuse the COPY; the run is then
-/// redone with `INSERT ... ON CONFLICT DO NOTHING`, which skips it.
-pub async fn store_initial_pages(
-    conn: &mut PgConnection,
-    span: PageSpan,
-    items: &[OfferItem],
-    commit: Commit,
-) -> Result<Option<u64>, DbError> {
-    match copy_initial_pages(conn, span, items, commit).await {
-        Err(DbError::Conflict { .. }) => {
-            tracing::debug!(
-                "Pages from {} hold listings already stored: inserting with ON CONFLICT",
-                span.first
-            );
-            upsert_initial_pages(conn, span, items, commit).await
-        }
-        other => other,
-    }
-}
-
-async fn copy_initial_pages(
-    conn: &mut PgConnection,
-    span: PageSpan,
-    items: &[OfferItem],
-    commit: Commit,
-) -> Result<Option<u64>, DbError> {
-    let mut tx = conn.begin().await?;
-    // A listing repeated within the run keeps its first row; one already
-    // stored makes the COPY fail on the unique index (the caller falls back).
-    let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
-    let mut writer = BinaryCopyWriter::new();
-    let mut inserted = 0i64;
-    for item in items {
-        if !seen.insert(item.inner_id.as_str()) {
-            continue;
-        }
-        writer
-            .begin_row(8)
-            .text(&item.inner_id)
-            .int8(item.id)
-            .text(item.change_type.as_str());
-        match item.created_at {
-            Some(at) => writer.timestamptz(at),
-            None => writer.null(),
-        };
-        writer
-            .jsonb(item.data_json())
-            .text(Source::InitialLoad.as_str())
-            .int4(ActiveStatus::Active.code())
-            .bool(false);
-        inserted += 1;
-    }
-    if inserted > 0 {
-        let mut copy = tx.copy_in_raw(RAW_COPY).await?;
-        copy.send(writer.finish()).await?;
-        copy.finish().await?;
-    }
-    // The fence comes last: should the cursor have moved (another run stored
-    // these pages), the rows above are rolled back with it.
-    if !crate::load_state::advance(&mut tx, span, inserted, commit).await? {
-        return Ok(None); // dropping `tx` rolls it back
-    }
-    tx.commit().await?;
-    Ok(Some(u64::try_from(inserted).unwrap_or(0)))
-}
-
-/// The same as `copy_initial_pages` in one `INSERT ... ON CONFLICT DO
-/// NOTHING` statement, for when another writer races us.
-async fn upsert_initial_pages(
-    conn: &mut PgConnection,
-    span: PageSpan,
-    items: &[OfferItem],
-    commit: Commit,
-) -> Result<Option<u64>, DbError> {
-    let mut inner_ids = Vec::with_capacity(items.len());
-    let mut upstream_ids = Vec::with_capacity(items.len());
-    let mut kinds = Vec::with_capacity(items.len());
-    let mut created = Vec::with_capacity(items.len());
-    let mut data = Vec::with_capacity(items.len());
-    for item in items {
-        inner_ids.push(item.inner_id.as_str());
-        upstream_ids.push(item.id);
-        kinds.push(item.change_type.as_str());
-        created.push(item.created_at);
-        data.push(item.data_json());
-    }
-    let mut tx = conn.begin().await?;
-    commit.apply(&mut tx).await?;
-    let inserted: Option<i64> = sqlx::query_scalar(include_str!("raw_store_initial_page.sql"))
-        .bind(inner_ids)
-        .bind(upstream_ids)
-        .bind(kinds)
-        .bind(created)
-        .bind(data)
-        .bind(Source::InitialLoad.as_str())
-        .bind(span.first)
-        .bind(span.next)
-        .bind(span.count)
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(inserted.map(|n| u64::try_from(n).unwrap_or(0)))
 }
 
 /// The stored state of the listings named, locked until the caller's
@@ -291,16 +162,6 @@ mod tests {
         }
     }
 
-    fn offer(id: i64, inner: &str, data: Option<Value>) -> OfferItem {
-        OfferItem {
-            id,
-            inner_id: inner.into(),
-            change_type: ChangeType::Added,
-            created_at: None,
-            data: data.map(|d| serde_json::value::to_raw_value(&d).unwrap()),
-        }
-    }
-
     async fn xmins(pool: &PgPool) -> Vec<(String, String)> {
         sqlx::query_as("SELECT inner_id, xmin::text FROM raw_data ORDER BY inner_id")
             .fetch_all(pool)
@@ -325,140 +186,6 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!((source.as_str(), processed), ("initial_load", false));
-    }
-
-    async fn prices(pool: &PgPool) -> Vec<(String, Value)> {
-        sqlx::query_as("SELECT inner_id, data->'price' FROM raw_data ORDER BY inner_id")
-            .fetch_all(pool)
-            .await
-            .unwrap()
-    }
-
-    fn span(first: i32, count: i32, next: Option<i32>) -> PageSpan {
-        PageSpan { first, count, next }
-    }
-
-    #[sqlx::test(migrator = "crate::MIGRATOR")]
-    async fn a_run_of_pages_is_stored_with_its_cursor_atomically_and_never_twice(pool: PgPool) {
-        let mut conn = pool.acquire().await.unwrap();
-        crate::load_state::start(&mut conn).await.unwrap();
-        let pages = [
-            offer(1, "a", Some(json!({"price": 1}))),
-            offer(2, "b", None),
-            offer(3, "c", Some(json!({"price": "3", "城市": "北京"}))),
-        ];
-        assert_eq!(
-            store_initial_pages(&mut conn, span(1, 2, Some(3)), &pages, Commit::Asynchronous)
-                .await
-                .unwrap(),
-            Some(3)
-        );
-        assert_eq!(
-            store_initial_pages(&mut conn, span(1, 2, Some(3)), &pages, Commit::Asynchronous)
-                .await
-                .unwrap(),
-            None
-        );
-        let last = [offer(4, "d", Some(json!({"price": 4})))];
-        assert_eq!(
-            store_initial_pages(&mut conn, span(3, 1, None), &last, Commit::Synchronous)
-                .await
-                .unwrap(),
-            Some(1)
-        );
-        let state = crate::load_state::get(&pool).await.unwrap().unwrap();
-        assert_eq!(
-            (state.next_page, state.pages_stored, state.records_stored),
-            (4, 3, 4)
-        );
-        assert!(state.finished_at.is_some());
-        let rows: Vec<(String, i64, Value, String, i32, bool)> = sqlx::query_as(
-            "SELECT inner_id, upstream_id, data, source, active_status, is_processed
-               FROM raw_data ORDER BY inner_id",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        let initial = |id: &str, n: i64, data: Value| {
-            (id.to_owned(), n, data, "initial_load".to_owned(), 0, false)
-        };
-        assert_eq!(
-            rows,
-            vec![
-                initial("a", 1, json!({"price": 1})),
-                initial("b", 2, json!({})),
-                initial("c", 3, json!({"price": "3", "城市": "北京"})),
-                initial("d", 4, json!({"price": 4})),
-            ]
-        );
-    }
-
-    #[sqlx::test(migrator = "crate::MIGRATOR")]
-    async fn listings_already_stored_or_repeated_in_the_run_keep_their_first_row(pool: PgPool) {
-        insert_new(
-            &pool,
-            &[event(1, "a", ChangeType::Added, Some(json!({"price": 1})))],
-        )
-        .await
-        .unwrap();
-        let before = xmins(&pool).await;
-        let mut conn = pool.acquire().await.unwrap();
-        crate::load_state::start(&mut conn).await.unwrap();
-        let page = [
-            offer(5, "a", Some(json!({"price": 5}))),
-            offer(6, "b", Some(json!({"price": 6}))),
-            offer(7, "b", Some(json!({"price": 7}))),
-        ];
-        assert_eq!(
-            store_initial_pages(&mut conn, span(1, 1, Some(2)), &page, Commit::Synchronous)
-                .await
-                .unwrap(),
-            Some(1)
-        );
-        let after = xmins(&pool).await;
-        assert_eq!(after[0], before[0], "the stored row was not rewritten");
-        assert_eq!(
-            prices(&pool).await,
-            vec![("a".into(), json!(1)), ("b".into(), json!(6))]
-        );
-    }
-
-    #[sqlx::test(migrator = "crate::MIGRATOR")]
-    async fn the_on_conflict_fallback_stores_what_the_copy_path_stores(pool: PgPool) {
-        let mut conn = pool.acquire().await.unwrap();
-        crate::load_state::start(&mut conn).await.unwrap();
-        insert_new(
-            &pool,
-            &[event(1, "a", ChangeType::Added, Some(json!({"price": 1})))],
-        )
-        .await
-        .unwrap();
-        let page = [
-            offer(5, "a", Some(json!({"price": 5}))),
-            offer(6, "b", Some(json!({"price": 6}))),
-            offer(7, "b", Some(json!({"price": 7}))),
-        ];
-        assert_eq!(
-            upsert_initial_pages(&mut conn, span(1, 2, Some(3)), &page, Commit::Asynchronous)
-                .await
-                .unwrap(),
-            Some(1)
-        );
-        assert_eq!(
-            upsert_initial_pages(&mut conn, span(1, 2, Some(3)), &page, Commit::Asynchronous)
-                .await
-                .unwrap(),
-            None
-        );
-        let state = crate::load_state::get(&pool).await.unwrap().unwrap();
-        assert_eq!(
-            (state.next_page, state.pages_stored, state.records_stored),
-            (3, 2, 1)
-        );
-        assert_eq!(
-            prices(&pool).await,
-            vec![("a".into(), json!(1)), ("b".into(), json!(6))]
-        );
     }
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]

@@ -119,6 +119,13 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
     file.loader.validate()?;
     file.normalizer.validate()?;
     file.api.validate()?;
+    // The loader's run lock holds one connection for the whole run.
+    if file.loader.write_connections >= file.database.max_connections {
+        return Err(SettingsError::new(format!(
+            "loader.write_connections ({}) must be below database.max_connections ({})",
+            file.loader.write_connections, file.database.max_connections
+        )));
+    }
 
     Ok(Settings {
         log: file.log,
@@ -165,6 +172,7 @@ mod tests {
     fn the_shipped_config_yaml_is_valid_and_gives_the_spec_defaults() {
         let settings = load_from(&env(&[])).unwrap();
         assert_eq!(settings.normalizer.batch_size, 200);
+        assert_eq!(settings.loader.write_connections(), 2);
         assert_eq!(settings.upstream.retry.max_attempts, 20);
         assert_eq!(settings.upstream.retry.interval.as_secs(), 12 * 60);
         assert_eq!(settings.upstream.retry.max_elapsed.as_secs(), 4 * 3600);
@@ -205,6 +213,19 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "config: normalizer.batch_size must be between 1 and 10000, got -5"
+        );
+    }
+
+    #[test]
+    fn more_loader_write_connections_than_the_pool_holds_is_rejected_naming_both_keys() {
+        let err = load_from(&env(&[
+            ("CARFEED__LOADER__WRITE_CONNECTIONS", "4"),
+            ("CARFEED__DATABASE__MAX_CONNECTIONS", "4"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config: loader.write_connections (4) must be below database.max_connections (4)"
         );
     }
 

@@ -71,6 +71,9 @@ pub struct LoaderSettings {
     pub progress_interval: Duration,
     /// Initial-load writes wait for their WAL flush (`synchronous_commit`).
     pub synchronous_commit: bool,
+    /// How many initial-load writes are in flight at once, each on its own
+    /// connection (they still commit in page order).
+    pub write_connections: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -232,7 +235,12 @@ impl LoaderSettings {
             1,
             1_000_000_000,
         )?;
+        in_range("loader.write_connections", self.write_connections, 1, 16)?;
         positive("loader.progress_interval", self.progress_interval)
+    }
+
+    pub fn write_connections(&self) -> usize {
+        usize::try_from(self.write_connections).unwrap_or(1)
     }
 }
 

@@ -3,12 +3,14 @@
 //! hands them to the writer, which stores whatever has arrived since its
 //! last write in one transaction together with the cursor. So at high
 //! latency every page is written as soon as it lands, and when the database
-//! is the slower side pages queue up and go in as one larger write. A killed
-//! load resumes at the first page not stored and never stores a page twice.
+//! is the slower side pages queue up and go in as one larger write. Up to
+//! `loader.write_connections` writes are in flight at once and commit in
+//! page order (`db::initial_pages::PagePipeline`). A killed load resumes at
+//! the first page not stored and never stores a page twice.
 
 use anyhow::Context;
 use db::commit::Commit;
-use db::raw::PageSpan;
+use db::initial_pages::{PagePipeline, PageSpan, StoredPages, WriteFailed};
 use db::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -70,14 +72,15 @@ pub async fn load(
     }
     let records_before = u64::try_from(state.records_stored).unwrap_or(0);
     let expected_total = u64::try_from(settings.expected_total).unwrap_or(0);
+    let commit = if settings.synchronous_commit {
+        Commit::Synchronous
+    } else {
+        Commit::Asynchronous
+    };
     let mut writer = Writer {
         pool,
         report,
-        commit: if settings.synchronous_commit {
-            Commit::Synchronous
-        } else {
-            Commit::Asynchronous
-        },
+        pipeline: PagePipeline::new(pool.clone(), commit, settings.write_connections()),
         progress: Progress::new(expected_total, records_before, settings.progress_interval),
         pending: Vec::new(),
     };
@@ -175,13 +178,21 @@ async fn fetch_pages(
 struct Writer<'a> {
     pool: &'a PgPool,
     report: &'a mut RunReport,
-    commit: Commit,
+    pipeline: PagePipeline,
     progress: Progress,
     pending: Vec<(u32, OffersPage)>,
 }
 
 impl Writer<'_> {
-    async fn write_all(&mut self, mut pages: mpsc::Receiver<Fetched>) -> anyhow::Result<()> {
+    async fn write_all(&mut self, pages: mpsc::Receiver<Fetched>) -> anyhow::Result<()> {
+        let result = self.write_pages(pages).await;
+        // Whatever ended the run, the writes in flight finish (or roll
+        // back) before it is reported.
+        let finished = self.finish_writes().await;
+        result.and(finished)
+    }
+
+    async fn write_pages(&mut self, mut pages: mpsc::Receiver<Fetched>) -> anyhow::Result<()> {
         loop {
             let next = if self.pending.is_empty() {
                 pages.recv().await
@@ -204,7 +215,10 @@ impl Writer<'_> {
                     }
                 }
                 Some(Fetched::Failed(page, err)) => {
+                    // The cursor skips the page only once every page
+                    // before it is stored.
                     self.flush().await?;
+                    self.finish_writes().await?;
                     self.skip_failed(page, &err).await?;
                 }
                 Some(Fetched::Fatal(page, err)) => {
@@ -219,48 +233,53 @@ impl Writer<'_> {
         self.pending.iter().map(|(_, p)| p.items.len()).sum()
     }
 
-    /// Stores the pending pages and the cursor in one transaction.
+    /// Starts the write of the pending pages (and the cursor past them),
+    /// recording the oldest write in flight should it have to finish first.
     async fn flush(&mut self) -> anyhow::Result<()> {
-        let Some((first, _)) = self.pending.first() else {
+        let (Some((first, _)), Some((_, last))) = (self.pending.first(), self.pending.last())
+        else {
             return Ok(());
         };
-        let (first, last) = (*first, self.pending[self.pending.len() - 1].0);
         let span = PageSpan {
-            first: to_i32(first),
+            first: to_i32(*first),
             count: to_i32(u32::try_from(self.pending.len()).unwrap_or(u32::MAX)),
-            next: self.pending[self.pending.len() - 1].1.next_page.map(to_i32),
+            next: last.next_page.map(to_i32),
         };
         let mut items = Vec::with_capacity(self.pending_rows());
-        let mut malformed = 0;
         for (_, offers) in self.pending.drain(..) {
             items.extend(offers.items);
-            malformed += offers.malformed as u64;
+            self.report.malformed += offers.malformed as u64;
         }
-        let pages = if first == last {
-            format!("page {first}")
-        } else {
-            format!("pages {first}-{last}")
-        };
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .context("Failed to get a database connection")?;
-        let inserted = db::raw::store_initial_pages(&mut conn, span, &items, self.commit)
-            .await
-            .with_context(|| format!("Failed to store {pages}"))?
-            .with_context(|| {
-                format!("Failed to store {pages}: the initial-load cursor moved (another run?)")
-            })?;
-        let received = items.len() as u64;
+        let finished = self.pipeline.submit(span, items).await.map_err(failed)?;
+        if let Some(stored) = finished {
+            self.record(stored);
+        }
+        Ok(())
+    }
+
+    /// Waits for every write in flight.
+    async fn finish_writes(&mut self) -> anyhow::Result<()> {
+        for stored in self.pipeline.finish().await.map_err(failed)? {
+            self.record(stored);
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, stored: StoredPages) {
+        let StoredPages {
+            span,
+            received,
+            inserted,
+        } = stored;
         self.report.pages += u64::try_from(span.count).unwrap_or(0);
         self.report.received += received;
         self.report.inserted += inserted;
         self.report.skipped += received - inserted;
-        self.report.malformed += malformed;
-        tracing::info!("Stored {pages} ({received} listings, {inserted} new)");
+        tracing::info!(
+            "Stored {} ({received} listings, {inserted} new)",
+            span.label()
+        );
         self.progress.add(inserted);
-        Ok(())
     }
 
     async fn skip_failed(&mut self, page: u32, err: &UpstreamError) -> anyhow::Result<()> {
@@ -276,6 +295,10 @@ impl Writer<'_> {
         self.report.failed_pages.push(page);
         Ok(())
     }
+}
+
+fn failed(failed: WriteFailed) -> anyhow::Error {
+    anyhow::Error::new(failed.reason).context(format!("Failed to store {}", failed.span.label()))
 }
 
 fn to_i32(page: u32) -> i32 {
