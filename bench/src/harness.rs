@@ -157,7 +157,7 @@ impl Report {
         println!();
         println!("bench {} — {}", self.bench, self.context);
         println!(
-            "{:<30} {:>14} {:<8} {:<30} {:>14} {:>8} {:>10}",
+            "{:<34} {:>10} {:<8} {:<30} {:>14} {:>8} {:>10}",
             "figure", "median", "unit", "baseline (same run)", "baseline", "ratio", "goal"
         );
         for f in &self.figures {
@@ -168,7 +168,7 @@ impl Report {
                 _ => "-".into(),
             };
             println!(
-                "{:<30} {:>14} {:<8} {:<30} {:>14} {:>8} {:>10}",
+                "{:<34} {:>10} {:<8} {:<30} {:>14} {:>8} {:>10}",
                 f.name,
                 thousands(f.value.median),
                 f.unit,

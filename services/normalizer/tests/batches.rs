@@ -324,6 +324,64 @@ async fn three_normalisers_at_once_normalise_every_row_exactly_once(pool: PgPool
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_row_requeued_behind_a_running_drain_is_normalised_before_the_drain_ends(pool: PgPool) {
+    let rows = many(400);
+    let first = rows[0].inner_id.clone();
+    insert(&pool, &rows).await;
+    // 40 batches held 15 ms each: the drain runs for well over half a second.
+    let drain = {
+        let pool = pool.clone();
+        let options = normalizer::Options {
+            hold_before_commit: Duration::from_millis(15),
+            ..options(10)
+        };
+        tokio::spawn(async move {
+            normalizer::run_once(&pool, &options, &CancellationToken::new()).await
+        })
+    };
+    // Once the drain is past the first row, the loader rewrites it.
+    let done = "SELECT count(*) FROM raw_data WHERE is_processed";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while count(&pool, done).await < 50 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the drain made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sqlx::query(
+        "UPDATE raw_data SET data = data || '{\"price\": \"123456\"}', is_processed = false
+          WHERE inner_id = $1",
+    )
+    .bind(&first)
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(
+        count(&pool, done).await < 399,
+        "the drain ended before the row went back into the queue: inconclusive"
+    );
+    let summary = drain.await.unwrap().unwrap();
+    assert_eq!((summary.created, summary.updated), (400, 1));
+    assert_eq!(
+        count(
+            &pool,
+            &format!("SELECT price FROM processed_data WHERE inner_id = '{first}'")
+        )
+        .await,
+        123_456
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM raw_data WHERE NOT is_processed"
+        )
+        .await,
+        0
+    );
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
 async fn serve_normalises_rows_when_the_loader_notifies(pool: PgPool) {
     let shutdown = CancellationToken::new();
     let server = {
