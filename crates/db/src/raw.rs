@@ -1,46 +1,17 @@
 //! `raw_data`: every listing as the upstream sent it, one row per inner_id.
-//! Every write is one statement per page (UNNEST arrays), never one per row,
-//! and a write that would change nothing writes no tuple.
+//! The daily update's side: every write is one statement per page (UNNEST
+//! arrays), never one per row, and a write that would change nothing writes
+//! no tuple. The initial load writes through `initial_pages`.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use domain::change::{ChangeEvent, RowState};
+use domain::change::RowState;
 use domain::listing::{ActiveStatus, ChangeType, Source};
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor, Row};
 
 use crate::DbError;
-
-/// Initial load: inserts the page's listings; an `inner_id` already stored
-/// is left alone (`ON CONFLICT DO NOTHING`). Returns how many were inserted.
-pub async fn insert_new(db: impl PgExecutor<'_>, items: &[ChangeEvent]) -> Result<u64, DbError> {
-    if items.is_empty() {
-        return Ok(0);
-    }
-    let mut inner_ids = Vec::with_capacity(items.len());
-    let mut upstream_ids = Vec::with_capacity(items.len());
-    let mut kinds = Vec::with_capacity(items.len());
-    let mut created = Vec::with_capacity(items.len());
-    let mut data = Vec::with_capacity(items.len());
-    for item in items {
-        inner_ids.push(item.inner_id.as_str());
-        upstream_ids.push(item.id);
-        kinds.push(item.change_type.as_str());
-        created.push(item.created_at);
-        data.push(Value::Object(item.data.clone().unwrap_or_default()));
-    }
-    let done = sqlx::query(include_str!("raw_insert_new.sql"))
-        .bind(inner_ids)
-        .bind(upstream_ids)
-        .bind(kinds)
-        .bind(created)
-        .bind(data)
-        .bind(Source::InitialLoad.as_str())
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected())
-}
 
 /// The stored state of the listings named, locked until the caller's
 /// transaction ends (the daily update folds its page over them).
@@ -149,6 +120,7 @@ pub async fn notify_changed(db: impl PgExecutor<'_>, payload: &str) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::change::ChangeEvent;
     use serde_json::json;
     use sqlx::PgPool;
 
@@ -170,32 +142,14 @@ mod tests {
     }
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]
-    async fn initial_insert_skips_inner_ids_already_stored_without_writing(pool: PgPool) {
-        let page = [
-            event(1, "a", ChangeType::Added, Some(json!({"price": 1}))),
-            event(2, "b", ChangeType::Added, Some(json!({"price": 2}))),
-            event(3, "a", ChangeType::Added, Some(json!({"price": 3}))),
-        ];
-        assert_eq!(insert_new(&pool, &page).await.unwrap(), 2);
-        let before = xmins(&pool).await;
-        assert_eq!(insert_new(&pool, &page).await.unwrap(), 0);
-        assert_eq!(xmins(&pool).await, before);
-        let (source, processed): (String, bool) =
-            sqlx::query_as("SELECT source, is_processed FROM raw_data WHERE inner_id = 'a'")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!((source.as_str(), processed), ("initial_load", false));
-    }
-
-    #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn upserting_unchanged_states_writes_no_tuples_and_changed_ones_reset_processing(
         pool: PgPool,
     ) {
-        insert_new(
-            &pool,
-            &[event(1, "a", ChangeType::Added, Some(json!({"price": 1})))],
+        sqlx::query(
+            "INSERT INTO raw_data (inner_id, upstream_id, change_type, data, source)
+             VALUES ('a', 1, 'added', '{\"price\": 1}', 'initial_load')",
         )
+        .execute(&pool)
         .await
         .unwrap();
         sqlx::query("UPDATE raw_data SET is_processed = true, normalize_error = 'bad'")
