@@ -1,5 +1,7 @@
 //! Measuring, and printing figures beside their same-run baselines.
 
+use std::future::Future;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -103,6 +105,24 @@ impl Measured {
 }
 
 /// Rows per second of `rows` done in `elapsed`.
+/// In a process the bench re-executed to play one part (an api server, a
+/// normaliser instance): `None` unless `env` is set; else runs `part` with
+/// its value on a runtime of its own and gives the exit code.
+pub fn child_process<F>(env: &str, part: &str, run: impl FnOnce(String) -> F) -> Option<ExitCode>
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let spec = std::env::var(env).ok()?;
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    Some(match runtime.block_on(run(spec)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench {part}: {err:#}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
 pub fn per_second(rows: usize, elapsed: Duration) -> f64 {
     rows as f64 / elapsed.as_secs_f64()
 }

@@ -132,14 +132,8 @@ struct Drained {
 /// In a normaliser instance's process: drains the queue once, prints what it
 /// did as one JSON line. `None` in the bench itself.
 pub fn child_main() -> Option<ExitCode> {
-    let url = std::env::var(CHILD_ENV).ok()?;
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    Some(match runtime.block_on(drain_in_child(&url)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench normaliser instance: {err:#}");
-            ExitCode::FAILURE
-        }
+    crate::harness::child_process(CHILD_ENV, "normaliser instance", |url| async move {
+        drain_in_child(&url).await
     })
 }
 

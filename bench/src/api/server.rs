@@ -12,14 +12,8 @@ pub const SECRET: &[u8] = b"bench-secret-key-of-at-least-32-characters";
 
 /// In the re-executed child: serve the api and return its exit code.
 pub fn child_main() -> Option<ExitCode> {
-    let spec = std::env::var(SERVER_ENV).ok()?;
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    Some(match runtime.block_on(serve_child(&spec)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench api server: {err:#}");
-            ExitCode::FAILURE
-        }
+    crate::harness::child_process(SERVER_ENV, "api server", |spec| async move {
+        serve_child(&spec).await
     })
 }
 
