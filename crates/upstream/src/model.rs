@@ -96,11 +96,19 @@ fn result_array(map: &Map<String, Value>) -> Result<&Vec<Value>, ParseError> {
 
 /// Parses the items of a list; unusable items are counted, not fatal.
 fn items(values: &[Value]) -> (Vec<ChangeEvent>, usize) {
-    let mut out = Vec::with_capacity(values.len());
+    usable(values, item)
+}
+
+/// Keeps what `parse` accepts, counting (and logging) what it refuses.
+fn usable<T, U>(
+    values: impl IntoIterator<Item = T>,
+    parse: impl Fn(T) -> Option<U>,
+) -> (Vec<U>, usize) {
+    let mut out = Vec::new();
     let mut malformed = 0;
     for value in values {
-        match item(value) {
-            Some(event) => out.push(event),
+        match parse(value) {
+            Some(parsed) => out.push(parsed),
             None => {
                 malformed += 1;
                 tracing::warn!(
@@ -188,19 +196,7 @@ pub fn parse_offers_page(body: &[u8]) -> Result<OffersPage, ParseError> {
     let result = page
         .result
         .ok_or_else(|| ParseError::new("no `result` array"))?;
-    let mut items = Vec::with_capacity(result.len());
-    let mut malformed = 0;
-    for raw in result {
-        match offer_item(raw) {
-            Some(item) => items.push(item),
-            None => {
-                malformed += 1;
-                tracing::warn!(
-                    "Skipped a malformed upstream item (no usable inner_id, id or change_type)"
-                );
-            }
-        }
-    }
+    let (items, malformed) = usable(result, offer_item);
     let meta = match page.meta {
         Some(Value::Object(map)) => map,
         _ => Map::new(),
