@@ -58,6 +58,28 @@ impl Service {
         Ok(())
     }
 
+    /// `<service> check`: the container healthcheck. Exits 0 when the
+    /// database answers and its schema is current, 1 otherwise, with one line
+    /// either way. It holds one connection for a moment and never writes.
+    pub async fn check(&self) -> anyhow::Result<()> {
+        let url = self.settings.secrets.database_url()?;
+        let options = db::PoolOptions {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+            application_name: format!("{}-check", self.name),
+        };
+        let pool = db::connect(url, &options)
+            .await
+            .context("Database unreachable (check DATABASE_URL)")?;
+        let status = db::schema::ensure_current(&pool).await?;
+        pool.close().await;
+        println!(
+            "{}: ok (database schema version {})",
+            self.name, status.found
+        );
+        Ok(())
+    }
+
     async fn pool(&self) -> anyhow::Result<PgPool> {
         let url = self.settings.secrets.database_url()?;
         let options = db::PoolOptions {

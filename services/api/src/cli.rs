@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Healthcheck: exit 0 when the database answers with a current schema.
+    Check,
     /// Serve the HTTP API on api.bind until SIGTERM or SIGINT.
     Serve,
     /// Issue, list or revoke API tokens.

@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     bootstrap::main("api", |service| async move {
         match cli.command {
             Command::Migrate => service.migrate().await,
+            Command::Check => service.check().await,
             Command::Serve => {
                 let pool = service.connect().await?;
                 // Refuse to start without a usable SECRET_KEY (exit code 2).

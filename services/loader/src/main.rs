@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Healthcheck: exit 0 when the database answers with a current schema.
+    Check,
     /// The initial load of every listing (/offers), resumed where it stopped.
     Initial {
         /// Stop after this many pages (the next run resumes there).
@@ -43,14 +45,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     bootstrap::main("loader", |service| async move {
-        if let Command::Migrate = cli.command {
-            return service.migrate().await;
+        match cli.command {
+            Command::Migrate => return service.migrate().await,
+            Command::Check => return service.check().await,
+            _ => {}
         }
         let pool = service.connect().await?;
         let settings = &service.settings;
         let shutdown = bootstrap::shutdown_token();
         match cli.command {
-            Command::Migrate => Ok(()),
+            Command::Migrate | Command::Check => Ok(()),
             Command::Initial { max_pages } => {
                 let options = loader::InitialOptions { max_pages };
                 loader::run_initial(settings, pool, shutdown, options)

@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Healthcheck: exit 0 when the database answers with a current schema.
+    Check,
     /// Drain the queue (raw rows with is_processed = false) once, then exit.
     Run {
         /// Rows per transaction (default: normalizer.batch_size).
@@ -51,8 +53,10 @@ fn main() -> ExitCode {
             options.max_batches = max_batches;
             options.hold_before_commit = Duration::from_millis(hold_before_commit_ms);
         }
-        if matches!(cli.command, Command::Migrate) {
-            return service.migrate().await;
+        match cli.command {
+            Command::Migrate => return service.migrate().await,
+            Command::Check => return service.check().await,
+            _ => {}
         }
         // Signal handlers first, so a SIGTERM during start-up is caught.
         let shutdown = bootstrap::shutdown_token();

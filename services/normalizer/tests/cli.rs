@@ -68,3 +68,27 @@ async fn run_on_an_empty_queue_exits_0_and_logs_the_run(
         "{lines:?}"
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn check_fails_before_migrate_and_passes_after(_: PgPoolOptions, options: PgConnectOptions) {
+    let url = test_support::database_url(&options);
+    let env = [("DATABASE_URL", url.as_str())];
+    let before = test_support::cli::run(BIN, &["check"], &env);
+    assert_eq!(before.status.code(), Some(2), "{before:?}");
+    checks::migrate_applies_the_schema_once(BIN, &url);
+    let after = test_support::cli::run(BIN, &["check"], &env);
+    assert!(after.status.success(), "{after:?}");
+    assert!(
+        String::from_utf8_lossy(&after.stdout).contains("normalizer: ok"),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn check_fails_when_the_database_is_unreachable() {
+    // Port 1 on loopback: nothing listens there.
+    let env = [("DATABASE_URL", "postgres://carfeed:x@127.0.0.1:1/carfeed")];
+    let out = test_support::cli::run(BIN, &["check"], &env);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(test_support::cli::lines(&out).len(), 1, "{out:?}");
+}

@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Healthcheck: exit 0 when the database answers with a current schema.
+    Check,
     /// Run until SIGTERM or SIGINT: replicate on its schedule.
     Serve,
 }
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     bootstrap::main("sync", |service| async move {
         match cli.command {
             Command::Migrate => service.migrate().await,
+            Command::Check => service.check().await,
             Command::Serve => {
                 let shutdown = bootstrap::shutdown_signal();
                 let pool = service.connect().await?;
