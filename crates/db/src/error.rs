@@ -32,6 +32,31 @@ impl From<sqlx::Error> for DbError {
     }
 }
 
+impl DbError {
+    /// True when Postgres refused a value rather than failed: a data
+    /// exception (class 22: a bad escape, a number or date out of range), an
+    /// integrity violation (class 23, a unique conflict included) or a
+    /// program limit (class 54: too deep, too long). Retrying the same
+    /// rows cannot help; writing them apart from the others can.
+    pub fn is_refused_value(&self) -> bool {
+        match self {
+            Self::Conflict { .. } => true,
+            Self::Sqlx(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+            _ => false,
+        }
+    }
+
+    /// Postgres' own message for a refused value (for a rejection's reason).
+    pub fn database_message(&self) -> String {
+        match self {
+            Self::Sqlx(sqlx::Error::Database(db)) => db.message().to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// A fenced update (`... WHERE <cursor> = $expected`) must touch exactly one
 /// row; none means the cursor is not where the caller thought (another run
 /// moved it, or there is no state row): `NotFound`.

@@ -6,7 +6,6 @@
 //! back to the queue.
 
 use chrono::{DateTime, Utc};
-use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::DbError;
@@ -14,12 +13,15 @@ use crate::DbError;
 /// The `NOTIFY` channel the loader signals after it writes raw rows.
 pub const CHANNEL: &str = "raw_data_changed";
 
-/// One claimed raw row.
+/// One claimed raw row. `data` is the jsonb as text: each row is decoded on
+/// its own by the caller, so a value Rust cannot read (a number outside
+/// f64's range, nesting deeper than serde_json allows) costs only its row,
+/// not the whole claim.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct QueuedRow {
     pub id: i64,
     pub inner_id: String,
-    pub data: Json<serde_json::Value>,
+    pub data: String,
     pub active_status: i32,
     pub created_at: Option<DateTime<Utc>>,
 }
@@ -39,7 +41,7 @@ pub async fn claim(
     limit: i64,
 ) -> Result<Vec<QueuedRow>, DbError> {
     let rows = sqlx::query_as(
-        "SELECT id, inner_id, data, active_status, created_at
+        "SELECT id, inner_id, data::text AS data, active_status, created_at
          FROM raw_data
          WHERE is_processed = false AND normalize_error IS NULL AND id > $1
          ORDER BY id
@@ -85,6 +87,32 @@ pub async fn record_failures(
     .bind(ids)
     .bind(errors)
     .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Which rows `requeue` puts back: both filters must hold (none: every row).
+#[derive(Debug, Clone, Default)]
+pub struct Requeue {
+    /// Only rows whose normalisation failed.
+    pub errors_only: bool,
+    /// Only these listings (empty: any).
+    pub inner_ids: Vec<String>,
+}
+
+/// Puts rows back in the queue and clears their `normalize_error` (and
+/// attempts), so that a fix of the normalising rules is applied to them.
+/// Returns how many rows were requeued.
+pub async fn requeue(db: impl PgExecutor<'_>, which: &Requeue) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "UPDATE raw_data
+         SET is_processed = false, normalize_error = NULL, normalize_attempts = 0
+         WHERE ($1 = false OR normalize_error IS NOT NULL)
+           AND (cardinality($2::text[]) = 0 OR inner_id = ANY($2))",
+    )
+    .bind(which.errors_only)
+    .bind(&which.inner_ids)
+    .execute(db)
     .await?;
     Ok(done.rows_affected())
 }

@@ -1,16 +1,24 @@
 //! One batch: claim, normalise in Rust, write set-based, commit — all in one
 //! transaction, so a crash or an infrastructure error at any point leaves the
 //! batch's rows unprocessed and nothing half-written.
+//!
+//! Bad records cost only themselves: a row whose `data` Rust cannot decode,
+//! or that the rules cannot normalise, gets its `normalize_error`; a batch
+//! whose write Postgres refuses is claimed again and written by halves
+//! (`isolate`), so the refused records are recorded and the rest commits.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use db::commit::Commit;
-use db::processed::ProcessedRow;
+use db::processed::{ProcessedRow, Upserted};
 use db::queue::QueuedRow;
 use db::PgPool;
 use domain::listing::ActiveStatus;
 use domain::normalize::normalize;
+use serde_json::Value;
+
+use crate::isolate::upsert_isolating;
 
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,7 +51,10 @@ fn normalise_all(rows: Vec<QueuedRow>) -> Split {
         reasons: Vec::new(),
     };
     for row in rows {
-        match normalize(&row.inner_id, &row.data.0) {
+        let normalised = serde_json::from_str::<Value>(&row.data)
+            .map_err(|err| format!("data is not readable JSON: {err}"))
+            .and_then(|data| normalize(&row.inner_id, &data).map_err(|err| err.to_string()));
+        match normalised {
             Ok(listing) => {
                 split.good_ids.push(row.id);
                 split.good.push(ProcessedRow {
@@ -53,14 +64,17 @@ fn normalise_all(rows: Vec<QueuedRow>) -> Split {
                     listed_at: row.created_at,
                 });
             }
-            Err(err) => {
+            Err(reason) => {
+                // Debug formatting escapes the upstream's text: a newline in
+                // an inner_id cannot forge a log line.
                 tracing::warn!(
-                    inner_id = %row.inner_id,
-                    "Cannot normalise listing {}: {err}",
-                    row.inner_id
+                    inner_id = ?row.inner_id,
+                    "Cannot normalise listing {:?}: {}",
+                    row.inner_id,
+                    reason.escape_debug()
                 );
                 split.failed_ids.push(row.id);
-                split.reasons.push(err.to_string());
+                split.reasons.push(reason);
             }
         }
     }
@@ -68,11 +82,13 @@ fn normalise_all(rows: Vec<QueuedRow>) -> Split {
 }
 
 /// Normalises up to `batch_size` waiting rows with ids above `after` in one
-/// transaction.
+/// transaction. Should Postgres refuse a value of the batch, the batch is
+/// rolled back and done once more, written by halves (see `isolate`).
 /// `Commit::Asynchronous` is safe here: a batch a Postgres crash forgets
 /// leaves its raw rows unprocessed, so they are simply normalised again.
 /// `hold_before_commit` keeps the transaction open that much longer before
 /// committing (zero in production; crash tests use it to kill mid-batch).
+#[tracing::instrument(level = "info", skip_all, fields(after, batch_size))]
 pub async fn run_batch(
     pool: &PgPool,
     after: i64,
@@ -80,50 +96,98 @@ pub async fn run_batch(
     commit: Commit,
     hold_before_commit: Duration,
 ) -> anyhow::Result<BatchOutcome> {
-    let mut tx = pool
-        .begin()
-        .await
-        .context("Failed to begin a batch transaction")?;
-    let started = Instant::now();
-    commit
-        .apply(&mut tx)
-        .await
-        .context("Failed to set the batch's commit mode")?;
-    let rows = db::queue::claim(&mut tx, after, batch_size)
-        .await
-        .context("Failed to claim a batch of raw rows")?;
-    if rows.is_empty() {
-        tx.rollback()
+    let batch = Attempt {
+        after,
+        batch_size,
+        commit,
+        hold_before_commit,
+    };
+    match batch.run(pool, false).await? {
+        Some(outcome) => Ok(outcome),
+        None => {
+            tracing::warn!(
+                "Postgres refused a record of the batch after id {after}: writing it by halves"
+            );
+            let outcome = batch.run(pool, true).await?;
+            Ok(outcome.expect("the careful write does not give up on refused values"))
+        }
+    }
+}
+
+struct Attempt {
+    after: i64,
+    batch_size: i64,
+    commit: Commit,
+    hold_before_commit: Duration,
+}
+
+impl Attempt {
+    /// One try at the batch. `careful`: write by halves under savepoints.
+    /// Not careful: `None` when Postgres refused a value (rolled back).
+    async fn run(&self, pool: &PgPool, careful: bool) -> anyhow::Result<Option<BatchOutcome>> {
+        let mut tx = pool
+            .begin()
             .await
-            .context("Failed to end an empty batch")?;
-        return Ok(BatchOutcome::default());
+            .context("Failed to begin a batch transaction")?;
+        let started = Instant::now();
+        self.commit
+            .apply(&mut tx)
+            .await
+            .context("Failed to set the batch's commit mode")?;
+        let rows = db::queue::claim(&mut tx, self.after, self.batch_size)
+            .await
+            .context("Failed to claim a batch of raw rows")?;
+        if rows.is_empty() {
+            tx.rollback()
+                .await
+                .context("Failed to end an empty batch")?;
+            return Ok(Some(BatchOutcome::default()));
+        }
+        let claimed = rows.len() as u64;
+        let last_id = rows.iter().map(|r| r.id).max().unwrap_or(self.after);
+        // The CPU-heavy part runs on a blocking thread: the async workers stay
+        // free to drive this and other connections' I/O meanwhile.
+        let mut split = tokio::task::spawn_blocking(move || normalise_all(rows))
+            .await
+            .context("The normalising task failed")?;
+        let upserted = if careful {
+            let done = upsert_isolating(&mut tx, std::mem::take(&mut split.good))
+                .await
+                .context("Failed to write the batch into processed_data")?;
+            for (id, reason) in done.refused {
+                tracing::warn!("Cannot store raw row {id} in processed_data: {reason}");
+                split.good_ids.retain(|good| *good != id);
+                split.failed_ids.push(id);
+                split.reasons.push(reason);
+            }
+            done.upserted
+        } else {
+            match db::processed::upsert(&mut tx, std::mem::take(&mut split.good)).await {
+                Ok(upserted) => upserted,
+                Err(err) if err.is_refused_value() => return Ok(None),
+                Err(err) => {
+                    return Err(err).context("Failed to write the batch into processed_data")
+                }
+            }
+        };
+        db::queue::mark_processed(&mut tx, &split.good_ids)
+            .await
+            .context("Failed to mark the batch processed")?;
+        db::queue::record_failures(&mut tx, &split.failed_ids, &split.reasons)
+            .await
+            .context("Failed to record the batch's normalisation errors")?;
+        if !self.hold_before_commit.is_zero() {
+            tokio::time::sleep(self.hold_before_commit).await;
+        }
+        tx.commit().await.context("Failed to commit the batch")?;
+        let Upserted { created, updated } = upserted;
+        Ok(Some(BatchOutcome {
+            claimed,
+            created,
+            updated,
+            failed: split.failed_ids.len() as u64,
+            elapsed: started.elapsed(),
+            last_id,
+        }))
     }
-    let claimed = rows.len() as u64;
-    let last_id = rows.iter().map(|r| r.id).max().unwrap_or(after);
-    // The CPU-heavy part runs on a blocking thread: the async workers stay
-    // free to drive this and other connections' I/O meanwhile.
-    let split = tokio::task::spawn_blocking(move || normalise_all(rows))
-        .await
-        .context("The normalising task failed")?;
-    let upserted = db::processed::upsert(&mut tx, split.good)
-        .await
-        .context("Failed to write the batch into processed_data")?;
-    db::queue::mark_processed(&mut tx, &split.good_ids)
-        .await
-        .context("Failed to mark the batch processed")?;
-    db::queue::record_failures(&mut tx, &split.failed_ids, &split.reasons)
-        .await
-        .context("Failed to record the batch's normalisation errors")?;
-    if !hold_before_commit.is_zero() {
-        tokio::time::sleep(hold_before_commit).await;
-    }
-    tx.commit().await.context("Failed to commit the batch")?;
-    Ok(BatchOutcome {
-        claimed,
-        created: upserted.created,
-        updated: upserted.updated,
-        failed: split.failed_ids.len() as u64,
-        elapsed: started.elapsed(),
-        last_id,
-    })
 }

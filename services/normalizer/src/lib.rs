@@ -14,9 +14,12 @@
 
 pub mod batch;
 pub mod drain;
+mod isolate;
+mod requeue;
 mod serve;
 
 pub use drain::{run_once, Options, Summary};
+pub use requeue::requeue;
 pub use serve::serve;
 
 use std::time::Duration;

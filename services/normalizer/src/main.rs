@@ -36,6 +36,16 @@ enum Command {
     },
     /// Run until SIGTERM or SIGINT: normalise whenever rows are waiting.
     Serve,
+    /// Put rows back in the queue, clearing their normalize_error (after a
+    /// fix of the rules). Without options: every row.
+    Requeue {
+        /// Only rows whose normalisation failed.
+        #[arg(long)]
+        errors: bool,
+        /// Only these listings (repeatable).
+        #[arg(long = "inner-id", value_name = "ID")]
+        inner_ids: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,7 +71,13 @@ fn main() -> ExitCode {
         // Signal handlers first, so a SIGTERM during start-up is caught.
         let shutdown = bootstrap::shutdown_token();
         let pool = service.connect().await?;
-        if matches!(cli.command, Command::Serve) {
+        if let Command::Requeue { errors, inner_ids } = cli.command {
+            let which = db::queue::Requeue {
+                errors_only: errors,
+                inner_ids,
+            };
+            normalizer::requeue(&pool, &which).await?;
+        } else if matches!(cli.command, Command::Serve) {
             options.log_idle_runs = false;
             normalizer::serve(&pool, &options, settings.poll_interval, shutdown).await?;
         } else {

@@ -92,3 +92,43 @@ fn check_fails_when_the_database_is_unreachable() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(test_support::cli::lines(&out).len(), 1, "{out:?}");
 }
+
+#[sqlx::test(migrations = false)]
+async fn requeue_from_the_command_line_says_how_many_rows_went_back(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let url = test_support::database_url(&options);
+    checks::migrate_applies_the_schema_once(BIN, &url);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO raw_data (inner_id, change_type, source, is_processed, normalize_error)
+         VALUES ('a', 'added', 'initial_load', true, NULL),
+                ('b', 'added', 'initial_load', false, 'year: bad'),
+                ('c', 'added', 'initial_load', false, 'year: bad')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let out = test_support::cli::run(
+        BIN,
+        &["requeue", "--errors", "--inner-id", "b", "--inner-id", "a"],
+        &[("DATABASE_URL", &url)],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let lines = test_support::cli::lines(&out);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[INFO] Put 1 raw rows back in the queue")),
+        "{lines:?}"
+    );
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM raw_data WHERE NOT is_processed AND normalize_error IS NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(waiting, 1);
+    pool.close().await;
+}
