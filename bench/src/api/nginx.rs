@@ -31,7 +31,10 @@ impl Nginx {
             .port();
         let dir = TempDir::new(port)?;
         let replacements = [
-            ("server api:8080;", format!("server {api};")),
+            (
+                "set $api_upstream api:8080;",
+                format!("set $api_upstream {api};"),
+            ),
             (
                 "pid /run/nginx.pid;",
                 format!("pid {}/nginx.pid;", dir.0.display()),

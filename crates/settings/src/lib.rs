@@ -9,10 +9,12 @@
 //! `Settings` or one `SettingsError` line naming the key that is wrong.
 
 mod load;
+mod secret_key;
 mod secrets;
 mod sections;
 
 pub use load::{load, load_from, Env};
+pub use secret_key::{KeyOrigin, SecretKey};
 pub use secrets::Secrets;
 pub use sections::*;
 

@@ -1,5 +1,7 @@
 //! Secrets: read from the environment only, and redacted in `Debug`.
 
+use std::path::PathBuf;
+
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{load::Env, SettingsError};
@@ -11,6 +13,9 @@ pub struct Secrets {
     pub che168_api_key: Option<SecretString>,
     pub che168_access_name: Option<String>,
     pub secret_key: Option<SecretString>,
+    /// `SECRET_KEY_FILE`: where a generated key is kept when `SECRET_KEY`
+    /// is unset (see `secret_key.rs`); unset = no such fallback.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl Secrets {
@@ -21,6 +26,7 @@ impl Secrets {
             che168_api_key: env.non_empty("CHE168_API_KEY").map(SecretString::from),
             che168_access_name: env.non_empty("CHE168_ACCESS_NAME"),
             secret_key: env.non_empty("SECRET_KEY").map(SecretString::from),
+            secret_key_file: env.non_empty("SECRET_KEY_FILE").map(PathBuf::from),
         })
     }
 
@@ -34,22 +40,6 @@ impl Secrets {
                     "DATABASE_URL is not set (set it, or DB_HOST, DB_USER and DB_NAME)",
                 )
             })
-    }
-
-    /// The key API tokens are hashed with; the api refuses to start without it.
-    pub fn secret_key(&self) -> Result<&str, SettingsError> {
-        let key = self
-            .secret_key
-            .as_ref()
-            .map(|s| s.expose_secret())
-            .ok_or_else(|| SettingsError::new("SECRET_KEY is not set"))?;
-        if key.len() < 32 {
-            return Err(SettingsError::new(format!(
-                "SECRET_KEY must be at least 32 characters, got {}",
-                key.len()
-            )));
-        }
-        Ok(key)
     }
 }
 

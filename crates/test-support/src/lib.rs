@@ -5,6 +5,7 @@
 //! Nothing here is used outside tests.
 
 pub mod cli;
+pub mod nginx;
 
 use sqlx::postgres::PgConnectOptions;
 
@@ -24,4 +25,24 @@ pub fn database_url(options: &PgConnectOptions) -> String {
             options.get_port()
         ),
     }
+}
+
+/// The path of another crate's binary, as cargo built it beside the running
+/// test (`target/<profile>/<name>`). `env!("CARGO_BIN_EXE_..")` only names a
+/// crate's own binaries; a test of several services finds them here, built
+/// by `cargo build` (scripts/test.sh builds every target first).
+pub fn workspace_binary(name: &str) -> String {
+    let test = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let binary = test
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join(name))
+        .expect("the test runs from target/<profile>/deps");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first (cargo build --bins, or run scripts/test.sh)",
+        binary.display()
+    );
+    binary.to_string_lossy().into_owned()
 }

@@ -62,10 +62,9 @@ pub async fn tokens(
             description,
             expires_in,
         } => {
-            let key = settings.secrets.secret_key()?;
+            let key = crate::config::secret_key(settings)?;
             let issued =
-                crate::tokens::issue(pool, key.as_bytes(), count.into(), &description, expires_in)
-                    .await?;
+                crate::tokens::issue(pool, &key, count.into(), &description, expires_in).await?;
             // stdout holds only the tokens, one a line, for scripts; they are
             // shown this once and never stored in clear.
             for token in &issued {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::http::HeaderName;
-use settings::{IpRange, Settings};
+use settings::{IpRange, KeyOrigin, Settings, SettingsError};
 
 /// The api's runtime configuration. Tests and the bench build one with
 /// [`ApiConfig::for_tests`] and change fields as they need.
@@ -27,6 +27,25 @@ pub struct ApiConfig {
     pub require_token: bool,
 }
 
+/// `SECRET_KEY` (see `settings::Secrets::secret_key`), saying in the log
+/// where it came from when that is not the environment.
+pub fn secret_key(settings: &Settings) -> Result<Vec<u8>, SettingsError> {
+    let key = settings.secrets.secret_key()?;
+    match &key.origin {
+        KeyOrigin::Environment => {}
+        // Debug: `api tokens issue` prints only the tokens on stdout.
+        KeyOrigin::File(path) => {
+            tracing::debug!("SECRET_KEY is not set; using the key kept in {}", path.display());
+        }
+        KeyOrigin::Generated(path) => tracing::warn!(
+            "SECRET_KEY is not set: generated a random key and kept it in {} (mode 0600). \
+             Tokens are valid only with this key: keep the file, or set SECRET_KEY (required in production)",
+            path.display()
+        ),
+    }
+    Ok(key.expose().to_vec())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     pub per_second: u32,
@@ -34,9 +53,9 @@ pub struct RateLimit {
 }
 
 impl ApiConfig {
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+    /// The settings' values, with the key from [`secret_key`].
+    pub fn from_settings(settings: &Settings, secret_key: Vec<u8>) -> anyhow::Result<Self> {
         let api = &settings.api;
-        let secret_key = settings.secrets.secret_key()?.as_bytes().to_vec();
         Ok(Self {
             secret_key,
             default_page_size: u32::try_from(api.default_page_size)?,

@@ -94,13 +94,15 @@ fn cors(config: &ApiConfig) -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-/// `api serve`: first-start tokens, then the API on `api.bind` until `shutdown`.
+/// `api serve`: first-start tokens, then the API on `api.bind` until
+/// `shutdown`. `secret_key` comes from [`config::secret_key`].
 pub async fn serve(
     settings: &Settings,
+    secret_key: Vec<u8>,
     pool: PgPool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let config = ApiConfig::from_settings(settings)?;
+    let config = ApiConfig::from_settings(settings, secret_key)?;
     let initial = usize::try_from(settings.api.initial_tokens).unwrap_or(0);
     if let Some(path) = tokens::issue_initial(
         &pool,

@@ -15,8 +15,8 @@ fn main() -> ExitCode {
             Command::Serve => {
                 let pool = service.connect().await?;
                 // Refuse to start without a usable SECRET_KEY (exit code 2).
-                service.settings.secrets.secret_key()?;
-                api::serve(&service.settings, pool, bootstrap::shutdown_signal()).await
+                let key = api::config::secret_key(&service.settings)?;
+                api::serve(&service.settings, key, pool, bootstrap::shutdown_signal()).await
             }
             Command::Tokens(command) => {
                 let pool = service.connect().await?;

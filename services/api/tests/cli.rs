@@ -138,3 +138,77 @@ async fn tokens_are_issued_listed_and_revoked_from_the_command_line(
         "{unknown:?}"
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn serve_without_secret_key_or_a_key_file_exits_2_naming_secret_key(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let url = migrated(&options);
+    let out = run(BIN, &["serve"], &[("DATABASE_URL", &url)]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let lines = lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("SECRET_KEY is not set"), "{lines:?}");
+}
+
+/// The development stack's opt-in: `SECRET_KEY_FILE` on the secrets volume.
+#[sqlx::test(migrations = false)]
+async fn with_a_key_file_serve_generates_the_key_and_tokens_issued_from_the_command_line_work(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let url = migrated(&options);
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("secret_key");
+    let key_file_text = key_file.to_str().unwrap().to_owned();
+    let dir_text = dir.path().to_str().unwrap().to_owned();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("SECRET_KEY_FILE", key_file_text.as_str()),
+        ("API_BIND", "127.0.0.1:0"),
+        ("CARFEED__API__TOKEN_FILE_DIR", dir_text.as_str()),
+        ("CARFEED__API__INITIAL_TOKENS", "0"),
+    ];
+    let mut service = Running::start(BIN, &["serve"], &env);
+    let warning = service.wait_for_line("generated a random key", Duration::from_secs(20));
+    assert!(warning.contains("[WARNING]"), "{warning}");
+    assert!(warning.contains(&key_file_text), "{warning}");
+    let listening = service.wait_for_line("API listening on", Duration::from_secs(20));
+    let address = listening.rsplit(' ').next().unwrap().to_owned();
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert!(
+        !service.output().join("\n").contains(key.trim()),
+        "the key was logged"
+    );
+
+    // `api tokens issue`, as run inside the container, finds the same key.
+    let out = run(BIN, &["tokens", "issue"], &env);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let answer = reqwest::Client::new()
+        .get(format!("http://{address}/api/v1/offers"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    service.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(service.wait_exit(Duration::from_secs(15)).success());
+    // A restart reads the kept key instead of making a new one: the token
+    // issued before still works.
+    let mut again = Running::start(BIN, &["serve"], &env);
+    let listening = again.wait_for_line("API listening on", Duration::from_secs(20));
+    let address = listening.rsplit(' ').next().unwrap().to_owned();
+    let output = again.output().join("\n");
+    assert!(!output.contains("generated a random key"), "{output}");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
+    let answer = reqwest::Client::new()
+        .get(format!("http://{address}/api/v1/offers"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+}

@@ -1,173 +1,19 @@
 //! The same checks through Debian's nginx on loopback, running the repo's
 //! nginx/ configuration with the upstream address and ports filled in.
-//! Skipped, with a printed reason, only when no nginx binary exists (CI
-//! installs it: `apt-get install -y nginx-light`).
+//! Skipped, with a printed reason, only when no nginx binary exists outside
+//! CI (CI installs it: `apt-get install -y nginx-light`). The copying and
+//! running is test-support's `nginx` module, shared with the system test.
 
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use api::config::RateLimit;
 use api::{ApiConfig, AppState};
 use common::*;
 use sqlx::PgPool;
-
-const FILES: [&str; 5] = [
-    "nginx.conf",
-    "nginx.prod.conf",
-    "carfeed-http.conf",
-    "carfeed-proxy.conf",
-    "api-locations.conf",
-];
-
-fn nginx_binary() -> Option<PathBuf> {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("nginx"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    candidates
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin/nginx")])
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The repo's nginx/ copied into `dir` with test addresses; every
-/// substitution must apply, so a drifting config fails here.
-fn prepare(dir: &Path, api: SocketAddr, http: u16, https: u16) {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../nginx");
-    let replacements = [
-        ("server api:8080;", format!("server {api};")),
-        (
-            "pid /run/nginx.pid;",
-            format!("pid {}/nginx.pid;", dir.display()),
-        ),
-        ("listen 80;", format!("listen 127.0.0.1:{http};")),
-        (
-            "listen 443 ssl http2;",
-            format!("listen 127.0.0.1:{https} ssl http2;"),
-        ),
-        (
-            "/etc/letsencrypt/live/api.example.com/",
-            format!("{}/certs/", dir.display()),
-        ),
-        ("/var/www/certbot", format!("{}/certbot", dir.display())),
-        (
-            "access_log /dev/stdout combined;",
-            format!("access_log {}/access.log combined;", dir.display()),
-        ),
-    ];
-    let mut applied = vec![false; replacements.len()];
-    for file in FILES {
-        let mut text = std::fs::read_to_string(source.join(file)).unwrap();
-        for (i, (from, to)) in replacements.iter().enumerate() {
-            if text.contains(from) {
-                text = text.replace(from, to);
-                applied[i] = true;
-            }
-        }
-        std::fs::write(dir.join(file), text).unwrap();
-    }
-    for ((from, _), done) in replacements.iter().zip(applied) {
-        assert!(done, "nginx/ no longer contains {from:?}: update this test");
-    }
-    // A self-signed certificate where Let's Encrypt's would be.
-    std::fs::create_dir_all(dir.join("certs")).unwrap();
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=api.example.com",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("certs/privkey.pem"))
-        .arg("-out")
-        .arg(dir.join("certs/fullchain.pem"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(status.success());
-}
-
-/// nginx in the foreground; stopped when dropped.
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    fn start(binary: &Path, api: SocketAddr) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        prepare(dir.path(), api, port, free_port());
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM to our own master (by its pid): it stops its workers too.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use test_support::nginx::{binary_or_skip, free_port, prepare, Nginx};
 
 /// The api on a real socket, trusting X-Real-IP from loopback (nginx).
 async fn serve(
@@ -190,17 +36,11 @@ async fn serve(
     (address, stop)
 }
 
-fn skip() -> Option<PathBuf> {
-    let binary = nginx_binary();
-    if binary.is_none() {
-        eprintln!("SKIPPED: no nginx binary on PATH or at /usr/sbin/nginx (apt-get install -y nginx-light)");
-    }
-    binary
-}
-
 #[test]
 fn nginx_accepts_both_configurations() {
-    let Some(binary) = skip() else { return };
+    let Some(binary) = binary_or_skip() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     prepare(
         dir.path(),
@@ -227,7 +67,9 @@ fn nginx_accepts_both_configurations() {
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn through_nginx_the_api_answers_as_directly_and_metrics_stay_internal(pool: PgPool) {
-    let Some(binary) = skip() else { return };
+    let Some(binary) = binary_or_skip() else {
+        return;
+    };
     let offers = generate(120, 40_000_000, 31);
     insert(&pool, &offers).await;
     let token = token(&pool).await;
@@ -337,7 +179,9 @@ async fn through_nginx_the_api_answers_as_directly_and_metrics_stay_internal(poo
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn through_nginx_a_forged_x_forwarded_for_does_not_change_the_bucket(pool: PgPool) {
-    let Some(binary) = skip() else { return };
+    let Some(binary) = binary_or_skip() else {
+        return;
+    };
     let token = token(&pool).await;
     let (api, _stop) = serve(
         &pool,
