@@ -11,10 +11,12 @@
 mod load;
 mod secrets;
 mod sections;
+mod sync;
 
 pub use load::{load, load_from, Env};
 pub use secrets::Secrets;
 pub use sections::*;
+pub use sync::{SyncRetrySettings, SyncSettings, SyncTable};
 
 use serde::Deserialize;
 
@@ -27,6 +29,7 @@ pub struct Settings {
     pub loader: LoaderSettings,
     pub normalizer: NormalizerSettings,
     pub api: ApiSettings,
+    pub sync: SyncSettings,
     pub secrets: Secrets,
 }
 
@@ -40,6 +43,7 @@ struct FileSettings {
     loader: LoaderSettings,
     normalizer: NormalizerSettings,
     api: ApiSettings,
+    sync: SyncSettings,
 }
 
 /// A setting that is missing or invalid. Displays as one line starting with
