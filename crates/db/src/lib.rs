@@ -22,6 +22,7 @@ pub mod raw;
 pub mod schema;
 pub mod stats;
 pub mod sync_state;
+pub mod sync_tables;
 pub mod tokens;
 
 pub use error::DbError;

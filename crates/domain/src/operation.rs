@@ -10,6 +10,7 @@ pub enum OperationType {
     SyncPush,
     SyncPull,
     SyncMigrate,
+    SyncVerify,
     WorkerCleanup,
 }
 
@@ -21,6 +22,7 @@ impl OperationType {
             Self::SyncPush => "sync_push",
             Self::SyncPull => "sync_pull",
             Self::SyncMigrate => "sync_migrate",
+            Self::SyncVerify => "sync_verify",
             Self::WorkerCleanup => "worker_cleanup",
         }
     }

@@ -12,11 +12,13 @@ mod load;
 mod secret_key;
 mod secrets;
 mod sections;
+mod sync;
 
 pub use load::{load, load_from, Env};
 pub use secret_key::{KeyOrigin, SecretKey};
 pub use secrets::Secrets;
 pub use sections::*;
+pub use sync::{SyncRetrySettings, SyncSettings, SyncTable};
 
 use serde::Deserialize;
 
@@ -29,6 +31,7 @@ pub struct Settings {
     pub loader: LoaderSettings,
     pub normalizer: NormalizerSettings,
     pub api: ApiSettings,
+    pub sync: SyncSettings,
     pub secrets: Secrets,
 }
 
@@ -42,6 +45,7 @@ struct FileSettings {
     loader: LoaderSettings,
     normalizer: NormalizerSettings,
     api: ApiSettings,
+    sync: SyncSettings,
 }
 
 /// A setting that is missing or invalid. Displays as one line starting with

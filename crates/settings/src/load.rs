@@ -119,6 +119,7 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
     file.loader.validate()?;
     file.normalizer.validate()?;
     file.api.validate()?;
+    file.sync.validate()?;
     // The loader's run lock holds one connection for the whole run.
     if file.loader.write_connections >= file.database.max_connections {
         return Err(SettingsError::new(format!(
@@ -134,6 +135,7 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
         loader: file.loader,
         normalizer: file.normalizer,
         api: file.api,
+        sync: file.sync,
         secrets: Secrets::from_env(env)?,
     })
 }
@@ -178,6 +180,11 @@ mod tests {
         assert_eq!(settings.upstream.retry.max_elapsed.as_secs(), 4 * 3600);
         assert_eq!(settings.log.retention_days, 7);
         assert_eq!(settings.api.bind, "0.0.0.0:8080");
+        assert_eq!(settings.sync.batch_size(), 1000);
+        assert_eq!(settings.sync.target_max_connections(), 2);
+        assert_eq!(settings.sync.push_tables[0].name, "processed_data");
+        assert_eq!(settings.sync.push_tables[0].key, ["inner_id"]);
+        assert!(settings.sync.pull_tables.is_empty());
     }
 
     #[test]

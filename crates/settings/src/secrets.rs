@@ -41,6 +41,16 @@ impl Secrets {
                 )
             })
     }
+
+    /// Production, for `sync`: the database the public site's API reads.
+    pub fn target_database_url(&self) -> Result<&str, SettingsError> {
+        self.target_database_url
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .ok_or_else(|| {
+                SettingsError::new("TARGET_DATABASE_URL is not set (sync needs production's URL)")
+            })
+    }
 }
 
 /// `DATABASE_URL`, else a URL built from `DB_HOST`, `DB_PORT`, `DB_USER`,

@@ -1,24 +1,17 @@
-//! The sync service: Replicates the final tables from the working database to production, and reference tables back.
+//! The sync service: replicates the final tables from the working database
+//! to production (`push`), reference tables back (`pull`), compares both
+//! sides (`verify`), copies whole tables between any two databases (`copy`,
+//! the table migration) and runs all of it on a schedule (`serve`).
 //!
-//! `main.rs` wires settings, logs and the pool; everything the service does
-//! lives here and takes its shutdown signal as a parameter, so tests drive it
-//! with a oneshot instead of a real signal.
+//! `main.rs` wires settings, logs and the pools; everything the service does
+//! lives here and takes its shutdown signal as a parameter.
 
-use std::future::Future;
+mod copy_split;
+pub mod run;
+mod serve;
+pub mod sql;
+pub mod tables;
+mod transfer;
 
-use db::PgPool;
-use settings::Settings;
-
-/// Runs until `shutdown` resolves.
-pub async fn serve(
-    _settings: &Settings,
-    pool: PgPool,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let version = db::schema::applied_version(&pool).await?;
-    tracing::info!("sync ready (database schema version {version})");
-    shutdown.await;
-    pool.close().await;
-    tracing::info!("sync stopped");
-    Ok(())
-}
+pub use run::{run, Ends, RunOptions, TableReport};
+pub use serve::serve;

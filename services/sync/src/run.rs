@@ -1,0 +1,260 @@
+//! One incremental run of `sync push` (working -> production) or `sync pull`
+//! (production -> working): every configured table, read under one snapshot
+//! of the source, only the rows written since the table's last finished run.
+//!
+//! The mark is `pg_snapshot_xmin` of that snapshot (see migration 0006 for
+//! why it is commit-safe). Rows go in key order, batch by batch; after each
+//! batch lands on the target the table's resume point moves on the working
+//! side, so a killed run sends again at most the batch it was writing.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use db::sync_tables::{self, Direction, Resume};
+use db::PgPool;
+use settings::SyncTable;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, Postgres};
+use telemetry::progress;
+use tokio_util::sync::CancellationToken;
+
+use crate::sql::{self, KeyBound, Selection};
+use crate::tables;
+use crate::transfer::{Batches, Target};
+
+/// The two databases: where loader and normaliser write, and production.
+#[derive(Debug, Clone)]
+pub struct Ends {
+    pub working: PgPool,
+    pub production: PgPool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub batch_size: usize,
+    pub dry_run: bool,
+    pub prune: bool,
+    pub progress_interval: Duration,
+}
+
+/// What a run did (or, dry, would do) to one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableReport {
+    pub table: String,
+    pub read: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub batches: i64,
+}
+
+impl TableReport {
+    pub fn line(&self, dry_run: bool) -> String {
+        let verb = if dry_run { "would get" } else { "got" };
+        format!(
+            "{}: {} changed rows read; target {verb} {} inserted, {} updated, {} deleted",
+            self.table,
+            progress::thousands(u64::try_from(self.read).unwrap_or(0)),
+            self.inserted,
+            self.updated,
+            self.deleted
+        )
+    }
+}
+
+/// Runs every table of `tables` in `direction`. Stops between batches when
+/// `shutdown` is cancelled (the state says where the next run resumes).
+pub async fn run(
+    direction: Direction,
+    ends: &Ends,
+    tables: &[SyncTable],
+    options: &RunOptions,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<TableReport>> {
+    let (source_pool, target_pool) = match direction {
+        Direction::Push => (&ends.working, &ends.production),
+        Direction::Pull => (&ends.production, &ends.working),
+    };
+    let mut target = target_pool
+        .acquire()
+        .await
+        .context("Failed to connect to the target")?;
+    let mut source = source_pool
+        .acquire()
+        .await
+        .context("Failed to connect to the source")?;
+    // One snapshot for every table of the run; its xmin is the next mark.
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *source)
+        .await?;
+    let result = async {
+        let mark: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                .fetch_one(&mut *source)
+                .await
+                .context("Failed to read the source snapshot")?;
+        let mut reports = Vec::new();
+        for table in tables {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let report = run_table(
+                direction,
+                ends,
+                &mut source,
+                &mut target,
+                table,
+                mark,
+                options,
+                shutdown,
+            )
+            .await
+            .with_context(|| format!("Failed to {} {}", direction.as_str(), table.name))?;
+            tracing::info!("{}", report.line(options.dry_run));
+            reports.push(report);
+        }
+        anyhow::Ok(reports)
+    }
+    .await;
+    end_snapshot(source, result.is_ok()).await;
+    result
+}
+
+async fn end_snapshot(mut source: PoolConnection<Postgres>, ok: bool) {
+    if ok && sqlx::raw_sql("COMMIT").execute(&mut *source).await.is_ok() {
+        return;
+    }
+    // A COPY cut short leaves the connection in no state to reuse.
+    source.close_on_drop();
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_table(
+    direction: Direction,
+    ends: &Ends,
+    source: &mut PgConnection,
+    target: &mut PgConnection,
+    table: &SyncTable,
+    mark: i64,
+    options: &RunOptions,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<TableReport> {
+    let spec = tables::describe(source, &table.name, Some(&table.key)).await?;
+    if !spec.tracked {
+        bail!(
+            "table {} has no change tracking on the source: run SELECT sync_track('{}') there",
+            table.name,
+            table.name
+        );
+    }
+    let target_spec = tables::describe(target, &table.name, Some(&table.key)).await?;
+    tables::check_compatible(&spec, &target_spec)?;
+    let state = sync_tables::get(&ends.working, direction, &table.name).await?;
+
+    // A resumed run first sends what changed below its resume key since the
+    // interrupted run read, then carries on above the key.
+    let mut phases = Vec::new();
+    match state.resume() {
+        Some(resume) => {
+            set_resume_key(source, &resume.key).await?;
+            phases.push(Selection {
+                since: Some(
+                    state
+                        .watermark
+                        .map_or(resume.watermark, |w| w.max(resume.watermark)),
+                ),
+                key: Some(KeyBound::AtMost),
+            });
+            phases.push(Selection {
+                since: state.watermark,
+                key: Some(KeyBound::Above),
+            });
+        }
+        None => phases.push(Selection {
+            since: state.watermark,
+            key: None,
+        }),
+    }
+    let mut total = 0;
+    for phase in &phases {
+        let n: i64 = sqlx::query_scalar(&sql::count(&spec, phase))
+            .fetch_one(&mut *source)
+            .await?;
+        total += n;
+    }
+
+    let mut report = TableReport {
+        table: table.name.clone(),
+        ..TableReport::default()
+    };
+    let started = Instant::now();
+    let mut last_print = Instant::now();
+    let mut sink = Target::open(target, &spec, options.dry_run).await?;
+    let mut moves_resume = false;
+    for phase in &phases {
+        moves_resume |= phase.key != Some(KeyBound::AtMost);
+        let mut batches =
+            Batches::start(source, &sql::copy_out(&spec, phase), options.batch_size).await?;
+        while let Some(batch) = batches.next().await? {
+            let outcome = sink.send(&batch).await?;
+            let rows = i64::try_from(batch.rows).unwrap_or(i64::MAX);
+            report.read += rows;
+            report.inserted += outcome.inserted;
+            report.updated += outcome.updated;
+            report.batches += 1;
+            if !options.dry_run && moves_resume {
+                if let Some(key) = outcome.last_key {
+                    let resume = Resume {
+                        key,
+                        watermark: mark,
+                    };
+                    sync_tables::save_resume(&ends.working, direction, &table.name, &resume, rows)
+                        .await
+                        .context("Failed to save the resume point")?;
+                }
+            }
+            if last_print.elapsed() >= options.progress_interval {
+                last_print = Instant::now();
+                print_progress(&table.name, report.read, total, started);
+            }
+            if shutdown.is_cancelled() {
+                bail!("shutdown requested; the next run resumes after the last batch sent");
+            }
+        }
+    }
+    if report.batches > 0 {
+        print_progress(&table.name, report.read, total, started);
+    }
+    if options.prune {
+        report.deleted = sink.prune(source).await?;
+    }
+    sink.close().await?;
+    if !options.dry_run {
+        sync_tables::finish(&ends.working, direction, &table.name, mark)
+            .await
+            .context("Failed to save the table's mark")?;
+    }
+    Ok(report)
+}
+
+async fn set_resume_key(conn: &mut PgConnection, key: &[String]) -> anyhow::Result<()> {
+    sqlx::query("SELECT set_config($1, $2::text[]::text, true)")
+        .bind(sql::RESUME_KEY_SETTING)
+        .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn print_progress(table: &str, done: i64, total: i64, started: Instant) {
+    let done = u64::try_from(done).unwrap_or(0);
+    tracing::info!(
+        "{table}: {}",
+        progress::line(
+            done,
+            u64::try_from(total).unwrap_or(0),
+            done,
+            started.elapsed()
+        )
+    );
+}

@@ -1,0 +1,158 @@
+//! The target side of a transfer: batches of binary COPY rows land in a
+//! session-local staging table, then one statement upserts them, rewriting
+//! only rows that really differ (or, on a dry run, only counts what it would
+//! do). Three round trips per batch: COPY start, COPY data, merge.
+
+use anyhow::Context;
+use futures::StreamExt;
+use sqlx::{PgConnection, Row};
+
+use crate::copy_split::{Batch, Splitter};
+use crate::sql;
+use crate::tables::TableSpec;
+
+/// What one batch did (or would do) on the target.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub inserted: i64,
+    pub updated: i64,
+    /// The batch's greatest key, as text.
+    pub last_key: Option<Vec<String>>,
+}
+
+pub struct Target<'a> {
+    conn: &'a mut PgConnection,
+    spec: &'a TableSpec,
+    staging: String,
+    dry_run: bool,
+}
+
+impl<'a> Target<'a> {
+    pub async fn open(
+        conn: &'a mut PgConnection,
+        spec: &'a TableSpec,
+        dry_run: bool,
+    ) -> anyhow::Result<Self> {
+        let staging = "sync_staging".to_owned();
+        sqlx::raw_sql(&sql::create_staging(spec, &staging))
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("Failed to create the staging table for {}", spec.name))?;
+        Ok(Self {
+            conn,
+            spec,
+            staging,
+            dry_run,
+        })
+    }
+
+    pub async fn send(&mut self, batch: &Batch) -> anyhow::Result<Outcome> {
+        let mut copy = self
+            .conn
+            .copy_in_raw(&sql::copy_in(self.spec, &self.staging))
+            .await
+            .with_context(|| format!("Failed to start the COPY into {}", self.spec.name))?;
+        copy.send(batch.payload.clone()).await?;
+        copy.finish()
+            .await
+            .with_context(|| format!("Failed to COPY a batch of {}", self.spec.name))?;
+        let statement = if self.dry_run {
+            sql::dry_counts(self.spec, &self.staging)
+        } else {
+            sql::merge(self.spec, &self.staging)
+        };
+        let row = sqlx::raw_sql(&statement)
+            .fetch_one(&mut *self.conn)
+            .await
+            .with_context(|| format!("Failed to upsert a batch of {}", self.spec.name))?;
+        Ok(Outcome {
+            inserted: row.try_get("inserted")?,
+            updated: row.try_get("updated")?,
+            last_key: row.try_get("last_key")?,
+        })
+    }
+
+    /// Deletes (or counts, on a dry run) target rows whose key is not in
+    /// `source_keys`, a binary COPY stream of the source's keys.
+    pub async fn prune(&mut self, source: &mut PgConnection) -> anyhow::Result<i64> {
+        let keys = "sync_keys";
+        sqlx::raw_sql(&sql::create_key_staging(self.spec, keys))
+            .execute(&mut *self.conn)
+            .await?;
+        let mut copy = self
+            .conn
+            .copy_in_raw(&sql::copy_keys_in(self.spec, keys))
+            .await?;
+        let mut stream = source
+            .copy_out_raw(&sql::keys_copy_out(self.spec))
+            .await
+            .with_context(|| format!("Failed to read the keys of {}", self.spec.name))?;
+        while let Some(chunk) = stream.next().await {
+            copy.send(chunk?).await?;
+        }
+        drop(stream);
+        copy.finish().await?;
+        let deleted: i64 = sqlx::query_scalar(&sql::prune(self.spec, keys, self.dry_run))
+            .fetch_one(&mut *self.conn)
+            .await
+            .with_context(|| format!("Failed to prune {}", self.spec.name))?;
+        sqlx::raw_sql(&format!("DROP TABLE {keys}"))
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(deleted)
+    }
+
+    pub async fn close(self) -> anyhow::Result<()> {
+        sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {}", self.staging))
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Reads a `COPY ... TO STDOUT (FORMAT binary)` from the source and hands
+/// it out in batches, in order.
+pub struct Batches<'c> {
+    stream: futures::stream::BoxStream<'c, sqlx::Result<bytes::Bytes>>,
+    splitter: Option<Splitter>,
+    ready: std::collections::VecDeque<Batch>,
+}
+
+impl<'c> Batches<'c> {
+    pub async fn start(
+        source: &'c mut PgConnection,
+        copy_out: &str,
+        batch_size: usize,
+    ) -> anyhow::Result<Self> {
+        let stream = source
+            .copy_out_raw(copy_out)
+            .await
+            .context("Failed to start reading the source")?;
+        Ok(Self {
+            stream,
+            splitter: Some(Splitter::new(batch_size)),
+            ready: std::collections::VecDeque::new(),
+        })
+    }
+
+    pub async fn next(&mut self) -> anyhow::Result<Option<Batch>> {
+        loop {
+            if let Some(batch) = self.ready.pop_front() {
+                return Ok(Some(batch));
+            }
+            let Some(splitter) = self.splitter.as_mut() else {
+                return Ok(None);
+            };
+            match self.stream.next().await {
+                Some(chunk) => {
+                    let chunk = chunk.context("Failed to read the source")?;
+                    self.ready.extend(splitter.push(&chunk)?);
+                }
+                None => {
+                    let splitter = self.splitter.take().expect("checked above");
+                    self.ready.extend(splitter.finish()?);
+                }
+            }
+        }
+    }
+}
