@@ -11,10 +11,12 @@
 mod load;
 mod secrets;
 mod sections;
+mod worker;
 
 pub use load::{load, load_from, Env};
 pub use secrets::Secrets;
 pub use sections::*;
+pub use worker::{CleanupSettings, WorkerSettings};
 
 use serde::Deserialize;
 
@@ -27,6 +29,7 @@ pub struct Settings {
     pub loader: LoaderSettings,
     pub normalizer: NormalizerSettings,
     pub api: ApiSettings,
+    pub worker: WorkerSettings,
     pub secrets: Secrets,
 }
 
@@ -40,6 +43,7 @@ struct FileSettings {
     loader: LoaderSettings,
     normalizer: NormalizerSettings,
     api: ApiSettings,
+    worker: WorkerSettings,
 }
 
 /// A setting that is missing or invalid. Displays as one line starting with

@@ -90,6 +90,7 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
             .list_separator(",")
             .with_list_parse_key("api.cors_origins")
             .with_list_parse_key("api.trusted_proxies")
+            .with_list_parse_key("worker.keep_headers")
             .source(Some(overrides)),
     );
     for (name, key) in SHORT_NAMES {
@@ -119,6 +120,7 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
     file.loader.validate()?;
     file.normalizer.validate()?;
     file.api.validate()?;
+    file.worker.validate()?;
     // The loader's run lock holds one connection for the whole run.
     if file.loader.write_connections >= file.database.max_connections {
         return Err(SettingsError::new(format!(
@@ -134,6 +136,7 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
         loader: file.loader,
         normalizer: file.normalizer,
         api: file.api,
+        worker: file.worker,
         secrets: Secrets::from_env(env)?,
     })
 }

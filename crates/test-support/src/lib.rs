@@ -5,6 +5,8 @@
 //! Nothing here is used outside tests.
 
 pub mod cli;
+pub mod origin;
+pub mod proxy;
 
 use sqlx::postgres::PgConnectOptions;
 
