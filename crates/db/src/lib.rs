@@ -17,13 +17,17 @@ pub mod offers;
 pub mod operations;
 mod pool;
 pub mod processed;
+pub mod proxies;
 pub mod queue;
 pub mod raw;
+pub mod results;
 pub mod schema;
 pub mod stats;
 pub mod sync_state;
 pub mod sync_tables;
+pub mod tasks;
 pub mod tokens;
+pub mod workers;
 
 pub use error::DbError;
 pub use pool::{connect, PoolOptions};

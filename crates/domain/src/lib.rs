@@ -8,5 +8,6 @@ pub mod change;
 pub mod listing;
 pub mod normalize;
 pub mod operation;
+pub mod refresh;
 pub mod retry;
 pub mod token;

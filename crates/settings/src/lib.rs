@@ -13,12 +13,14 @@ mod secret_key;
 mod secrets;
 mod sections;
 mod sync;
+mod worker;
 
 pub use load::{load, load_from, Env};
 pub use secret_key::{KeyOrigin, SecretKey};
 pub use secrets::Secrets;
 pub use sections::*;
 pub use sync::{SyncRetrySettings, SyncSettings, SyncTable};
+pub use worker::{CleanupSettings, WorkerSettings};
 
 use serde::Deserialize;
 
@@ -32,6 +34,7 @@ pub struct Settings {
     pub normalizer: NormalizerSettings,
     pub api: ApiSettings,
     pub sync: SyncSettings,
+    pub worker: WorkerSettings,
     pub secrets: Secrets,
 }
 
@@ -46,6 +49,7 @@ struct FileSettings {
     normalizer: NormalizerSettings,
     api: ApiSettings,
     sync: SyncSettings,
+    worker: WorkerSettings,
 }
 
 /// A setting that is missing or invalid. Displays as one line starting with

@@ -90,6 +90,7 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
             .list_separator(",")
             .with_list_parse_key("api.cors_origins")
             .with_list_parse_key("api.trusted_proxies")
+            .with_list_parse_key("worker.keep_headers")
             .source(Some(overrides)),
     );
     for (name, key) in SHORT_NAMES {
@@ -120,6 +121,7 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
     file.normalizer.validate()?;
     file.api.validate()?;
     file.sync.validate()?;
+    file.worker.validate()?;
     // The loader's run lock holds one connection for the whole run.
     if file.loader.write_connections >= file.database.max_connections {
         return Err(SettingsError::new(format!(
@@ -136,6 +138,7 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
         normalizer: file.normalizer,
         api: file.api,
         sync: file.sync,
+        worker: file.worker,
         secrets: Secrets::from_env(env)?,
     })
 }

@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod nginx;
+pub mod origin;
+pub mod proxy;
 
 use sqlx::postgres::PgConnectOptions;
 

@@ -1,24 +1,24 @@
-//! The worker service: A fetch worker of the fleet: claims tasks and proxies through Postgres, stores results.
+//! The worker service (SPEC 6): a fetch fleet sharing tasks and proxies
+//! through Postgres.
 //!
-//! `main.rs` wires settings, logs and the pool; everything the service does
-//! lives here and takes its shutdown signal as a parameter, so tests drive it
-//! with a oneshot instead of a real signal.
+//! `worker run` claims (task, proxy) pairs for its free slots, fetches each
+//! task through its proxy, and writes the outcomes in group-committed,
+//! lease-fenced transactions (`completer`). `cleanup` reclaims what dead
+//! workers held. The command-line tools upload tasks and proxies, show the
+//! fleet's status and export results. `main.rs` only wires; everything here
+//! takes its shutdown as a parameter so tests drive it without signals.
 
-use std::future::Future;
+pub mod cleanup;
+mod completer;
+pub mod export;
+mod fetch;
+mod fleet;
+mod guard;
+pub mod outcome;
+mod refresh;
+mod registry;
+pub mod slots;
+pub mod status;
+pub mod upload;
 
-use db::PgPool;
-use settings::Settings;
-
-/// Runs until `shutdown` resolves.
-pub async fn serve(
-    _settings: &Settings,
-    pool: PgPool,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let version = db::schema::applied_version(&pool).await?;
-    tracing::info!("worker ready (database schema version {version})");
-    shutdown.await;
-    pool.close().await;
-    tracing::info!("worker stopped");
-    Ok(())
-}
+pub use fleet::run;

@@ -1,5 +1,6 @@
-//! `worker`: A fetch worker of the fleet: claims tasks and proxies through Postgres, stores results.
+//! `worker`: a fetch worker of the fleet, and the fleet's command-line tools.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -21,21 +22,92 @@ enum Command {
     Migrate,
     /// Healthcheck: exit 0 when the database answers with a current schema.
     Check,
-    /// Run until SIGTERM or SIGINT: claim and process tasks.
-    Serve,
+    /// Run until SIGTERM or SIGINT: claim tasks and proxies, fetch, store results.
+    Run,
+    /// Run only the cleanup sweep (dead workers, their tasks and proxies, expired blocks, purge).
+    Cleanup,
+    /// Upload tasks from a text file, one per line.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+    /// Upload proxies from a text file, one per line.
+    #[command(subcommand)]
+    Proxies(ProxiesCommand),
+    /// Tasks and proxies by status, workers, throughput over the last hour.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export results.
+    #[command(subcommand)]
+    Results(ResultsCommand),
+}
+
+#[derive(Subcommand)]
+enum TasksCommand {
+    /// Lines: URLs (fetch_url) or listing inner_ids (offer_refresh).
+    Upload {
+        file: PathBuf,
+        #[arg(long, default_value = "fetch_url", value_parser = ["fetch_url", "offer_refresh"])]
+        kind: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProxiesCommand {
+    /// Lines: host:port, host:port:user:pass or scheme://user:pass@host:port.
+    Upload { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ResultsCommand {
+    /// Stream every result as JSON or CSV to stdout or --out.
+    Export {
+        #[arg(long, value_enum)]
+        format: worker::export::Format,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     bootstrap::main("worker", |service| async move {
+        let shutdown = bootstrap::shutdown_token();
         match cli.command {
-            Command::Migrate => service.migrate().await,
-            Command::Check => service.check().await,
-            Command::Serve => {
-                let shutdown = bootstrap::shutdown_signal();
-                let pool = service.connect().await?;
-                worker::serve(&service.settings, pool, shutdown).await
-            }
+            Command::Migrate => return service.migrate().await,
+            Command::Check => return service.check().await,
+            _ => {}
         }
+        let pool = service.connect().await?;
+        let result = match cli.command {
+            Command::Run => worker::run(&service.settings, pool.clone(), shutdown).await,
+            Command::Cleanup => {
+                tracing::info!("worker cleanup ready");
+                worker::cleanup::run(
+                    pool.clone(),
+                    service.settings.worker.cleanup.clone(),
+                    shutdown,
+                )
+                .await;
+                Ok(())
+            }
+            Command::Tasks(TasksCommand::Upload { file, kind }) => {
+                worker::upload::tasks(&pool, &file, &kind)
+                    .await
+                    .and_then(worker::upload::fail_on_bad)
+            }
+            Command::Proxies(ProxiesCommand::Upload { file }) => {
+                worker::upload::proxies(&pool, &file)
+                    .await
+                    .and_then(worker::upload::fail_on_bad)
+            }
+            Command::Status { json } => worker::status::print(&pool, json).await,
+            Command::Results(ResultsCommand::Export { format, out }) => {
+                worker::export::to_path(&pool, format, out.as_deref()).await
+            }
+            Command::Migrate | Command::Check => unreachable!("handled above"),
+        };
+        pool.close().await;
+        result
     })
 }

@@ -1,0 +1,89 @@
+//! `results`: what the fleet fetched, one row per task. A result is written
+//! only by the claim that holds the task (its lease still current), and a
+//! second write of the same task's result updates the row (`saves` + 1)
+//! instead of adding one.
+
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use serde_json::Value;
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::DbError;
+
+/// A fetched response, from the claim `(task_id, lease)` of `worker_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewResult {
+    pub task_id: i64,
+    pub lease: i64,
+    pub worker_id: i64,
+    pub status_code: i32,
+    pub headers: Value,
+    pub body: Option<String>,
+    pub body_truncated: bool,
+}
+
+/// Saves results, in one statement. A result whose claim was taken away is
+/// not written. Returns the task ids written.
+pub async fn save_result(
+    conn: &mut PgConnection,
+    results: &[NewResult],
+) -> Result<Vec<i64>, DbError> {
+    let mut ids = Vec::with_capacity(results.len());
+    let mut leases = Vec::with_capacity(results.len());
+    let mut workers = Vec::with_capacity(results.len());
+    let mut codes = Vec::with_capacity(results.len());
+    let mut headers = Vec::with_capacity(results.len());
+    let mut bodies = Vec::with_capacity(results.len());
+    let mut truncated = Vec::with_capacity(results.len());
+    for r in results {
+        ids.push(r.task_id);
+        leases.push(r.lease);
+        workers.push(r.worker_id);
+        codes.push(r.status_code);
+        headers.push(r.headers.clone());
+        bodies.push(r.body.clone());
+        truncated.push(r.body_truncated);
+    }
+    let written = sqlx::query_scalar(include_str!("results_save.sql"))
+        .bind(ids)
+        .bind(leases)
+        .bind(workers)
+        .bind(codes)
+        .bind(headers)
+        .bind(bodies)
+        .bind(truncated)
+        .fetch_all(conn)
+        .await?;
+    Ok(written)
+}
+
+/// One stored result, as exported.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct ResultRow {
+    pub task_id: i64,
+    pub kind: String,
+    pub target: String,
+    pub status_code: i32,
+    pub headers: Value,
+    pub body: Option<String>,
+    pub body_truncated: bool,
+    pub worker_id: i64,
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// Every result in task order, streamed row by row (constant memory).
+pub fn stream_all<'e>(
+    db: impl PgExecutor<'e> + 'e,
+) -> impl Stream<Item = Result<ResultRow, sqlx::Error>> + 'e {
+    sqlx::query_as(
+        "SELECT task_id, kind, target, status_code, headers, body, body_truncated, worker_id, fetched_at
+           FROM results ORDER BY task_id",
+    )
+    .fetch(db)
+}
+
+pub async fn count(db: impl PgExecutor<'_>) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM results")
+        .fetch_one(db)
+        .await?)
+}

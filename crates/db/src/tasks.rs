@@ -1,0 +1,221 @@
+//! `tasks`: what the worker fleet fetches. A claim (`acquire_task`) flips
+//! pending rows to running with `FOR UPDATE SKIP LOCKED`, names the worker
+//! and bumps the lease; every later write about the claim is fenced by that
+//! lease, so a claim cleanup took away writes nothing (see the migration).
+
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::DbError;
+
+/// Status words operators and scripts read.
+pub const STATUSES: [&str; 4] = ["pending", "running", "completed", "failed"];
+/// Task kinds: `offer_refresh` (target: an inner_id), `fetch_url` (a URL).
+pub const KINDS: [&str; 2] = ["offer_refresh", "fetch_url"];
+
+/// One claimed task, with the lease every later write must quote.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ClaimedTask {
+    pub id: i64,
+    pub kind: String,
+    pub target: String,
+    pub lease: i64,
+    pub attempts: i32,
+}
+
+/// A claim as quoted by a later write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub id: i64,
+    pub lease: i64,
+}
+
+/// Stores new tasks; a (kind, target) already stored is skipped. Returns how
+/// many were new.
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    kind: &str,
+    targets: &[String],
+) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "INSERT INTO tasks (kind, target)
+         SELECT $1, t FROM UNNEST($2::text[]) AS t
+         ON CONFLICT (kind, target) DO NOTHING",
+    )
+    .bind(kind)
+    .bind(targets)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Claims up to `limit` pending tasks whose backoff has passed, oldest first,
+/// for `worker_id`, in one statement. Rows other claimers hold are skipped.
+pub async fn acquire_task(
+    conn: &mut PgConnection,
+    worker_id: i64,
+    limit: i64,
+) -> Result<Vec<ClaimedTask>, DbError> {
+    let rows = sqlx::query_as(include_str!("tasks_acquire.sql"))
+        .bind(worker_id)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows)
+}
+
+fn split(leases: &[Lease]) -> (Vec<i64>, Vec<i64>) {
+    leases.iter().map(|l| (l.id, l.lease)).unzip()
+}
+
+/// Completes claims with their outcome (`ok`, `not_found`). Returns the ids
+/// whose lease was still current: the others were taken away and are left
+/// alone (the caller logs them).
+pub async fn mark_task_completed(
+    conn: &mut PgConnection,
+    leases: &[Lease],
+    outcomes: &[&str],
+) -> Result<Vec<i64>, DbError> {
+    let (ids, numbers) = split(leases);
+    let done = sqlx::query_scalar(
+        "UPDATE tasks AS t
+            SET status = 'completed', outcome = c.outcome, finished_at = now(),
+                worker_id = NULL, last_error = NULL
+           FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) AS c(id, lease, outcome)
+          WHERE t.id = c.id AND t.lease = c.lease AND t.status = 'running'
+      RETURNING t.id",
+    )
+    .bind(ids)
+    .bind(numbers)
+    .bind(outcomes)
+    .fetch_all(conn)
+    .await?;
+    Ok(done)
+}
+
+/// How a task's retries are spaced and bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryRule {
+    pub max_attempts: i32,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+}
+
+/// Counts one failed try (5xx, timeout) against each claim: the task goes
+/// back to pending after a backoff, or to `failed` with its last error once
+/// `max_attempts` tries failed. Returns (id, new status) for current leases.
+pub async fn increment_task_attempts(
+    conn: &mut PgConnection,
+    leases: &[Lease],
+    errors: &[String],
+    rule: RetryRule,
+) -> Result<Vec<(i64, String)>, DbError> {
+    let (ids, numbers) = split(leases);
+    let rows = sqlx::query_as(include_str!("tasks_attempt.sql"))
+        .bind(ids)
+        .bind(numbers)
+        .bind(errors)
+        .bind(rule.max_attempts)
+        .bind(rule.backoff.as_secs_f64())
+        .bind(rule.backoff_max.as_secs_f64())
+        .fetch_all(conn)
+        .await?;
+    Ok(rows)
+}
+
+/// Puts claims back to pending at once without counting a try (the proxy
+/// was blocked, so the task is retried on another). Returns current leases.
+pub async fn retry_elsewhere(
+    conn: &mut PgConnection,
+    leases: &[Lease],
+    reasons: &[String],
+) -> Result<Vec<i64>, DbError> {
+    let (ids, numbers) = split(leases);
+    let done = sqlx::query_scalar(
+        "UPDATE tasks AS t
+            SET status = 'pending', worker_id = NULL, run_after = now(), last_error = c.reason
+           FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) AS c(id, lease, reason)
+          WHERE t.id = c.id AND t.lease = c.lease AND t.status = 'running'
+      RETURNING t.id",
+    )
+    .bind(ids)
+    .bind(numbers)
+    .bind(reasons)
+    .fetch_all(conn)
+    .await?;
+    Ok(done)
+}
+
+/// Shutdown: every task `worker_id` still runs goes back to pending now,
+/// with its lease bumped so a straggling write from it cannot land.
+pub async fn hand_back(db: impl PgExecutor<'_>, worker_id: i64) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "UPDATE tasks SET status = 'pending', worker_id = NULL, lease = lease + 1, run_after = now()
+          WHERE status = 'running' AND worker_id = $1",
+    )
+    .bind(worker_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Cleanup: running tasks whose worker is no longer alive go back to
+/// pending with their lease bumped (the dead holder's writes are void).
+pub async fn rescue_from_dead(db: impl PgExecutor<'_>) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "UPDATE tasks AS t
+            SET status = 'pending', worker_id = NULL, lease = t.lease + 1, run_after = now(),
+                last_error = 'reclaimed from dead worker ' || w.id
+           FROM workers AS w
+          WHERE t.status = 'running' AND t.worker_id = w.id AND w.status <> 'alive'",
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Cleanup: deletes up to `batch` finished tasks older than `older_than`
+/// (queue tables bloat otherwise). Returns how many; call until below batch.
+pub async fn purge_finished(
+    db: impl PgExecutor<'_>,
+    older_than: Duration,
+    batch: i64,
+) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "DELETE FROM tasks WHERE id IN (
+            SELECT id FROM tasks
+             WHERE status IN ('completed', 'failed')
+               AND finished_at < now() - make_interval(secs => $1)
+             LIMIT $2)",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(batch)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Task count per status word (every status listed, zero included).
+pub async fn count_by_status(db: impl PgExecutor<'_>) -> Result<Vec<(String, i64)>, DbError> {
+    let rows = sqlx::query_as(
+        "SELECT s, count(t.id) FROM UNNEST($1::text[]) WITH ORDINALITY AS u(s, n)
+           LEFT JOIN tasks t ON t.status = u.s GROUP BY s, n ORDER BY n",
+    )
+    .bind(&STATUSES[..])
+    .fetch_all(db)
+    .await?;
+    Ok(rows)
+}
+
+/// Tasks finished (completed, failed) within the last hour.
+pub async fn finished_last_hour(db: impl PgExecutor<'_>) -> Result<(i64, i64), DbError> {
+    let row = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed')
+           FROM tasks
+          WHERE status IN ('completed', 'failed') AND finished_at > now() - interval '1 hour'",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(row)
+}

@@ -1,0 +1,436 @@
+//! The worker fleet's db functions (tasks, proxies, workers, results), each
+//! against a real Postgres: claims, the lease fence, retries, cleanup.
+
+use std::time::Duration;
+
+use db::proxies;
+use db::results::{self, NewResult};
+use db::tasks::{self, Lease, RetryRule};
+use db::workers::{self, WorkerStats};
+use serde_json::json;
+use sqlx::PgPool;
+
+async fn worker(pool: &PgPool) -> i64 {
+    workers::register(pool, "test", 4, Duration::from_secs(90))
+        .await
+        .unwrap()
+}
+
+fn targets(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("id{i}")).collect()
+}
+
+fn result(task: &tasks::ClaimedTask, worker_id: i64) -> NewResult {
+    NewResult {
+        task_id: task.id,
+        lease: task.lease,
+        worker_id,
+        status_code: 200,
+        headers: json!({"content-type": "text/plain"}),
+        body: Some("ok".into()),
+        body_truncated: false,
+    }
+}
+
+async fn status_of(pool: &PgPool, id: i64) -> (String, i64, i32) {
+    sqlx::query_as("SELECT status, lease, attempts FROM tasks WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn uploading_the_same_task_twice_stores_it_once(pool: PgPool) {
+    assert_eq!(
+        tasks::insert(&pool, "fetch_url", &targets(3))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        tasks::insert(&pool, "fetch_url", &targets(5))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        tasks::insert(&pool, "offer_refresh", &targets(1))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn two_concurrent_claimers_never_get_the_same_task(pool: PgPool) {
+    let w = worker(&pool).await;
+    tasks::insert(&pool, "fetch_url", &targets(10))
+        .await
+        .unwrap();
+    let mut first = pool.begin().await.unwrap();
+    let a = tasks::acquire_task(&mut first, w, 4).await.unwrap();
+    // The first claim is not committed: its rows are locked and skipped.
+    let mut second = pool.begin().await.unwrap();
+    let b = tasks::acquire_task(&mut second, w, 100).await.unwrap();
+    first.commit().await.unwrap();
+    second.commit().await.unwrap();
+    assert_eq!((a.len(), b.len()), (4, 6));
+    let mut ids: Vec<i64> = a.iter().chain(&b).map(|t| t.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 10);
+    assert!(a.iter().chain(&b).all(|t| t.lease == 1));
+    let mut conn = pool.acquire().await.unwrap();
+    assert!(tasks::acquire_task(&mut conn, w, 5)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: PgPool) {
+    let w = worker(&pool).await;
+    tasks::insert(&pool, "fetch_url", &targets(1))
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let old = tasks::acquire_task(&mut conn, w, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    // Cleanup takes the claim away (the worker died), another worker claims.
+    sqlx::query("UPDATE workers SET last_heartbeat = now() - interval '1 hour'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(workers::mark_stale_dead(&pool).await.unwrap(), vec![w]);
+    assert_eq!(tasks::rescue_from_dead(&pool).await.unwrap(), 1);
+    let w2 = worker(&pool).await;
+    let new = tasks::acquire_task(&mut conn, w2, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(new.id, old.id);
+    assert!(new.lease > old.lease);
+
+    let late = Lease {
+        id: old.id,
+        lease: old.lease,
+    };
+    assert!(results::save_result(&mut conn, &[result(&old, w)])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(tasks::mark_task_completed(&mut conn, &[late], &["ok"])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        tasks::increment_task_attempts(&mut conn, &[late], &["x".into()], rule(3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(results::count(&pool).await.unwrap(), 0);
+
+    let current = Lease {
+        id: new.id,
+        lease: new.lease,
+    };
+    assert_eq!(
+        results::save_result(&mut conn, &[result(&new, w2)])
+            .await
+            .unwrap(),
+        vec![new.id]
+    );
+    assert_eq!(
+        tasks::mark_task_completed(&mut conn, &[current], &["ok"])
+            .await
+            .unwrap(),
+        vec![new.id]
+    );
+    assert_eq!(status_of(&pool, new.id).await.0, "completed");
+    let (worker_id, saves): (i64, i32) = sqlx::query_as("SELECT worker_id, saves FROM results")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!((worker_id, saves), (w2, 1));
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn saving_a_result_again_under_a_newer_lease_updates_the_row(pool: PgPool) {
+    let w = worker(&pool).await;
+    tasks::insert(&pool, "fetch_url", &targets(1))
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let first = tasks::acquire_task(&mut conn, w, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    results::save_result(&mut conn, &[result(&first, w)])
+        .await
+        .unwrap();
+    tasks::hand_back(&pool, w).await.unwrap();
+    let second = tasks::acquire_task(&mut conn, w, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut again = result(&second, w);
+    again.status_code = 201;
+    results::save_result(&mut conn, &[again]).await.unwrap();
+    let rows: Vec<(i32, i32, i64)> =
+        sqlx::query_as("SELECT status_code, saves, lease FROM results")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, vec![(201, 2, second.lease)]);
+}
+
+fn rule(max_attempts: i32) -> RetryRule {
+    RetryRule {
+        max_attempts,
+        backoff: Duration::from_secs(10),
+        backoff_max: Duration::from_secs(15),
+    }
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_failing_task_backs_off_then_fails_with_its_last_error(pool: PgPool) {
+    let w = worker(&pool).await;
+    tasks::insert(&pool, "fetch_url", &targets(1))
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    for attempt in 1..=3 {
+        sqlx::query("UPDATE tasks SET run_after = now()")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let t = tasks::acquire_task(&mut conn, w, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(t.attempts, attempt - 1);
+        let lease = Lease {
+            id: t.id,
+            lease: t.lease,
+        };
+        let done = tasks::increment_task_attempts(
+            &mut conn,
+            &[lease],
+            &[format!("HTTP 50{attempt}")],
+            rule(3),
+        )
+        .await
+        .unwrap();
+        let expected = if attempt < 3 { "pending" } else { "failed" };
+        assert_eq!(done, vec![(t.id, expected.to_owned())]);
+        if attempt < 3 {
+            // Backing off: not claimable yet, waiting 10 s then 15 s (capped).
+            assert!(tasks::acquire_task(&mut conn, w, 1)
+                .await
+                .unwrap()
+                .is_empty());
+            let wait: f64 = sqlx::query_scalar(
+                "SELECT extract(epoch FROM run_after - now())::float8 FROM tasks",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            let want = if attempt == 1 { 10.0 } else { 15.0 };
+            assert!((wait - want).abs() < 2.0, "attempt {attempt}: waits {wait}");
+        }
+    }
+    let (error, finished): (String, bool) =
+        sqlx::query_as("SELECT last_error, finished_at IS NOT NULL FROM tasks")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((error.as_str(), finished), ("HTTP 503", true));
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_blocked_proxy_rests_until_its_cooldown_then_cleanup_frees_it(pool: PgPool) {
+    let w = worker(&pool).await;
+    proxies::insert(
+        &pool,
+        &["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
+    )
+    .await
+    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let got = proxies::acquire_proxy(&mut conn, w, 5).await.unwrap();
+    assert_eq!(got.len(), 2);
+    let leases: Vec<Lease> = got
+        .iter()
+        .map(|p| Lease {
+            id: p.id,
+            lease: p.lease,
+        })
+        .collect();
+    assert_eq!(
+        proxies::mark_proxy_blocked(&mut conn, &leases[..1], Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        proxies::release_proxy(&mut conn, &leases[1..])
+            .await
+            .unwrap(),
+        1
+    );
+    // Releasing twice (a late release) changes nothing.
+    assert_eq!(proxies::release_proxy(&mut conn, &leases).await.unwrap(), 0);
+    assert_eq!(
+        proxies::count_by_status(&pool).await.unwrap(),
+        vec![
+            ("free".into(), 1),
+            ("in_use".into(), 0),
+            ("blocked".into(), 1)
+        ]
+    );
+    assert_eq!(proxies::unblock_expired(&pool).await.unwrap(), 0);
+    sqlx::query(
+        "UPDATE proxies SET blocked_until = now() - interval '1 second' WHERE status = 'blocked'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(proxies::unblock_expired(&pool).await.unwrap(), 1);
+    assert_eq!(
+        proxies::acquire_proxy(&mut conn, w, 5).await.unwrap().len(),
+        2
+    );
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn cleanup_frees_what_a_dead_worker_held_and_leaves_the_living_alone(pool: PgPool) {
+    let dead = worker(&pool).await;
+    let alive = worker(&pool).await;
+    tasks::insert(&pool, "fetch_url", &targets(4))
+        .await
+        .unwrap();
+    proxies::insert(
+        &pool,
+        &(0..4)
+            .map(|i| format!("http://p{i}:8080"))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    tasks::acquire_task(&mut conn, dead, 2).await.unwrap();
+    proxies::acquire_proxy(&mut conn, dead, 2).await.unwrap();
+    tasks::acquire_task(&mut conn, alive, 2).await.unwrap();
+    proxies::acquire_proxy(&mut conn, alive, 2).await.unwrap();
+    assert!(workers::update_heartbeat(&pool, dead).await.unwrap());
+    sqlx::query("UPDATE workers SET last_heartbeat = now() - interval '91 seconds' WHERE id = $1")
+        .bind(dead)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(workers::mark_stale_dead(&pool).await.unwrap(), vec![dead]);
+    assert!(
+        !workers::update_heartbeat(&pool, dead).await.unwrap(),
+        "a dead worker stays dead"
+    );
+    assert_eq!(tasks::rescue_from_dead(&pool).await.unwrap(), 2);
+    assert_eq!(proxies::free_from_dead(&pool).await.unwrap(), 2);
+    assert_eq!(
+        tasks::count_by_status(&pool).await.unwrap(),
+        vec![
+            ("pending".into(), 2),
+            ("running".into(), 2),
+            ("completed".into(), 0),
+            ("failed".into(), 0)
+        ]
+    );
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM proxies WHERE worker_id = $1")
+        .bind(alive)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(held, 2);
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn shutdown_hands_back_tasks_and_proxies_and_marks_the_worker_stopped(pool: PgPool) {
+    let w = worker(&pool).await;
+    tasks::insert(&pool, "fetch_url", &targets(3))
+        .await
+        .unwrap();
+    proxies::insert(&pool, &["http://p:1".into()])
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let claimed = tasks::acquire_task(&mut conn, w, 3).await.unwrap();
+    proxies::acquire_proxy(&mut conn, w, 1).await.unwrap();
+    assert_eq!(tasks::hand_back(&pool, w).await.unwrap(), 3);
+    assert_eq!(proxies::hand_back(&pool, w).await.unwrap(), 1);
+    workers::mark_stopped(&pool, w).await.unwrap();
+    let (status, lease, _) = status_of(&pool, claimed[0].id).await;
+    assert_eq!((status.as_str(), lease), ("pending", claimed[0].lease + 1));
+    let s: String = sqlx::query_scalar("SELECT status FROM workers")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(s, "stopped");
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn finished_tasks_past_retention_are_purged_in_batches(pool: PgPool) {
+    let w = worker(&pool).await;
+    tasks::insert(&pool, "fetch_url", &targets(5))
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let claimed = tasks::acquire_task(&mut conn, w, 4).await.unwrap();
+    let leases: Vec<Lease> = claimed
+        .iter()
+        .map(|t| Lease {
+            id: t.id,
+            lease: t.lease,
+        })
+        .collect();
+    tasks::mark_task_completed(&mut conn, &leases, &["ok"; 4])
+        .await
+        .unwrap();
+    sqlx::query("UPDATE tasks SET finished_at = now() - interval '8 days' WHERE id <> $1")
+        .bind(claimed[3].id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let week = Duration::from_secs(7 * 86_400);
+    assert_eq!(tasks::purge_finished(&pool, week, 2).await.unwrap(), 2);
+    assert_eq!(tasks::purge_finished(&pool, week, 2).await.unwrap(), 1);
+    assert_eq!(tasks::purge_finished(&pool, week, 2).await.unwrap(), 0);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 2, "the recent one and the pending one stay");
+    assert_eq!(tasks::finished_last_hour(&pool).await.unwrap(), (1, 0));
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn worker_stats_add_up(pool: PgPool) {
+    let w = worker(&pool).await;
+    let stats = WorkerStats {
+        completed: 3,
+        failed: 1,
+        retried: 2,
+        proxies_blocked: 1,
+    };
+    workers::increment_worker_stats(&pool, w, stats)
+        .await
+        .unwrap();
+    workers::increment_worker_stats(&pool, w, stats)
+        .await
+        .unwrap();
+    let rows = workers::list_recent(&pool).await.unwrap();
+    assert_eq!((rows[0].tasks_completed, rows[0].tasks_failed), (6, 2));
+    assert!(rows[0].heartbeat_age < 5.0);
+}
