@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# make-local-base-image.sh: one Debian base image for the compose stack on a
+# machine that reaches no container registry (used by scripts/compose-smoke.sh).
+#
+#   debootstrap --variant=minbase from the Debian mirror this machine's apt
+#   already uses (read from the apt sources at run time: no host name is
+#   written anywhere), then apt-get install (in a chroot) PostgreSQL, nginx and
+#   curl, then `docker import` as $LOCAL_BASE_IMAGE.
+#
+# One image serves as the runtime of the Rust binaries (it has curl for the
+# healthchecks), as the base of the local Postgres image (docker/postgres-local)
+# and as nginx. Skipped when the tag exists (FORCE=1 rebuilds).
+#
+# Needs root and a reachable docker engine. Env: LOCAL_BASE_IMAGE (default
+# carfeed-local/base:<codename>), WORK (scratch dir, default a new
+# /tmp/carfeed-base.XXXXXX), DOCKER (CLI, default docker), FORCE.
+set -euo pipefail
+
+DOCKER=${DOCKER:-docker}
+. /etc/os-release
+SUITE=${SUITE:-${VERSION_CODENAME:-bookworm}}
+TAG=${LOCAL_BASE_IMAGE:-carfeed-local/base:$SUITE}
+PACKAGES="postgresql nginx-light curl ca-certificates"
+
+log() { printf '[base-image %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+[ "$(id -u)" = 0 ] || { echo "make-local-base-image.sh: must run as root (debootstrap, chroot)" >&2; exit 1; }
+$DOCKER info >/dev/null 2>&1 || { echo "make-local-base-image.sh: no docker engine answers" >&2; exit 1; }
+if [ "${FORCE:-0}" != 1 ] && $DOCKER image inspect "$TAG" >/dev/null 2>&1; then
+    log "$TAG already present (FORCE=1 rebuilds it)"
+    exit 0
+fi
+
+# The first URI of the enabled "deb" sources for the main suite (want=main)
+# or the security suite (want=security): deb822 *.sources, then one-line lists.
+apt_uri() {
+    local want=$1 f uri
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        uri=$(awk -v want="$want" 'BEGIN { RS = ""; FS = "\n" }
+            { u = ""; s = ""; on = 1
+              for (i = 1; i <= NF; i++) {
+                if ($i ~ /^URIs:/) { u = $i; sub(/^URIs:[ \t]*/, "", u); split(u, a, /[ \t]+/); u = a[1] }
+                if ($i ~ /^Suites:/) s = $i
+                if ($i ~ /^Enabled:[ \t]*no/) on = 0
+                if ($i ~ /^Types:/ && $i !~ /[ \t]deb([ \t]|$)/) on = 0 }
+              if (u == "" || !on) next
+              if ((want == "security") == (s ~ /-security/)) { print u; exit } }' "$f")
+        [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        uri=$(awk -v want="$want" '$1 == "deb" {
+            if ((want == "security") != ($0 ~ /-security/)) next
+            for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) { print $i; exit } }' "$f")
+        [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
+    done
+    return 1
+}
+
+MIRROR=$(apt_uri main) || { echo "make-local-base-image.sh: no Debian mirror in the apt sources" >&2; exit 1; }
+SECURITY=$(apt_uri security || true)
+command -v debootstrap >/dev/null || { log "installing debootstrap"; apt-get install -y -qq debootstrap >/dev/null; }
+
+WORK=${WORK:-$(mktemp -d /tmp/carfeed-base.XXXXXX)}
+mkdir -p "$WORK"
+ROOT=$WORK/rootfs
+MOUNTED=()
+cleanup() {
+    local i
+    for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTED[$i]}" 2>/dev/null || true; done
+    rm -rf "$ROOT"
+}
+trap cleanup EXIT
+
+log "debootstrap --variant=minbase $SUITE (the mirror of this machine's apt sources)"
+debootstrap --variant=minbase "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+    || { tail -20 "$WORK/debootstrap.log" >&2; exit 1; }
+
+# Inside the image apt uses the same mirror (main, updates, security).
+rm -f "$ROOT/etc/apt/sources.list"
+{
+    printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "$MIRROR" "$SUITE" "$SUITE"
+    if [ -n "$SECURITY" ]; then
+        printf '\nTypes: deb\nURIs: %s\nSuites: %s-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+            "$SECURITY" "$SUITE"
+    fi
+} >"$ROOT/etc/apt/sources.list.d/debian.sources"
+printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' >"$ROOT/etc/apt/apt.conf.d/99no-recommends"
+# A mirror snapshot may be older than its Release file's Valid-Until.
+printf 'Acquire::Check-Valid-Until "false";\nAcquire::Check-Date "false";\n' >"$ROOT/etc/apt/apt.conf.d/99no-check-valid"
+
+# Services must not start inside the chroot; the Postgres cluster is made at
+# run time by docker/postgres-local/entrypoint.sh.
+printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+chmod +x "$ROOT/usr/sbin/policy-rc.d"
+mkdir -p "$ROOT/etc/postgresql-common"
+echo 'create_main_cluster = false' >"$ROOT/etc/postgresql-common/createcluster.conf"
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+mount -t proc proc "$ROOT/proc" && MOUNTED+=("$ROOT/proc")
+mount -t sysfs sys "$ROOT/sys" && MOUNTED+=("$ROOT/sys")
+mount --bind /dev/pts "$ROOT/dev/pts" && MOUNTED+=("$ROOT/dev/pts")
+
+log "apt-get install $PACKAGES (chroot)"
+chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c \
+    "apt-get update -q && apt-get install -y -q $PACKAGES" >"$WORK/apt.log" 2>&1 \
+    || { tail -30 "$WORK/apt.log" >&2; exit 1; }
+chroot "$ROOT" apt-get clean
+for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do umount "${MOUNTED[$i]}"; done
+MOUNTED=()
+rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT/usr/sbin/policy-rc.d"
+: >"$ROOT/etc/resolv.conf"
+: >"$ROOT/etc/hostname"
+
+log "docker import $TAG"
+tar -C "$ROOT" --numeric-owner -c . | $DOCKER import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'CMD ["bash"]' \
+    - "$TAG" >/dev/null
+log "done: $($DOCKER image inspect --format '{{.Size}}' "$TAG" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
