@@ -19,6 +19,7 @@ mod pool;
 pub mod processed;
 pub mod queue;
 pub mod raw;
+pub mod rejected;
 pub mod schema;
 pub mod stats;
 pub mod sync_state;
