@@ -309,7 +309,7 @@ async fn write_chunks(
             count: 1,
             next: Some(page + 1),
         };
-        if let Some(stored) = pipeline.submit(span, chunk.to_vec()).await? {
+        if let Some(stored) = pipeline.submit(span, chunk.to_vec(), Vec::new()).await? {
             inserted += stored.inserted;
         }
     }

@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// The last /offers page says next_page: 0 instead of null.
     #[arg(long)]
     pub next_page_zero: bool,
+    /// Share of listings sent with a value the loader must reject (a \u0000
+    /// escape, a 70-character inner_id, a 5000 BC created_at, 1e400, 200
+    /// levels of nesting), the same listings every time.
+    #[arg(long, default_value_t = 0.0)]
+    pub poison_rate: f64,
 }
 
 impl ServeArgs {
@@ -99,6 +104,7 @@ impl ServeArgs {
                 reset_rate: self.reset_rate,
                 empty_tip: self.empty_tip,
                 next_page_zero: self.next_page_zero,
+                poison_rate: self.poison_rate,
                 ..defaults.faults
             },
         }

@@ -16,6 +16,7 @@ mod changes;
 mod expected;
 mod faults;
 mod listing;
+mod poison;
 mod rng;
 mod serve;
 mod server;
@@ -28,6 +29,7 @@ use std::time::Duration;
 pub use catalogue::{Catalogue, ChangesPage, PAGE_SIZE};
 pub use changes::{ChangeEvent, ChangeKind, Origin};
 pub use expected::ExpectedRow;
+pub use poison::{kind_for as poison_kind, PoisonKind};
 pub use serve::{spawn, spawn_on, RunningSim};
 
 /// The path every endpoint lives under, as on the real host.
@@ -105,6 +107,11 @@ pub struct Faults {
     pub fail_pages: HashSet<u32>,
     /// `/changes?change_id=` with these ids always answers 503.
     pub fail_change_ids: HashSet<u64>,
+    /// Share of listings (in `/offers` and `/changes`) sent with a value the
+    /// loader must reject; the same listings every time (see `poison_kind`).
+    pub poison_rate: f64,
+    /// The ways a poisoned listing is broken (one per listing, by its id).
+    pub poison_kinds: Vec<PoisonKind>,
 }
 
 impl Default for Faults {
@@ -122,6 +129,8 @@ impl Default for Faults {
             next_page_zero: false,
             fail_pages: HashSet::new(),
             fail_change_ids: HashSet::new(),
+            poison_rate: 0.0,
+            poison_kinds: PoisonKind::ALL.to_vec(),
         }
     }
 }

@@ -85,11 +85,11 @@ async fn offers(State(state): State<Arc<SimState>>, Query(params): Params) -> Re
         Some(Ok(page)) if page >= 1 => page,
         Some(_) => return message(StatusCode::BAD_REQUEST, "page must be a positive integer"),
     };
-    let zero = state.faults().next_page_zero;
-    json_body(
-        StatusCode::OK,
-        state.catalogue.offers_page_bytes(page, zero),
-    )
+    let faults = state.faults();
+    let body = state
+        .catalogue
+        .offers_page_bytes(page, faults.next_page_zero);
+    json_body(StatusCode::OK, poisoned(&state, &faults, body))
 }
 
 #[derive(Serialize)]
@@ -182,10 +182,16 @@ async fn changes(State(state): State<Arc<SimState>>, Query(params): Params) -> R
             limit: PAGE_SIZE,
         },
     };
-    json_body(
-        StatusCode::OK,
-        serde_json::to_vec(&body).expect("events always serialise"),
-    )
+    let body = serde_json::to_vec(&body).expect("events always serialise");
+    json_body(StatusCode::OK, poisoned(&state, &state.faults(), body))
+}
+
+/// The body with the poison fault applied (unchanged when it is off).
+fn poisoned(state: &SimState, faults: &crate::Faults, body: Vec<u8>) -> Vec<u8> {
+    if faults.poison_rate <= 0.0 {
+        return body;
+    }
+    crate::poison::poison_body(state.seed, &body, faults.poison_rate, &faults.poison_kinds)
 }
 
 /// The vocabulary, in the shape of fixtures/upstream/filters.json.

@@ -13,7 +13,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 
-use domain::change::OfferItem;
+use domain::change::{OfferItem, RejectedItem};
 use domain::listing::{ActiveStatus, Source};
 use sqlx::{Connection, PgConnection, PgPool};
 use thiserror::Error;
@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::commit::Commit;
 use crate::copy::BinaryCopyWriter;
+use crate::rejected::Origin;
 use crate::DbError;
 
 /// Where a run of consecutive initial-load pages sits: the first page, how
@@ -64,7 +65,7 @@ pub async fn store_initial_pages(
         .iter()
         .filter(|item| seen.insert(item.inner_id.as_str()))
         .collect();
-    match write(conn, span, &rows, commit, async { true }).await? {
+    match write(conn, span, &rows, &[], commit, async { true }).await? {
         Outcome::Stored(inserted) => Ok(Some(inserted)),
         Outcome::CursorMoved | Outcome::Abandoned => Ok(None),
     }
@@ -81,8 +82,12 @@ enum Outcome {
     Abandoned,
 }
 
-/// One write: `rows` (no `inner_id` twice) go in, then — once `may_commit`
-/// resolves to true — the fenced cursor, then COMMIT.
+/// The items of a run of pages that could not be stored, by page.
+pub type PageRejections = Vec<(i32, Vec<RejectedItem>)>;
+
+/// One write: `rows` (no `inner_id` twice) and the pages' `rejected` items
+/// go in, then — once `may_commit` resolves to true — the fenced cursor,
+/// then COMMIT.
 ///
 /// The rows go in by binary COPY, Postgres' cheapest way in (no per-row
 /// statement, no conflict arbitration, no lookup first). A listing already
@@ -93,6 +98,7 @@ async fn write(
     conn: &mut PgConnection,
     span: PageSpan,
     rows: &[&OfferItem],
+    rejected: &[(i32, Vec<RejectedItem>)],
     commit: Commit,
     may_commit: impl Future<Output = bool>,
 ) -> Result<Outcome, DbError> {
@@ -110,6 +116,9 @@ async fn write(
         }
         Err(err) => return Err(err),
     };
+    for (page, items) in rejected {
+        crate::rejected::record(&mut tx, Origin::OffersPage(*page), items).await?;
+    }
     if !may_commit.await {
         return Ok(Outcome::Abandoned); // dropping `tx` rolls it back
     }
@@ -255,6 +264,7 @@ impl PagePipeline {
         &mut self,
         span: PageSpan,
         items: Vec<OfferItem>,
+        rejected: PageRejections,
     ) -> Result<Option<StoredPages>, WriteFailed> {
         let finished = if self.in_flight.len() >= self.depth {
             Some(self.finish_oldest().await?)
@@ -288,7 +298,7 @@ impl PagePipeline {
             };
             let mut conn = pool.acquire().await?;
             let rows: Vec<&OfferItem> = rows.iter().collect();
-            let outcome = write(&mut conn, span, &rows, commit, may_commit).await?;
+            let outcome = write(&mut conn, span, &rows, &rejected, commit, may_commit).await?;
             if matches!(outcome, Outcome::Stored(_)) {
                 let _ = committed_tx.send(true);
             }
@@ -498,7 +508,7 @@ mod tests {
             let next = (page < 30).then_some(page + 1);
             stored.extend(
                 pipeline
-                    .submit(span(page, 1, next), page_items(page, true))
+                    .submit(span(page, 1, next), page_items(page, true), Vec::new())
                     .await
                     .unwrap(),
             );
@@ -539,7 +549,11 @@ mod tests {
         let mut pipeline = PagePipeline::new(pool.clone(), Commit::Synchronous, 2);
         for page in 1..=3 {
             pipeline
-                .submit(span(page, 1, Some(page + 1)), page_items(page, false))
+                .submit(
+                    span(page, 1, Some(page + 1)),
+                    page_items(page, false),
+                    Vec::new(),
+                )
                 .await
                 .unwrap();
         }
@@ -549,10 +563,13 @@ mod tests {
         // must roll back rather than move the cursor past page 4.
         let mut bad = page_items(4, false);
         bad[3].inner_id = "x".repeat(65);
-        let first = pipeline.submit(span(4, 1, Some(5)), bad).await.unwrap();
+        let first = pipeline
+            .submit(span(4, 1, Some(5)), bad, Vec::new())
+            .await
+            .unwrap();
         assert_eq!(first, None);
         let second = pipeline
-            .submit(span(5, 1, Some(6)), page_items(5, false))
+            .submit(span(5, 1, Some(6)), page_items(5, false), Vec::new())
             .await;
         let failed = match second {
             Err(failed) => failed,
@@ -576,7 +593,7 @@ mod tests {
         for page in 4..=5 {
             let next = (page < 5).then_some(page + 1);
             pipeline
-                .submit(span(page, 1, next), page_items(page, false))
+                .submit(span(page, 1, next), page_items(page, false), Vec::new())
                 .await
                 .unwrap();
         }
@@ -603,11 +620,11 @@ mod tests {
         );
         let mut pipeline = PagePipeline::new(pool.clone(), Commit::Synchronous, 2);
         pipeline
-            .submit(span(1, 1, Some(2)), page_items(1, false))
+            .submit(span(1, 1, Some(2)), page_items(1, false), Vec::new())
             .await
             .unwrap();
         pipeline
-            .submit(span(2, 1, Some(3)), page_items(2, false))
+            .submit(span(2, 1, Some(3)), page_items(2, false), Vec::new())
             .await
             .unwrap();
         let failed = pipeline.finish().await.unwrap_err();

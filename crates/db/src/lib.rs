@@ -20,6 +20,7 @@ pub mod processed;
 pub mod proxies;
 pub mod queue;
 pub mod raw;
+pub mod rejected;
 pub mod results;
 pub mod schema;
 pub mod stats;

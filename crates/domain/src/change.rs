@@ -44,6 +44,42 @@ impl OfferItem {
     }
 }
 
+/// An upstream item the loader could not store: kept in `rejected_items`
+/// instead, so one bad listing costs only itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedItem {
+    /// The listing's id, when it could be read (control characters escaped,
+    /// at most `MAX_REJECTED_ID_CHARS` characters).
+    pub inner_id: Option<String>,
+    pub reason: String,
+    /// The item's JSON text as sent, cut at `MAX_REJECTED_RAW_BYTES`.
+    pub raw: String,
+}
+
+/// How much of a rejected item's text is kept.
+pub const MAX_REJECTED_RAW_BYTES: usize = 64 * 1024;
+/// How much of a rejected item's id is kept.
+pub const MAX_REJECTED_ID_CHARS: usize = 200;
+
+impl RejectedItem {
+    pub fn new(inner_id: Option<&str>, reason: impl Into<String>, raw: &str) -> Self {
+        let mut cut = raw.len().min(MAX_REJECTED_RAW_BYTES);
+        while !raw.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        Self {
+            inner_id: inner_id.map(|id| {
+                id.chars()
+                    .take(MAX_REJECTED_ID_CHARS)
+                    .flat_map(char::escape_debug)
+                    .collect()
+            }),
+            reason: reason.into(),
+            raw: raw[..cut].to_owned(),
+        }
+    }
+}
+
 /// What `raw_data` holds for one listing, as far as changes are concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowState {

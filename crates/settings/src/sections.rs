@@ -50,6 +50,8 @@ pub struct UpstreamSettings {
     pub request_timeout: Duration,
     pub max_requests_per_second: f64,
     pub retry: RetrySettings,
+    /// Largest response body read, in MiB after decompression.
+    pub max_body_mib: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +76,8 @@ pub struct LoaderSettings {
     /// How many initial-load writes are in flight at once, each on its own
     /// connection (they still commit in page order).
     pub write_connections: i64,
+    /// This many `/offers` pages failing in a row stop the run.
+    pub max_consecutive_failed_pages: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +221,7 @@ impl UpstreamSettings {
             1,
             1000,
         )?;
+        in_range("upstream.max_body_mib", self.max_body_mib, 1, 4096)?;
         positive("upstream.retry.max_elapsed", self.retry.max_elapsed)
     }
 }
@@ -236,6 +241,12 @@ impl LoaderSettings {
             1_000_000_000,
         )?;
         in_range("loader.write_connections", self.write_connections, 1, 16)?;
+        in_range(
+            "loader.max_consecutive_failed_pages",
+            self.max_consecutive_failed_pages,
+            1,
+            1_000_000,
+        )?;
         positive("loader.progress_interval", self.progress_interval)
     }
 

@@ -24,6 +24,8 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     pub max_requests_per_second: f64,
     pub retry: RetryPolicy,
+    /// Largest body read (after decompression); longer is a bad body.
+    pub max_body_bytes: usize,
 }
 
 /// The key the simulator accepts by default, used only against loopback.
@@ -72,6 +74,9 @@ impl ClientConfig {
             request_timeout: upstream.request_timeout,
             max_requests_per_second: upstream.max_requests_per_second,
             retry,
+            max_body_bytes: usize::try_from(upstream.max_body_mib)
+                .unwrap_or(16)
+                .saturating_mul(1 << 20),
         })
     }
 }
@@ -95,6 +100,7 @@ pub struct Client {
     base_url: String,
     api_key: SecretString,
     retry: RetryPolicy,
+    max_body_bytes: usize,
     min_gap: Duration,
     next_slot: Mutex<tokio::time::Instant>,
     shutdown: CancellationToken,
@@ -133,6 +139,7 @@ impl Client {
             base_url: config.base_url.trim_end_matches('/').to_owned(),
             api_key: config.api_key,
             retry: config.retry,
+            max_body_bytes: config.max_body_bytes,
             min_gap,
             next_slot: Mutex::new(tokio::time::Instant::now()),
             shutdown,
@@ -219,10 +226,7 @@ impl Client {
                     retry_after,
                 } => (reason, retry_after),
             };
-            let Some(delay) = self
-                .retry
-                .next_delay(attempts, started.elapsed(), retry_after)
-            else {
+            let Some(delay) = self.next_delay(attempts, started.elapsed(), retry_after) else {
                 tracing::error!("{request} failed on attempt {attempts}, giving up: {reason}");
                 return Err(UpstreamError::GaveUp {
                     request,
@@ -272,11 +276,11 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let body = match response.bytes().await {
+        let body = match self.read_body(response).await {
             Ok(body) => body,
-            Err(err) => {
+            Err(reason) => {
                 return Attempt::Retry {
-                    reason: format!("reading the body failed: {}", describe_reqwest(err)),
+                    reason,
                     retry_after,
                 }
             }
@@ -316,6 +320,53 @@ impl Client {
                 request: request.to_owned(),
                 status: s.as_u16(),
             }),
+        }
+    }
+
+    /// The wait before the next attempt, `None` to give up. A `Retry-After`
+    /// longer than what is left of the retry budget waits out the budget
+    /// (one last attempt at its end) instead of giving up at once.
+    fn next_delay(
+        &self,
+        attempts: u32,
+        elapsed: Duration,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        if let Some(delay) = self.retry.next_delay(attempts, elapsed, retry_after) {
+            return Some(delay);
+        }
+        let left = self.retry.max_elapsed.saturating_sub(elapsed);
+        (retry_after.is_some() && attempts < self.retry.max_attempts.max(1) && !left.is_zero())
+            .then_some(left)
+    }
+
+    /// Reads the body as a stream, refusing one longer than `max_body_bytes`
+    /// (as a retryable bad body) before it is all in memory.
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+        let mut body = Vec::with_capacity(
+            usize::try_from(response.content_length().unwrap_or(0))
+                .unwrap_or(0)
+                .min(self.max_body_bytes),
+        );
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > self.max_body_bytes {
+                        return Err(format!(
+                            "the body is longer than {} bytes (upstream.max_body_mib)",
+                            self.max_body_bytes
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(err) => {
+                    return Err(format!(
+                        "reading the body failed: {}",
+                        describe_reqwest(err)
+                    ))
+                }
+            }
         }
     }
 

@@ -33,11 +33,16 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// Errors that stop a whole run (as opposed to one page).
+    /// Errors that stop a whole run (as opposed to one page): a wrong key,
+    /// and any other 4xx but 404 on `/offer` (our request is wrong, so every
+    /// later one would be too), shutdown, setup.
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            Self::Unauthorized { .. } | Self::Cancelled { .. } | Self::Setup(_)
+            Self::Unauthorized { .. }
+                | Self::Rejected { .. }
+                | Self::Cancelled { .. }
+                | Self::Setup(_)
         )
     }
 }

@@ -10,6 +10,7 @@
 mod client;
 mod error;
 pub mod model;
+pub mod validate;
 
 pub use client::{Client, ClientConfig};
 pub use error::{ParseError, UpstreamError};

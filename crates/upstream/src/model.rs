@@ -3,13 +3,14 @@
 //! without `data`, `inner_id` only in the envelope.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use domain::change::{ChangeEvent, OfferItem};
+use domain::change::{ChangeEvent, OfferItem, RejectedItem};
 use domain::listing::ChangeType;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::ParseError;
+use crate::validate;
 
 /// One page of `/offers`.
 #[derive(Debug, Clone)]
@@ -18,8 +19,11 @@ pub struct OffersPage {
     pub page: Option<u32>,
     /// `None` at the end of the feed (`null` or `0` upstream).
     pub next_page: Option<u32>,
-    /// Items dropped because they had no usable `inner_id` or `change_type`.
+    /// Items that cannot be stored (unreadable, no usable `inner_id`, `id`
+    /// or `change_type`, or a value Postgres would refuse).
     pub malformed: usize,
+    /// Those items, with their reasons, for `rejected_items`.
+    pub rejected: Vec<RejectedItem>,
 }
 
 /// One page of `/changes`.
@@ -30,6 +34,8 @@ pub struct ChangesPage {
     /// `None` at the tip of the feed: `null`, or not after `cur_change_id`.
     pub next_change_id: Option<i64>,
     pub malformed: usize,
+    /// The malformed items, with their reasons, for `rejected_items`.
+    pub rejected: Vec<RejectedItem>,
 }
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ParseError> {
@@ -94,30 +100,58 @@ fn result_array(map: &Map<String, Value>) -> Result<&Vec<Value>, ParseError> {
     }
 }
 
-/// Parses the items of a list; unusable items are counted, not fatal.
-fn items(values: &[Value]) -> (Vec<ChangeEvent>, usize) {
-    usable(values, item)
-}
-
-/// Keeps what `parse` accepts, counting (and logging) what it refuses.
-fn usable<T, U>(
-    values: impl IntoIterator<Item = T>,
-    parse: impl Fn(T) -> Option<U>,
-) -> (Vec<U>, usize) {
+/// Keeps what `parse` accepts, and the items it refuses with their reasons.
+fn usable<'a, U>(
+    values: impl IntoIterator<Item = &'a RawValue>,
+    parse: impl Fn(&'a RawValue) -> Result<U, RejectedItem>,
+) -> (Vec<U>, Vec<RejectedItem>) {
     let mut out = Vec::new();
-    let mut malformed = 0;
+    let mut rejected = Vec::new();
     for value in values {
         match parse(value) {
-            Some(parsed) => out.push(parsed),
-            None => {
-                malformed += 1;
+            Ok(parsed) => out.push(parsed),
+            Err(item) => {
+                // Debug formatting escapes the upstream's text in the log.
                 tracing::warn!(
-                    "Skipped a malformed upstream item (no usable inner_id, id or change_type)"
+                    "Rejected an upstream item (inner_id {:?}): {}",
+                    item.inner_id.as_deref().unwrap_or("unknown"),
+                    item.reason.escape_debug()
                 );
+                rejected.push(item);
             }
         }
     }
-    (out, malformed)
+    (out, rejected)
+}
+
+/// The envelope's `created_at`: unreadable is unknown, out of Postgres'
+/// range is refused.
+fn created_at(value: Option<&Value>) -> Result<Option<DateTime<Utc>>, String> {
+    value
+        .and_then(Value::as_str)
+        .and_then(parse_timestamp)
+        .map(validate::timestamp)
+        .transpose()
+}
+
+/// One `/changes` item, checked: the text first (what Postgres or serde_json
+/// would refuse), then the envelope.
+fn change_item(raw: &RawValue) -> Result<ChangeEvent, RejectedItem> {
+    let text = raw.get();
+    let reject = |id: Option<&str>, reason: String| RejectedItem::new(id, reason, text);
+    validate::json_text(text).map_err(|reason| reject(None, reason))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|err| reject(None, format!("unreadable item ({err})")))?;
+    let mut event = item(&value).ok_or_else(|| {
+        reject(
+            value.get("inner_id").and_then(lenient_string).as_deref(),
+            "no usable inner_id, id or change_type".into(),
+        )
+    })?;
+    validate::inner_id(&event.inner_id).map_err(|r| reject(Some(&event.inner_id), r))?;
+    event.created_at =
+        created_at(value.get("created_at")).map_err(|r| reject(Some(&event.inner_id), r))?;
+    Ok(event)
 }
 
 fn item(value: &Value) -> Option<ChangeEvent> {
@@ -149,13 +183,6 @@ fn item(value: &Value) -> Option<ChangeEvent> {
         created_at,
         data,
     })
-}
-
-fn meta(map: &Map<String, Value>) -> Map<String, Value> {
-    map.get("meta")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
 }
 
 fn page_number(v: Option<&Value>) -> Option<u32> {
@@ -196,21 +223,38 @@ pub fn parse_offers_page(body: &[u8]) -> Result<OffersPage, ParseError> {
     let result = page
         .result
         .ok_or_else(|| ParseError::new("no `result` array"))?;
-    let (items, malformed) = usable(result, offer_item);
     let meta = match page.meta {
         Some(Value::Object(map)) => map,
-        _ => Map::new(),
+        _ => return Err(ParseError::new("no `meta` object")),
     };
+    let next_page = match meta.get("next_page") {
+        None => return Err(ParseError::new("`meta` has no `next_page`")),
+        Some(Value::Null) => None,
+        Some(v) => match lenient_i64(v) {
+            Some(0) => None,
+            Some(_) => Some(
+                page_number(Some(v))
+                    .ok_or_else(|| ParseError::new("`next_page` is out of range"))?,
+            ),
+            None => return Err(ParseError::new("`next_page` is not a number")),
+        },
+    };
+    let (items, rejected) = usable(result, offer_item);
     Ok(OffersPage {
         items,
         page: page_number(meta.get("page")),
-        next_page: page_number(meta.get("next_page")),
-        malformed,
+        next_page,
+        malformed: rejected.len(),
+        rejected,
     })
 }
 
-fn offer_item(raw: &RawValue) -> Option<OfferItem> {
-    let envelope: OfferEnvelope = serde_json::from_str(raw.get()).ok()?;
+/// One `/offers` item, checked (see `validate`); its `data` stays raw.
+fn offer_item(raw: &RawValue) -> Result<OfferItem, RejectedItem> {
+    let text = raw.get();
+    let reject = |id: Option<&str>, reason: String| RejectedItem::new(id, reason, text);
+    let envelope: OfferEnvelope = serde_json::from_str(text)
+        .map_err(|err| reject(None, format!("unreadable item ({err})")))?;
     let data = envelope.data.filter(|d| d.get().starts_with('{'));
     let inner_id = envelope
         .inner_id
@@ -220,28 +264,57 @@ fn offer_item(raw: &RawValue) -> Option<OfferItem> {
             // Rare: the id only inside `data`; only then is data parsed.
             let data: Value = serde_json::from_str(data?.get()).ok()?;
             data.get("inner_id").and_then(lenient_string)
-        })?;
+        })
+        .ok_or_else(|| reject(None, "no usable inner_id".into()))?;
+    let id_problem = |reason: String| reject(Some(&inner_id), reason);
+    validate::inner_id(&inner_id).map_err(id_problem)?;
+    validate::json_text(text).map_err(id_problem)?;
     let change_type = match envelope.change_type.as_ref().and_then(Value::as_str) {
-        Some(s) => s.trim().to_ascii_lowercase().parse().ok()?,
+        Some(s) => s
+            .trim()
+            .to_ascii_lowercase()
+            .parse()
+            .map_err(|_| id_problem(format!("unknown change_type {s:?}")))?,
         None => ChangeType::Added,
     };
-    Some(OfferItem {
-        id: envelope.id.as_ref().and_then(lenient_i64)?,
+    Ok(OfferItem {
+        id: envelope
+            .id
+            .as_ref()
+            .and_then(lenient_i64)
+            .ok_or_else(|| id_problem("no usable id".into()))?,
+        created_at: created_at(envelope.created_at.as_ref()).map_err(id_problem)?,
         inner_id,
         change_type,
-        created_at: envelope
-            .created_at
-            .as_ref()
-            .and_then(Value::as_str)
-            .and_then(parse_timestamp),
         data: data.map(ToOwned::to_owned),
     })
 }
 
+/// A `/changes` body with its items left raw: each is checked on its own.
+#[derive(Deserialize)]
+struct ChangesBody<'a> {
+    #[serde(borrow)]
+    result: Option<Vec<&'a RawValue>>,
+    meta: Option<Value>,
+}
+
 pub fn parse_changes_page(body: &[u8]) -> Result<ChangesPage, ParseError> {
-    let map = parse_object(body)?;
-    let (items, malformed) = items(result_array(&map)?);
-    let meta = meta(&map);
+    let page: ChangesBody = match serde_json::from_slice(body) {
+        Ok(page) => page,
+        Err(_) => {
+            let map = parse_object(body)?;
+            result_array(&map)?;
+            return Err(ParseError::new("`result` is not a list of items"));
+        }
+    };
+    let result = page
+        .result
+        .ok_or_else(|| ParseError::new("no `result` array"))?;
+    let (items, rejected) = usable(result, change_item);
+    let meta = match page.meta {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
     let cur = meta.get("cur_change_id").and_then(lenient_i64);
     let next = meta
         .get("next_change_id")
@@ -251,7 +324,8 @@ pub fn parse_changes_page(body: &[u8]) -> Result<ChangesPage, ParseError> {
         items,
         cur_change_id: cur,
         next_change_id: next,
-        malformed,
+        malformed: rejected.len(),
+        rejected,
     })
 }
 

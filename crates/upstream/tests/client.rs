@@ -32,6 +32,7 @@ fn client(sim: &RunningSim, key: &str, attempts: u32, interval: Duration) -> Cli
             interval,
             max_elapsed: Duration::from_secs(60),
         },
+        max_body_bytes: 16 << 20,
     };
     Client::new(config, CancellationToken::new()).unwrap()
 }
@@ -147,6 +148,7 @@ async fn shutdown_interrupts_a_wait_between_attempts() {
         request_timeout: Duration::from_secs(2),
         max_requests_per_second: 100.0,
         retry: RetryPolicy::default(),
+        max_body_bytes: 16 << 20,
     };
     let c = Client::new(config, token.clone()).unwrap();
     let stopper = token.clone();
@@ -158,4 +160,87 @@ async fn shutdown_interrupts_a_wait_between_attempts() {
     let err = c.offers_page(1).await.unwrap_err();
     assert!(matches!(err, UpstreamError::Cancelled { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_body_longer_than_the_cap_is_a_bad_body_retried_like_one() {
+    let sim = sim(Faults::default()).await;
+    let config = ClientConfig {
+        base_url: sim.base_url(),
+        api_key: SecretString::from("sim-key"),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+        max_requests_per_second: 10_000.0,
+        retry: RetryPolicy {
+            max_attempts: 3,
+            interval: Duration::from_millis(1),
+            max_elapsed: Duration::from_secs(60),
+        },
+        max_body_bytes: 1_000,
+    };
+    let c = Client::new(config, CancellationToken::new()).unwrap();
+    let err = c.offers_page(1).await.unwrap_err();
+    match err {
+        UpstreamError::GaveUp { attempts, last, .. } => {
+            assert_eq!(attempts, 3);
+            assert!(last.contains("longer than 1000 bytes"), "{last}");
+        }
+        other => panic!("expected GaveUp, got {other}"),
+    }
+    assert_eq!(sim.requests("offers"), 3);
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_budget_waits_out_the_budget_instead_of_giving_up() {
+    let sim = sim(Faults {
+        rate_limit_rate: 1.0,
+        retry_after_secs: 30,
+        ..Faults::default()
+    })
+    .await;
+    let config = ClientConfig {
+        base_url: sim.base_url(),
+        api_key: SecretString::from("sim-key"),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+        max_requests_per_second: 10_000.0,
+        retry: RetryPolicy {
+            max_attempts: 5,
+            interval: Duration::from_millis(1),
+            max_elapsed: Duration::from_millis(600),
+        },
+        max_body_bytes: 16 << 20,
+    };
+    let c = Client::new(config, CancellationToken::new()).unwrap();
+    let started = Instant::now();
+    let err = c.offers_page(1).await.unwrap_err();
+    assert!(
+        matches!(err, UpstreamError::GaveUp { attempts: 2, .. }),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(sim.requests("offers"), 2);
+}
+
+#[tokio::test]
+async fn an_unexpected_4xx_is_final_and_stops_the_run() {
+    let sim = sim(Faults::default()).await;
+    let c = client(&sim, "sim-key", 5, Duration::from_millis(1));
+    let err = c.offers_page(0).await.unwrap_err();
+    assert!(
+        matches!(err, UpstreamError::Rejected { status: 400, .. }),
+        "{err}"
+    );
+    assert!(err.is_fatal());
+    assert!(err.to_string().contains("GET /offers?page=0"), "{err}");
+    assert_eq!(sim.requests("offers"), 1);
 }

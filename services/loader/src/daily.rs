@@ -197,8 +197,15 @@ async fn apply_date(
             (Some(next), None) => next,
             (None, _) => last_applied.map_or(cursor, |id| id + 1),
         };
-        if !events.is_empty() || new_cursor != cursor {
-            let write = apply_page(pool, date, cursor, new_cursor, last_applied, &events);
+        if !events.is_empty() || !page.rejected.is_empty() || new_cursor != cursor {
+            let write = apply_page(
+                pool,
+                date,
+                (cursor, new_cursor),
+                last_applied,
+                &events,
+                &page.rejected,
+            );
             // While the page is written, the next one downloads (one stream).
             let more = next.is_some() && end.is_none_or(|end| new_cursor < end);
             let written = if more && !shutdown.is_cancelled() {
@@ -231,15 +238,19 @@ async fn apply_date(
 
 /// One page of changes in one transaction: the rows it touches, locked and
 /// folded in order, written by one statement, and the date's cursor.
+/// The page's rejected items are recorded in the same transaction.
 async fn apply_page(
     pool: &PgPool,
     date: NaiveDate,
-    cursor: i64,
-    new_cursor: i64,
+    (cursor, new_cursor): (i64, i64),
     last_applied: Option<i64>,
     events: &[domain::change::ChangeEvent],
+    rejected: &[domain::change::RejectedItem],
 ) -> anyhow::Result<db::raw::Written> {
     let mut tx = pool.begin().await.context("begin changes transaction")?;
+    db::rejected::record(&mut tx, db::rejected::Origin::Changes(cursor), rejected)
+        .await
+        .context("Failed to record the page's rejected items")?;
     let ids: Vec<&str> = events.iter().map(|e| e.inner_id.as_str()).collect();
     let stored = db::raw::lock_states(&mut tx, &ids).await?;
     let rows = domain::change::fold_page(stored, events);

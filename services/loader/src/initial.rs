@@ -97,6 +97,16 @@ pub async fn load(
     match end {
         FetchEnd::LastPage(page) => {
             tracing::info!("The initial load is complete: page {page} was the last one");
+            let stored = records_before + report.inserted;
+            if expected_total > 0 && stored < expected_total / 2 {
+                tracing::warn!(
+                    "The feed ended at page {page} with {stored} listings stored, far below the \
+                     {expected_total} expected (loader.expected_total)"
+                );
+                report.notes.push(format!(
+                    "feed ended far below loader.expected_total ({stored} of {expected_total})"
+                ));
+            }
         }
         FetchEnd::MaxPages(next) => tracing::info!(
             "Stopping after {max_pages} page(s) as asked (--max-pages); the load resumes at page {next}"
@@ -120,6 +130,9 @@ enum Fetched {
     Failed(u32, UpstreamError),
     /// A failure no retry can fix (bad key): the run stops.
     Fatal(u32, UpstreamError),
+    /// The page names a next page not after itself: where the feed ends is
+    /// unclear, so the run stops rather than loop or skip.
+    BadNextPage(u32, u32),
 }
 
 /// Why the download task stopped.
@@ -154,6 +167,11 @@ async fn fetch_pages(
             Ok(offers) => {
                 fetched += 1;
                 let next = offers.next_page;
+                if let Some(bad) = next.filter(|next| *next <= page) {
+                    let _ = pages.send(Fetched::Page(page, offers)).await;
+                    let _ = pages.send(Fetched::BadNextPage(page, bad)).await;
+                    return FetchEnd::Fatal;
+                }
                 (Fetched::Page(page, offers), next)
             }
             Err(UpstreamError::Cancelled { .. }) => return FetchEnd::Interrupted,
@@ -225,6 +243,13 @@ impl Writer<'_> {
                     self.flush().await?;
                     return Err(err).context(format!("Failed to load page {page}"));
                 }
+                Some(Fetched::BadNextPage(page, next)) => {
+                    self.flush().await?;
+                    anyhow::bail!(
+                        "Page {page} names page {next} as the next one, not a later page: \
+                         the end of the feed is unclear, so the load stops here"
+                    );
+                }
             }
         }
     }
@@ -246,11 +271,19 @@ impl Writer<'_> {
             next: last.next_page.map(to_i32),
         };
         let mut items = Vec::with_capacity(self.pending_rows());
-        for (_, offers) in self.pending.drain(..) {
+        let mut rejected = Vec::new();
+        for (page, offers) in self.pending.drain(..) {
             items.extend(offers.items);
             self.report.malformed += offers.malformed as u64;
+            if !offers.rejected.is_empty() {
+                rejected.push((to_i32(page), offers.rejected));
+            }
         }
-        let finished = self.pipeline.submit(span, items).await.map_err(failed)?;
+        let finished = self
+            .pipeline
+            .submit(span, items, rejected)
+            .await
+            .map_err(failed)?;
         if let Some(stored) = finished {
             self.record(stored);
         }

@@ -1,0 +1,207 @@
+//! One bad listing costs only itself (issue 13): the simulator's poison
+//! fault sends listings with a value the database or serde_json refuses,
+//! among good ones, through real HTTP and the real loader. For each kind:
+//! the good listings of the page are stored, the bad one is in
+//! `rejected_items` with its reason, and a second run neither fails nor
+//! fetches a finished page again.
+
+mod support;
+
+use che168_sim::{Faults, PoisonKind, RunningSim};
+use loader::{run_daily, run_initial, DailyOptions, InitialOptions, RunReport};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+const RATE: f64 = 0.05;
+
+/// endpoint, page, inner_id, reason, raw.
+type Rejected = (String, Option<i32>, Option<String>, String, String);
+
+fn poisoned(kinds: &[PoisonKind]) -> Faults {
+    Faults {
+        poison_rate: RATE,
+        poison_kinds: kinds.to_vec(),
+        ..Faults::default()
+    }
+}
+
+async fn initial(sim: &RunningSim, pool: &PgPool) -> RunReport {
+    run_initial(
+        &support::settings_for(sim),
+        pool.clone(),
+        CancellationToken::new(),
+        InitialOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// The catalogue's listings the poison fault breaks, by page.
+fn expected_poisoned(sim: &RunningSim, kinds: &[PoisonKind]) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for page in 1..=30u32 {
+        for item in sim.catalogue().offers_page(page)["result"]
+            .as_array()
+            .unwrap()
+        {
+            let id = item["inner_id"].as_str().unwrap();
+            if che168_sim::poison_kind(168, id, RATE, kinds).is_some() {
+                out.push((i32::try_from(page).unwrap(), id.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Runs a whole initial load against a simulator poisoning with `kind`, and
+/// checks what issue 13 asks; returns the reasons recorded.
+async fn one_kind_costs_only_its_listings(pool: PgPool, kind: PoisonKind) -> Vec<String> {
+    let sim = support::sim(poisoned(&[kind])).await;
+    let bad = expected_poisoned(&sim, &[kind]);
+    assert!(!bad.is_empty(), "the seed poisons some listings");
+
+    let report = initial(&sim, &pool).await;
+    assert_eq!(report.pages, 30);
+    assert_eq!(report.malformed, bad.len() as u64);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM raw_data")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored as usize,
+        support::LISTINGS - bad.len(),
+        "the good listings of every page are stored"
+    );
+
+    let rejected: Vec<Rejected> = sqlx::query_as(
+        "SELECT endpoint, page, inner_id, reason, raw FROM rejected_items ORDER BY page, id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rejected.len(), bad.len());
+    for ((endpoint, page, inner_id, _, raw), (want_page, want_id)) in rejected.iter().zip(&bad) {
+        assert_eq!(endpoint, "/offers");
+        assert_eq!(page, &Some(*want_page));
+        assert!(
+            inner_id.as_deref().unwrap().ends_with(want_id.as_str()),
+            "{inner_id:?} {want_id}"
+        );
+        assert!(raw.contains(want_id.as_str()), "the item's text is kept");
+    }
+    let ops = support::operations(&pool).await;
+    assert!(
+        ops[0].1.contains(&format!("malformed={}", bad.len())),
+        "{ops:?}"
+    );
+
+    // A second run neither fails nor fetches a finished page again.
+    let requests = sim.requests("offers");
+    let again = initial(&sim, &pool).await;
+    assert_eq!((again.pages, again.received), (0, 0));
+    assert_eq!(sim.requests("offers"), requests);
+    rejected.into_iter().map(|r| r.3).collect()
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_listing_with_a_nul_escape_is_rejected_and_the_rest_of_its_page_stored(pool: PgPool) {
+    let reasons = one_kind_costs_only_its_listings(pool, PoisonKind::NulEscape).await;
+    assert!(reasons.iter().all(|r| r.contains("\\u0000")), "{reasons:?}");
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_listing_whose_inner_id_is_longer_than_the_column_is_rejected_and_the_rest_of_its_page_stored(
+    pool: PgPool,
+) {
+    let reasons = one_kind_costs_only_its_listings(pool, PoisonKind::LongInnerId).await;
+    assert!(
+        reasons.iter().all(|r| r.contains("70 characters")),
+        "{reasons:?}"
+    );
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_listing_with_a_timestamp_out_of_range_is_rejected_and_the_rest_of_its_page_stored(
+    pool: PgPool,
+) {
+    let reasons = one_kind_costs_only_its_listings(pool, PoisonKind::AncientTimestamp).await;
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.contains("outside Postgres' range")),
+        "{reasons:?}"
+    );
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_listing_with_a_number_outside_f64_is_rejected_and_the_rest_of_its_page_stored(
+    pool: PgPool,
+) {
+    let reasons = one_kind_costs_only_its_listings(pool, PoisonKind::HugeNumber).await;
+    assert!(
+        reasons.iter().all(|r| r.contains("number out of range")),
+        "{reasons:?}"
+    );
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_listing_nested_deeper_than_serde_json_reads_is_rejected_and_the_rest_of_its_page_stored(
+    pool: PgPool,
+) {
+    let reasons = one_kind_costs_only_its_listings(pool, PoisonKind::DeepNesting).await;
+    assert!(
+        reasons.iter().all(|r| r.contains("recursion limit")),
+        "{reasons:?}"
+    );
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn bad_listings_in_the_changes_feed_are_rejected_and_the_rest_of_their_page_applied(
+    pool: PgPool,
+) {
+    let sim = support::sim(Faults::default()).await;
+    initial(&sim, &pool).await;
+    sim.set_faults(poisoned(&PoisonKind::ALL));
+    let settings = support::settings_for(&sim);
+    let report = run_daily(
+        &settings,
+        pool.clone(),
+        CancellationToken::new(),
+        DailyOptions::default(),
+    )
+    .await
+    .unwrap();
+    let rejected: Vec<(String, Option<i64>, String)> =
+        sqlx::query_as("SELECT endpoint, change_id, reason FROM rejected_items ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(!rejected.is_empty(), "the seed poisons some changes");
+    assert!(
+        rejected
+            .iter()
+            .all(|(e, c, _)| e == "/changes" && c.is_some()),
+        "{rejected:?}"
+    );
+    assert_eq!(report.malformed, rejected.len() as u64);
+    assert_eq!(
+        report.received + report.malformed,
+        support::CHANGES_PER_DAY as u64,
+        "every other change of the day is applied"
+    );
+    // A second run neither fails nor applies anything again.
+    let again = run_daily(
+        &settings,
+        pool.clone(),
+        CancellationToken::new(),
+        DailyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.received, 0);
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM rejected_items")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(after as usize, rejected.len(), "nothing is rejected twice");
+}
