@@ -54,7 +54,7 @@ on_error() {
         echo "  ./deploy.sh --no-pull"
     fi
     echo "Migrations only add to the schema, so the previous version runs on the migrated database."
-    echo "A database restore is needed only if data was damaged: see 'Backup and restore' in README.md."
+    echo "A database restore is needed only if data was damaged: see Backup and Restore under Operating in README.md."
     echo "Logs: ${COMPOSE[*]} logs --tail=100 <service>"
     exit "$status"
 }
@@ -80,7 +80,15 @@ fi
 
 STEP="pulling the base images"
 log "pulling the third-party images"
-"${COMPOSE[@]}" pull --ignore-pull-failures --quiet postgres nginx certbot
+# Only the services that use a published image (ours is built here).
+third_party=()
+for service in postgres nginx certbot; do
+    if "${COMPOSE[@]}" config --services | grep -qx "$service"; then third_party+=("$service"); fi
+done
+# A failed pull keeps the image already here (up -d fails later if there is none).
+if ! "${COMPOSE[@]}" pull --quiet "${third_party[@]}"; then
+    log "could not pull every image: going on with the images already here"
+fi
 
 STEP="building the image"
 log "building $IMAGE"

@@ -89,6 +89,7 @@ cleanup() {
     fi
     phase "down -v, engine stopped"
     if [ "$STACK_UP" = 1 ]; then
+        docker rm -f "$PROJECT-ipgrab" >/dev/null 2>&1
         compose down -v --remove-orphans --timeout 20 >"$SCRATCH/down.log" 2>&1 \
             || { echo "compose down failed:"; tail -20 "$SCRATCH/down.log"; }
     fi
@@ -213,7 +214,9 @@ done
 [ "$(docker inspect -f '{{.State.ExitCode}}' "$(container migrate)")" = 0 ] || fail "migrate did not exit 0"
 
 phase "offers through nginx with a token"
-compose logs --no-color api | grep -q "\[WARNING\] SECRET_KEY is not set: generated a random key" \
+# (Into a file first: grep -q stopping early would fail the pipe under pipefail.)
+compose logs --no-color api >"$SCRATCH/api.log"
+grep -q "\[WARNING\] SECRET_KEY is not set: generated a random key" "$SCRATCH/api.log" \
     || fail "the api did not log the generated-key WARNING"
 [ "$(compose exec -T api stat -c %a /app/secrets/secret_key | tr -d '\r')" = 600 ] \
     || fail "the generated key file is not mode 0600"
@@ -232,13 +235,25 @@ log "raw_data: $raw rows loaded from the simulator; processed_data: $processed n
 [ "$raw" -gt 0 ] && [ "$processed" -gt 0 ] || fail "no rows loaded or normalised"
 [ "$(sql "SELECT count(*) FROM processed_data WHERE inner_id = '$first'")" = 1 ] || fail "offer $first is not in processed_data"
 
-phase "restart api: nginx serves again"
+phase "restart, recreate api: nginx serves"
 restart_start=$(date +%s.%N)
 compose restart api >/dev/null 2>&1
 health_ok() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$(url /health)")" = 200 ]; }
 wait_for 30 "nginx serves /health again" health_ok
 log "nginx served again $(elapsed "$restart_start") s after 'restart api' began (no nginx reload)"
 get "/api/v1/offers?limit=1" >/dev/null || fail "the token stopped working after the api restarted (key not kept?)"
+# A recreated api container at a new address (the old one taken meanwhile
+# by another container): nginx finds it through Docker's DNS, no reload.
+ip_of() { docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$1"; }
+old_ip=$(ip_of "$(container api)")
+compose rm -sf api >/dev/null 2>&1
+docker run -d --network "${PROJECT}_default" --name "$PROJECT-ipgrab" "$LOCAL_BASE_IMAGE" sleep 600 >/dev/null
+compose up -d --no-deps api >/dev/null 2>&1
+new_ip=$(ip_of "$(container api)")
+[ "$new_ip" != "$old_ip" ] || fail "the recreated api kept its address $old_ip"
+offers_ok() { get "/api/v1/offers?limit=1" >/dev/null; }
+wait_for 60 "nginx serves offers from the recreated api ($old_ip -> $new_ip)" offers_ok
+docker rm -f "$PROJECT-ipgrab" >/dev/null
 
 phase "logs loader"
 compose logs --no-color loader >"$SCRATCH/loader.log"

@@ -62,7 +62,11 @@ MIRROR=$(apt_uri main) || { echo "make-local-base-image.sh: no Debian mirror in 
 SECURITY=$(apt_uri security || true)
 command -v debootstrap >/dev/null || { log "installing debootstrap"; apt-get install -y -qq debootstrap >/dev/null; }
 
-WORK=${WORK:-$(mktemp -d /tmp/carfeed-base.XXXXXX)}
+OWN_WORK=0
+if [ -z "${WORK:-}" ]; then
+    WORK=$(mktemp -d /tmp/carfeed-base.XXXXXX)
+    OWN_WORK=1
+fi
 mkdir -p "$WORK"
 ROOT=$WORK/rootfs
 MOUNTED=()
@@ -70,6 +74,7 @@ cleanup() {
     local i
     for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTED[$i]}" 2>/dev/null || true; done
     rm -rf "$ROOT"
+    if [ "$OWN_WORK" = 1 ]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
