@@ -8,6 +8,7 @@ mod harness;
 mod listings;
 mod loader;
 mod normalizer;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,9 @@ enum BenchName {
     /// The api: GET /offers peak req/s and p50/p99 at half the peak, directly
     /// and through nginx; page 1,000 vs 1; limiter and auth on vs off; RSS.
     Api,
+    /// The worker fleet: no-op coordination tasks/s for 1, 2, 4 workers
+    /// against claim-one/complete-one autocommit; the 50 ms latency curve.
+    Worker,
 }
 
 fn main() -> ExitCode {
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
             BenchName::Normalizer => normalizer::run(&database, plan, cli.rows).await,
             BenchName::Loader => loader::run(&database, plan, cli.rows).await,
             BenchName::Api => api::run(&database, plan, cli.rows).await,
+            BenchName::Worker => worker::run(&database, plan, cli.rows).await,
         };
         database.drop_database().await?;
         report

@@ -73,14 +73,17 @@ pub async fn to_path(
     format: Format,
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let n = match out {
+    match out {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("Failed to create {}", path.display()))?;
-            export(pool, format, file).await?
+            let n = export(pool, format, file).await?;
+            tracing::info!("Exported {n} result(s) to {}", path.display());
         }
-        None => export(pool, format, std::io::stdout().lock()).await?,
-    };
-    tracing::info!("Exported {n} result(s)");
+        // Logs go to stdout too: nothing but the export may be written there.
+        None => {
+            export(pool, format, std::io::stdout().lock()).await?;
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,238 @@
+//! The worker fleet: no-op coordination tasks/s (claim, fetch from a
+//! zero-latency origin through a local proxy, save, complete) for 1, 2 and 4
+//! in-process workers against a claim-one/complete-one autocommit loop in
+//! the same run, with SQL transactions per task; and the 50 ms latency curve
+//! (tasks/s as slots grow against a fixed number of proxies).
+//! Not measured here yet: kill -9 to full reclaim (see the crash test).
+
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use test_support::origin::Origin;
+use test_support::proxy::TestProxy;
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{per_second, BenchDatabase, Better, Figure, Measured, Plan, Report};
+
+const DEFAULT_TASKS: usize = 5_000;
+const PROXIES: usize = 8;
+
+fn settings(slots: usize) -> settings::Settings {
+    let pairs = vec![
+        (
+            "CONFIG_FILE".to_owned(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../config.yaml").to_owned(),
+        ),
+        ("DATABASE_URL".to_owned(), "postgres://unused/db".to_owned()),
+        ("CARFEED__WORKER__SLOTS".to_owned(), slots.to_string()),
+        ("CARFEED__WORKER__IDLE_POLL".to_owned(), "20ms".to_owned()),
+    ];
+    settings::load_from(&settings::Env::from_pairs(pairs)).expect("bench settings")
+}
+
+async fn reset(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query("TRUNCATE tasks, results, workers")
+        .execute(pool)
+        .await?;
+    sqlx::query("UPDATE proxies SET status = 'free', worker_id = NULL")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+async fn commits(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Tasks/s for `workers` x `slots` over `tasks` tasks; also transactions/task.
+async fn fleet(
+    db: &BenchDatabase,
+    origin: &Origin,
+    workers: usize,
+    slots: usize,
+    tasks: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let pool = &db.pool;
+    reset(pool).await?;
+    let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/b/{i}"))).collect();
+    db::tasks::insert(pool, "fetch_url", &targets).await?;
+    let before = commits(pool).await?;
+    let stop = CancellationToken::new();
+    let start = Instant::now();
+    let mut running = Vec::new();
+    for _ in 0..workers {
+        let settings = settings(slots);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&db.url())
+            .await?;
+        let stop = stop.clone();
+        running.push(tokio::spawn(async move {
+            worker::run(&settings, pool, stop).await
+        }));
+    }
+    loop {
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status = 'completed'")
+            .fetch_one(pool)
+            .await?;
+        if done == tasks as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = start.elapsed();
+    let after = commits(pool).await?;
+    stop.cancel();
+    for run in running {
+        run.await??;
+    }
+    Ok((
+        per_second(tasks, elapsed),
+        (after - before) as f64 / tasks as f64,
+    ))
+}
+
+/// The baseline: one connection, autocommit, claim one task, fetch it
+/// through a proxy, save its result, complete it, release the proxy.
+async fn one_by_one(
+    db: &BenchDatabase,
+    origin: &Origin,
+    proxy_url: &str,
+    tasks: usize,
+) -> anyhow::Result<f64> {
+    let pool = &db.pool;
+    reset(pool).await?;
+    let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/b/{i}"))).collect();
+    db::tasks::insert(pool, "fetch_url", &targets).await?;
+    let worker_id = db::workers::register(pool, "baseline", 1, Duration::from_secs(90)).await?;
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(proxy_url)?)
+        .build()?;
+    let mut conn = pool.acquire().await?;
+    let start = Instant::now();
+    loop {
+        let Some(task) = db::tasks::acquire_task(&mut conn, worker_id, 1)
+            .await?
+            .pop()
+        else {
+            break;
+        };
+        let body = client.get(&task.target).send().await?.text().await?;
+        let lease = db::tasks::Lease {
+            id: task.id,
+            lease: task.lease,
+        };
+        db::results::save_result(
+            &mut conn,
+            &[db::results::NewResult {
+                task_id: task.id,
+                lease: task.lease,
+                worker_id,
+                status_code: 200,
+                headers: serde_json::json!({}),
+                body: Some(body),
+                body_truncated: false,
+            }],
+        )
+        .await?;
+        db::tasks::mark_task_completed(&mut conn, &[lease], &["ok"]).await?;
+    }
+    Ok(per_second(tasks, start.elapsed()))
+}
+
+fn figure(
+    name: &str,
+    unit: &str,
+    value: Measured,
+    baseline: Option<(&str, f64)>,
+    goal: Option<f64>,
+) -> Figure {
+    Figure {
+        name: name.into(),
+        unit: unit.into(),
+        value,
+        baseline: baseline.map(|(n, _)| n.to_owned()),
+        baseline_value: baseline.map(|(_, v)| v),
+        better: Better::Higher,
+        goal_ratio: goal,
+    }
+}
+
+pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow::Result<Report> {
+    let tasks = rows.unwrap_or(DEFAULT_TASKS);
+    let origin = Origin::start(Duration::ZERO).await;
+    let mut proxies = Vec::new();
+    for _ in 0..PROXIES {
+        proxies.push(TestProxy::start(None).await);
+    }
+    let urls: Vec<String> = proxies.iter().map(|p| p.url(None)).collect();
+    db::proxies::insert(&db.pool, &urls).await?;
+
+    let baseline = plan
+        .measure("claim_one_complete_one", || {
+            one_by_one(db, &origin, &urls[0], tasks)
+        })
+        .await?;
+    let mut figures = vec![figure(
+        "baseline: claim one, complete one",
+        "tasks/s",
+        baseline.clone(),
+        None,
+        None,
+    )];
+    for workers in [1, 2, 4] {
+        let per_task = std::sync::Mutex::new(Vec::new());
+        let measured = plan
+            .measure(&format!("noop_{workers}_workers"), || async {
+                let (rate, tx) = fleet(db, &origin, workers, 8, tasks).await?;
+                per_task.lock().unwrap().push(tx);
+                Ok(rate)
+            })
+            .await?;
+        let per_task = per_task.into_inner().unwrap();
+        figures.push(figure(
+            &format!("no-op, {workers} worker(s) x 8 slots"),
+            "tasks/s",
+            measured,
+            Some(("claim one, complete one", baseline.median)),
+            Some(10.0),
+        ));
+        figures.push(figure(
+            &format!("  SQL transactions per task ({workers}w)"),
+            "tx/task",
+            Measured::from_runs(per_task),
+            Some(("baseline: 3 autocommit + claim", 4.0)),
+            None,
+        ));
+    }
+    origin.set_latency(Duration::from_millis(50));
+    let small = (tasks / 10).max(200);
+    for slots in [1, 2, 4, 8, 16, 32] {
+        let measured = plan
+            .measure(&format!("latency50_{slots}_slots"), || async {
+                Ok(fleet(db, &origin, 1, slots, small).await?.0)
+            })
+            .await?;
+        figures.push(figure(
+            &format!("50 ms upstream, {slots} slot(s), {PROXIES} proxies"),
+            "tasks/s",
+            measured,
+            Some((
+                "ideal: min(slots, proxies) x 20/s",
+                (slots.min(PROXIES) * 20) as f64,
+            )),
+            None,
+        ));
+    }
+    Ok(Report {
+        bench: "worker",
+        context: format!(
+            "{tasks} no-op tasks, in-process workers, local proxies; other helpers share the CPU"
+        ),
+        figures,
+    })
+}
