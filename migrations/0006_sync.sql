@@ -5,13 +5,14 @@
 -- a row is written, not when it commits. A transaction that took value 41
 -- and commits after a push read "everything above 40, new mark 42" is never
 -- sent. Instead every tracked row carries the 64-bit id of the transaction
--- that last wrote it (`sync_xid`, set by a trigger), and a push remembers
--- `pg_snapshot_xmin` of the snapshot it read under: every transaction below
--- that mark had finished when the push read, so its rows were either seen or
--- rolled back. The next push asks for rows with `sync_xid >= mark`: a
--- transaction still running at the last read has an id at or above its mark
--- whenever it commits. A few rows are offered twice; the target's upsert
--- skips a row that did not change, so they cost a comparison, not a write.
+-- that last wrote it (`sync_xid`, set by the column default on INSERT and a
+-- trigger on UPDATE), and a push keeps the snapshot it read under
+-- (`pg_current_snapshot()`). The next push asks for the rows that snapshot
+-- did not see: `NOT pg_visible_in_snapshot(sync_xid, mark)`. A transaction
+-- still running at the last read is invisible to that snapshot whenever it
+-- commits, so its rows are sent next time; a row the last push saw is not
+-- sent again. `sync_xid >= pg_snapshot_xmin(mark)` narrows the search to
+-- the index range of recent transactions (every id below xmin was visible).
 
 -- Adds the tracking column, its index and its trigger to a table (idempotent).
 -- `sync push` refuses a table without it and names this function.
@@ -45,13 +46,13 @@ SELECT sync_track('processed_data');
 CREATE TABLE sync_table_state (
     direction       varchar(8)   NOT NULL CHECK (direction IN ('push', 'pull')),
     table_name      text         NOT NULL,
-    -- pg_snapshot_xmin of the source snapshot of the last finished run;
-    -- NULL: never finished, the next run copies every row.
-    watermark       xid8,
-    -- An unfinished run: every source row with key <= resume_key whose
-    -- sync_xid is below resume_watermark is on the target.
+    -- The source snapshot the last finished run read under; NULL: never
+    -- finished, the next run copies every row.
+    watermark       pg_snapshot,
+    -- An unfinished run: every source row with key <= resume_key that the
+    -- snapshot resume_watermark saw is on the target.
     resume_key      text[],
-    resume_watermark xid8,
+    resume_watermark pg_snapshot,
     rows_sent       bigint       NOT NULL DEFAULT 0,
     last_success_at timestamptz,
     updated_at      timestamptz  NOT NULL DEFAULT now(),

@@ -1,8 +1,8 @@
 //! `sync_table_state`: where each table's incremental push or pull stands
 //! (migration 0006). Kept on the working database for both directions.
 //!
-//! Marks are `xid8` values (see the migration for why); they travel as
-//! `bigint` here, which holds any transaction id a cluster will reach.
+//! Marks are source snapshots (`pg_snapshot`, see the migration for why);
+//! they travel as their text form, `xmin:xmax:xip,...`.
 
 use sqlx::PgExecutor;
 
@@ -27,27 +27,27 @@ impl Direction {
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct TableState {
     /// The source snapshot's xmin of the last finished run; None: never.
-    pub watermark: Option<i64>,
+    pub watermark: Option<String>,
     /// An unfinished run got this far (see `Resume`).
     pub resume_key: Option<Vec<String>>,
-    pub resume_watermark: Option<i64>,
+    pub resume_watermark: Option<String>,
 }
 
 impl TableState {
     pub fn resume(&self) -> Option<Resume> {
         Some(Resume {
             key: self.resume_key.clone()?,
-            watermark: self.resume_watermark?,
+            watermark: self.resume_watermark.clone()?,
         })
     }
 }
 
-/// Every source row with key <= `key` whose change mark is below
-/// `watermark` is already on the target.
+/// Every source row with key <= `key` that the snapshot `watermark` saw is
+/// already on the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resume {
     pub key: Vec<String>,
-    pub watermark: i64,
+    pub watermark: String,
 }
 
 pub async fn get(
@@ -56,8 +56,8 @@ pub async fn get(
     table: &str,
 ) -> Result<TableState, DbError> {
     let state = sqlx::query_as(
-        "SELECT watermark::text::bigint AS watermark, resume_key,
-                resume_watermark::text::bigint AS resume_watermark
+        "SELECT watermark::text AS watermark, resume_key,
+                resume_watermark::text AS resume_watermark
          FROM sync_table_state WHERE direction = $1 AND table_name = $2",
     )
     .bind(direction.as_str())
@@ -77,7 +77,7 @@ pub async fn save_resume(
 ) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO sync_table_state (direction, table_name, resume_key, resume_watermark, rows_sent)
-         VALUES ($1, $2, $3, $4::text::xid8, $5)
+         VALUES ($1, $2, $3, $4::pg_snapshot, $5)
          ON CONFLICT (direction, table_name) DO UPDATE
          SET resume_key = EXCLUDED.resume_key, resume_watermark = EXCLUDED.resume_watermark,
              rows_sent = sync_table_state.rows_sent + EXCLUDED.rows_sent, updated_at = now()",
@@ -85,7 +85,7 @@ pub async fn save_resume(
     .bind(direction.as_str())
     .bind(table)
     .bind(&resume.key)
-    .bind(resume.watermark.to_string())
+    .bind(&resume.watermark)
     .bind(rows)
     .execute(db)
     .await?;
@@ -97,19 +97,23 @@ pub async fn finish(
     db: impl PgExecutor<'_>,
     direction: Direction,
     table: &str,
-    watermark: i64,
+    watermark: &str,
 ) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO sync_table_state (direction, table_name, watermark, last_success_at)
-         VALUES ($1, $2, $3::text::xid8, now())
+         VALUES ($1, $2, $3::pg_snapshot, now())
          ON CONFLICT (direction, table_name) DO UPDATE
          SET watermark = EXCLUDED.watermark, resume_key = NULL, resume_watermark = NULL,
              last_success_at = now(), updated_at = now()",
     )
     .bind(direction.as_str())
     .bind(table)
-    .bind(watermark.to_string())
+    .bind(watermark)
     .execute(db)
     .await?;
     Ok(())
 }
+
+/// The channel the normaliser notifies when a drain that did work ends;
+/// `sync serve` pushes on it.
+pub const NORMALIZER_FINISHED: &str = "normalizer_finished";

@@ -157,6 +157,14 @@ pub async fn run_once(
         )
         .await
         .context("Failed to write the normalization row of operations_log")?;
+        if summary.batches > 0 {
+            // `sync serve` pushes the new rows when it hears this.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(db::sync_tables::NORMALIZER_FINISHED)
+                .execute(pool)
+                .await
+                .context("Failed to notify normalizer_finished")?;
+        }
         tracing::info!(
             "Normalisation run finished in {}: {} processed ({} created, {} updated), {} errors, {} batches",
             progress::human(started.elapsed()),

@@ -6,12 +6,17 @@
 //! `main.rs` wires settings, logs and the pools; everything the service does
 //! lives here and takes its shutdown signal as a parameter.
 
+pub mod cli;
+pub mod commands;
 mod copy_split;
+mod report;
 pub mod run;
 mod serve;
 pub mod sql;
+pub mod table_copy;
 pub mod tables;
 mod transfer;
+pub mod verify;
 
 pub use run::{run, Ends, RunOptions, TableReport};
 pub use serve::serve;

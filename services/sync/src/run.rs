@@ -2,8 +2,8 @@
 //! (production -> working): every configured table, read under one snapshot
 //! of the source, only the rows written since the table's last finished run.
 //!
-//! The mark is `pg_snapshot_xmin` of that snapshot (see migration 0006 for
-//! why it is commit-safe). Rows go in key order, batch by batch; after each
+//! The mark is that snapshot itself: the next run sends the rows it did not
+//! see (see migration 0006 for why that is commit-safe). Rows go in key order, batch by batch; after each
 //! batch lands on the target the table's resume point moves on the working
 //! side, so a killed run sends again at most the batch it was writing.
 
@@ -88,11 +88,10 @@ pub async fn run(
         .execute(&mut *source)
         .await?;
     let result = async {
-        let mark: i64 =
-            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                .fetch_one(&mut *source)
-                .await
-                .context("Failed to read the source snapshot")?;
+        let mark: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+            .fetch_one(&mut *source)
+            .await
+            .context("Failed to read the source snapshot")?;
         let mut reports = Vec::new();
         for table in tables {
             if shutdown.is_cancelled() {
@@ -104,7 +103,7 @@ pub async fn run(
                 &mut source,
                 &mut target,
                 table,
-                mark,
+                &mark,
                 options,
                 shutdown,
             )
@@ -135,7 +134,7 @@ async fn run_table(
     source: &mut PgConnection,
     target: &mut PgConnection,
     table: &SyncTable,
-    mark: i64,
+    mark: &str,
     options: &RunOptions,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<TableReport> {
@@ -150,6 +149,13 @@ async fn run_table(
     let target_spec = tables::describe(target, &table.name, Some(&table.key)).await?;
     tables::check_compatible(&spec, &target_spec)?;
     let state = sync_tables::get(&ends.working, direction, &table.name).await?;
+    let marks = state.watermark.iter().chain(&state.resume_watermark);
+    if let Some(bad) = marks.into_iter().find(|m| !sql::is_snapshot(m)) {
+        bail!(
+            "sync_table_state holds {bad:?} for {}, which is not a snapshot",
+            table.name
+        );
+    }
 
     // A resumed run first sends what changed below its resume key since the
     // interrupted run read, then carries on above the key.
@@ -157,21 +163,19 @@ async fn run_table(
     match state.resume() {
         Some(resume) => {
             set_resume_key(source, &resume.key).await?;
+            let mut unseen_by: Vec<String> = state.watermark.iter().cloned().collect();
+            unseen_by.push(resume.watermark.clone());
             phases.push(Selection {
-                since: Some(
-                    state
-                        .watermark
-                        .map_or(resume.watermark, |w| w.max(resume.watermark)),
-                ),
+                unseen_by,
                 key: Some(KeyBound::AtMost),
             });
             phases.push(Selection {
-                since: state.watermark,
+                unseen_by: state.watermark.iter().cloned().collect(),
                 key: Some(KeyBound::Above),
             });
         }
         None => phases.push(Selection {
-            since: state.watermark,
+            unseen_by: state.watermark.iter().cloned().collect(),
             key: None,
         }),
     }
@@ -206,7 +210,7 @@ async fn run_table(
                 if let Some(key) = outcome.last_key {
                     let resume = Resume {
                         key,
-                        watermark: mark,
+                        watermark: mark.to_owned(),
                     };
                     sync_tables::save_resume(&ends.working, direction, &table.name, &resume, rows)
                         .await
@@ -246,7 +250,7 @@ async fn set_resume_key(conn: &mut PgConnection, key: &[String]) -> anyhow::Resu
     Ok(())
 }
 
-fn print_progress(table: &str, done: i64, total: i64, started: Instant) {
+pub(crate) fn print_progress(table: &str, done: i64, total: i64, started: Instant) {
     let done = u64::try_from(done).unwrap_or(0);
     tracing::info!(
         "{table}: {}",

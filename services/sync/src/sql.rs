@@ -11,8 +11,8 @@ pub const RESUME_KEY_SETTING: &str = "sync.resume_key";
 /// Which source rows a run reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
-    /// Rows written by a transaction at or above this mark (None: all).
-    pub since: Option<i64>,
+    /// Rows none of these snapshots saw (empty: all rows).
+    pub unseen_by: Vec<String>,
     /// Rows at most / above the key in the `sync.resume_key` setting.
     pub key: Option<KeyBound>,
 }
@@ -21,6 +21,14 @@ pub struct Selection {
 pub enum KeyBound {
     AtMost,
     Above,
+}
+
+/// The text of a `pg_snapshot`: `xmin:xmax:xip,xip`.
+pub fn is_snapshot(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b':' || b == b',')
 }
 
 /// `(k1, k2) > (setting[1]::type1, setting[2]::type2)`.
@@ -43,8 +51,13 @@ fn key_vs_setting(spec: &TableSpec, op: &str) -> String {
 
 pub fn selection_where(spec: &TableSpec, selection: &Selection) -> String {
     let mut parts = Vec::new();
-    if let Some(since) = selection.since {
-        parts.push(format!("{TRACKING_COLUMN} >= '{since}'::xid8"));
+    for snapshot in &selection.unseen_by {
+        // A snapshot's text is digits, colons and commas (checked by
+        // `is_snapshot`); anything else is refused before any SQL is built.
+        parts.push(format!(
+            "{TRACKING_COLUMN} >= pg_snapshot_xmin('{snapshot}') \
+             AND NOT pg_visible_in_snapshot({TRACKING_COLUMN}, '{snapshot}')"
+        ));
     }
     match selection.key {
         Some(KeyBound::AtMost) => parts.push(key_vs_setting(spec, "<=")),
@@ -314,14 +327,21 @@ mod tests {
     #[test]
     fn a_resumed_read_takes_rows_past_the_key_changed_since_the_mark() {
         let selection = Selection {
-            since: Some(100),
+            unseen_by: vec!["100:104:101".into()],
             key: Some(KeyBound::Above),
         };
         assert_eq!(
             selection_where(&spec(), &selection),
-            "sync_xid >= '100'::xid8 AND (a, b) > ((current_setting('sync.resume_key')::text[])[1]::integer, \
+            "sync_xid >= pg_snapshot_xmin('100:104:101') AND NOT pg_visible_in_snapshot(sync_xid, '100:104:101') \
+             AND (a, b) > ((current_setting('sync.resume_key')::text[])[1]::integer, \
              (current_setting('sync.resume_key')::text[])[2]::text)"
         );
+    }
+
+    #[test]
+    fn only_a_snapshot_text_is_taken_as_a_mark() {
+        assert!(is_snapshot("100:104:101,102"));
+        assert!(!is_snapshot("1'); DROP TABLE x; --"));
     }
 
     #[test]

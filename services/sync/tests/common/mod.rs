@@ -185,3 +185,19 @@ pub async fn tuples_written(pool: &PgPool, table: &str) -> i64 {
     .await
     .unwrap()
 }
+
+/// Polls `sql` until it returns `expected` (10 s at most).
+pub async fn wait_for(pool: &PgPool, sql: &str, expected: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = count(pool, sql).await;
+        if n == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{sql}: {n}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Restores a dump from scripts/db-dump.sh into TARGET_DATABASE_URL (an
+# empty database) with parallel jobs, then compares every table's row count
+# with the counts taken at dump time. Exits 1 on any difference.
+#
+#   TARGET_DATABASE_URL=postgres://... scripts/db-restore.sh carfeed.dump [jobs]
+set -euo pipefail
+dump="${1:?usage: db-restore.sh <file.dump> [jobs]}"
+jobs="${2:-4}"
+: "${TARGET_DATABASE_URL:?set TARGET_DATABASE_URL to the (empty) target database}"
+[ -f "$dump.counts" ] || { echo "db-restore: $dump.counts is missing (made by db-dump.sh)" >&2; exit 2; }
+
+echo "db-restore: restoring $dump with $jobs jobs"
+pg_restore --jobs="$jobs" --no-owner --no-privileges --exit-on-error \
+    --dbname="$TARGET_DATABASE_URL" "$dump"
+
+restored="$(mktemp)"
+trap 'rm -f "$restored"' EXIT
+psql "$TARGET_DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 > "$restored" <<'SQL'
+SELECT format('SELECT %L || '' '' || count(*) FROM %I.%I;', schemaname || '.' || relname, schemaname, relname)
+FROM pg_stat_user_tables ORDER BY schemaname, relname
+\gexec
+SQL
+if diff <(sort "$dump.counts") <(sort "$restored"); then
+    echo "db-restore: every table has the row count it had at dump time"
+else
+    echo "db-restore: row counts differ (< dump, > restored)" >&2
+    exit 1
+fi
