@@ -158,6 +158,30 @@ async fn copy_rows(conn: &mut PgConnection, rows: &[&OfferItem]) -> Result<i64, 
     Ok(i64::try_from(copied).unwrap_or(i64::MAX))
 }
 
+/// Stores the listings of a page that failed before and was fetched again
+/// (`INSERT ... ON CONFLICT DO NOTHING`: listings stored meanwhile are
+/// kept), records its rejected items and takes it off `failed_pages`. The
+/// cursor does not move. Returns how many listings were new, or `None` when
+/// the page was no longer failed (nothing is written; the caller rolls back).
+pub async fn store_refetched_page(
+    conn: &mut PgConnection,
+    page: i32,
+    items: &[OfferItem],
+    rejected: &[RejectedItem],
+) -> Result<Option<u64>, DbError> {
+    let mut seen = HashSet::with_capacity(items.len());
+    let rows: Vec<&OfferItem> = items
+        .iter()
+        .filter(|item| seen.insert(item.inner_id.as_str()))
+        .collect();
+    let inserted = insert_rows_on_conflict(&mut *conn, &rows).await?;
+    crate::rejected::record(&mut *conn, Origin::OffersPage(page), rejected).await?;
+    if !crate::load_state::refetched(&mut *conn, page, inserted).await? {
+        return Ok(None);
+    }
+    Ok(Some(u64::try_from(inserted).unwrap_or(0)))
+}
+
 /// The COPY's fallback: one `INSERT ... ON CONFLICT DO NOTHING`.
 async fn insert_rows_on_conflict(
     conn: &mut PgConnection,

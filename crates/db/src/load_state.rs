@@ -73,6 +73,24 @@ pub async fn advance(
     Ok(done.rows_affected() == 1)
 }
 
+/// A failed page was fetched again and stored: it leaves `failed_pages`.
+/// Returns false when it was not there (another run stored it).
+pub async fn refetched(db: &mut PgConnection, page: i32, records: i64) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE initial_load_state
+            SET failed_pages = array_remove(failed_pages, $1),
+                pages_stored = pages_stored + 1,
+                records_stored = records_stored + $2,
+                updated_at = now()
+          WHERE id = 1 AND $1 = ANY(failed_pages)",
+    )
+    .bind(page)
+    .bind(records)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Page `page` failed every attempt: remember it and move on to `page + 1`.
 pub async fn skip_failed(db: &mut PgConnection, page: i32) -> Result<(), DbError> {
     let done = sqlx::query(

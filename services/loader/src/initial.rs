@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use upstream::{Client, OffersPage, UpstreamError};
 
+use crate::refetch;
 use crate::report::RunReport;
 use telemetry::progress::Progress;
 
@@ -52,6 +53,9 @@ pub async fn load(
             .context("Failed to read the initial-load cursor")?
     };
     if let Some(finished) = state.finished_at {
+        if !state.failed_pages.is_empty() {
+            return refetch::failed_pages(client, pool, shutdown, report).await;
+        }
         tracing::info!(
             "The initial load already finished at {finished} ({} records); nothing to do",
             state.records_stored
@@ -83,6 +87,8 @@ pub async fn load(
         pipeline: PagePipeline::new(pool.clone(), commit, settings.write_connections()),
         progress: Progress::new(expected_total, records_before, settings.progress_interval),
         pending: Vec::new(),
+        failed_in_a_row: 0,
+        max_failed_in_a_row: u32::try_from(settings.max_consecutive_failed_pages).unwrap_or(20),
     };
     let (pages_tx, pages_rx) = mpsc::channel(PAGES_AHEAD);
     let max_pages = options.max_pages.map_or(u64::MAX, u64::from);
@@ -107,6 +113,7 @@ pub async fn load(
                     "feed ended far below loader.expected_total ({stored} of {expected_total})"
                 ));
             }
+            refetch::failed_pages(client, pool, shutdown, report).await?;
         }
         FetchEnd::MaxPages(next) => tracing::info!(
             "Stopping after {max_pages} page(s) as asked (--max-pages); the load resumes at page {next}"
@@ -199,6 +206,9 @@ struct Writer<'a> {
     pipeline: PagePipeline,
     progress: Progress,
     pending: Vec<(u32, OffersPage)>,
+    /// Pages in a row that failed every attempt (reset by a page that came).
+    failed_in_a_row: u32,
+    max_failed_in_a_row: u32,
 }
 
 impl Writer<'_> {
@@ -227,6 +237,7 @@ impl Writer<'_> {
             match next {
                 None => return self.flush().await,
                 Some(Fetched::Page(page, offers)) => {
+                    self.failed_in_a_row = 0;
                     self.pending.push((page, offers));
                     if self.pending_rows() >= MAX_ROWS_PER_WRITE {
                         self.flush().await?;
@@ -238,6 +249,16 @@ impl Writer<'_> {
                     self.flush().await?;
                     self.finish_writes().await?;
                     self.skip_failed(page, &err).await?;
+                    self.failed_in_a_row += 1;
+                    if self.failed_in_a_row >= self.max_failed_in_a_row {
+                        anyhow::bail!(
+                            "{} pages in a row failed every attempt (up to page {page}): the \
+                             upstream looks down, so the load stops here; the next run resumes \
+                             at page {} and fetches the failed pages again",
+                            self.failed_in_a_row,
+                            page + 1
+                        );
+                    }
                 }
                 Some(Fetched::Fatal(page, err)) => {
                     self.flush().await?;

@@ -10,6 +10,7 @@
 mod daily;
 mod initial;
 mod lock;
+mod refetch;
 mod report;
 mod serve;
 

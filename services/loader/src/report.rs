@@ -22,6 +22,9 @@ pub struct RunReport {
     pub malformed: u64,
     /// Initial load: pages that failed every attempt and were skipped.
     pub failed_pages: Vec<u32>,
+    /// Initial load: pages still missing after this run fetched the failed
+    /// pages again (the next run tries them once more).
+    pub missing_pages: Vec<i32>,
     /// Daily update: dates fully applied in this run.
     pub dates_completed: Vec<NaiveDate>,
     /// Daily update: the date that could not be completed, if any.
@@ -40,7 +43,9 @@ impl RunReport {
     }
 
     pub fn has_errors(&self) -> bool {
-        !self.failed_pages.is_empty() || self.failed_date.is_some()
+        !self.failed_pages.is_empty()
+            || !self.missing_pages.is_empty()
+            || self.failed_date.is_some()
     }
 
     pub fn rows_written(&self) -> u64 {
@@ -63,6 +68,10 @@ impl RunReport {
         if !self.failed_pages.is_empty() {
             let pages: Vec<String> = self.failed_pages.iter().map(u32::to_string).collect();
             details = details.note(format!("failed pages: {}", pages.join(", ")));
+        }
+        if !self.missing_pages.is_empty() {
+            let pages: Vec<String> = self.missing_pages.iter().map(i32::to_string).collect();
+            details = details.note(format!("missing pages: {}", pages.join(", ")));
         }
         if !self.dates_completed.is_empty() {
             let dates: Vec<String> = self

@@ -127,7 +127,9 @@ async fn next_page_zero_ends_the_initial_load_like_null(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
-async fn a_page_that_fails_every_attempt_is_logged_recorded_and_skipped(pool: PgPool) {
+async fn a_page_that_fails_every_attempt_is_skipped_fetched_again_at_the_end_and_by_the_next_run(
+    pool: PgPool,
+) {
     let sim = support::sim(Faults {
         fail_pages: HashSet::from([7]),
         ..Faults::default()
@@ -136,7 +138,12 @@ async fn a_page_that_fails_every_attempt_is_logged_recorded_and_skipped(pool: Pg
     let settings = support::settings_with(&sim, &[("CARFEED__UPSTREAM__RETRY__MAX_ATTEMPTS", "3")]);
     let report = initial(&settings, &pool, None).await;
     assert_eq!(report.failed_pages, vec![7]);
-    assert_eq!(sim.page_requests(7), 3);
+    assert_eq!(report.missing_pages, vec![7]);
+    assert_eq!(
+        sim.page_requests(7),
+        6,
+        "three attempts in order, three at the end"
+    );
     assert_eq!(report.inserted, support::LISTINGS as u64 - 20);
     let failed: Vec<i32> = sqlx::query_scalar("SELECT failed_pages FROM initial_load_state")
         .fetch_one(&pool)
@@ -147,9 +154,68 @@ async fn a_page_that_fails_every_attempt_is_logged_recorded_and_skipped(pool: Pg
     assert_eq!(ops.len(), 1);
     assert_eq!(ops[0].0, "ERROR");
     assert!(
-        ops[0].1.contains("failed=1") && ops[0].1.contains("failed pages: 7"),
+        ops[0].1.contains("failed=1")
+            && ops[0].1.contains("failed pages: 7")
+            && ops[0].1.contains("missing pages: 7"),
         "{ops:?}"
     );
+
+    // The upstream recovers: the next run fetches only the missing page.
+    sim.set_faults(Faults::default());
+    let again = initial(&settings, &pool, None).await;
+    assert_eq!((again.pages, again.inserted), (1, 20));
+    assert!(again.missing_pages.is_empty());
+    assert_eq!(sim.page_requests(7), 7);
+    assert_eq!(
+        sim.page_requests(6),
+        1,
+        "finished pages are not fetched again"
+    );
+    let state: (Vec<i32>, i64, i32) =
+        sqlx::query_as("SELECT failed_pages, records_stored, pages_stored FROM initial_load_state")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(state, (vec![], support::LISTINGS as i64, 30));
+    let ops = support::operations(&pool).await;
+    assert_eq!(ops[1].0, "OK", "{ops:?}");
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn consecutive_failed_pages_stop_the_load_instead_of_marking_every_page_failed(pool: PgPool) {
+    let sim = support::sim(Faults {
+        fail_pages: (4..=30).collect(),
+        ..Faults::default()
+    })
+    .await;
+    let settings = support::settings_with(
+        &sim,
+        &[
+            ("CARFEED__UPSTREAM__RETRY__MAX_ATTEMPTS", "2"),
+            ("CARFEED__LOADER__MAX_CONSECUTIVE_FAILED_PAGES", "3"),
+        ],
+    );
+    let err = run_initial(
+        &settings,
+        pool.clone(),
+        CancellationToken::new(),
+        InitialOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("3 pages in a row failed"),
+        "{err:#}"
+    );
+    // The download may run a page or two ahead of the writer, no further.
+    assert_eq!(sim.page_requests(12), 0, "the load stopped after page 6");
+    let failed: Vec<i32> = sqlx::query_scalar("SELECT failed_pages FROM initial_load_state")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(failed, vec![4, 5, 6]);
+    let ops = support::operations(&pool).await;
+    assert_eq!(ops[0].0, "ERROR");
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
