@@ -208,7 +208,7 @@ UP_START=$(date +%s)
 compose up -d >"$SCRATCH/up.log" 2>&1 || { cat "$SCRATCH/up.log"; fail "compose up"; }
 wait_for 180 "api healthy" healthy api
 wait_for 60 "nginx healthy" healthy nginx
-for service in postgres che168-sim loader normalizer; do
+for service in postgres che168-sim loader normalizer worker worker-cleanup; do
     healthy "$service" || wait_for 60 "$service healthy" healthy "$service"
 done
 [ "$(docker inspect -f '{{.State.ExitCode}}' "$(container migrate)")" = 0 ] || fail "migrate did not exit 0"
@@ -254,6 +254,14 @@ new_ip=$(ip_of "$(container api)")
 offers_ok() { get "/api/v1/offers?limit=1" >/dev/null; }
 wait_for 60 "nginx serves offers from the recreated api ($old_ip -> $new_ip)" offers_ok
 docker rm -f "$PROJECT-ipgrab" >/dev/null
+
+phase "worker fleet registered"
+worker_alive() {
+    compose exec -T worker worker status --json \
+        | python3 -c 'import json, sys; t = sys.stdin.read(); sys.exit(0 if any(w["status"] == "alive" for w in json.loads(t[t.index("{"):])["workers"]) else 1)'
+}
+wait_for 60 "a worker registered and alive (worker status --json)" worker_alive
+log "worker status: $(compose exec -T worker worker status | tr -d '\r' | head -3 | tr '\n' ' ')"
 
 phase "logs loader"
 compose logs --no-color loader >"$SCRATCH/loader.log"
