@@ -1,9 +1,11 @@
 //! The whole pipeline as separate processes, checked after every hop:
 //!
 //! che168-sim (the upstream) -> `loader initial`, `loader daily` -> raw_data
-//! -> `normalizer run` -> processed_data -> `api serve` -> nginx running the
+//! -> `normalizer run` -> processed_data -> `sync push` to a second
+//! (production) database -> `api serve` on production -> nginx running the
 //! repo's nginx/ configuration -> a client holding a token from `api tokens
-//! issue`. What each hop must produce comes from the simulator's catalogue
+//! issue`. That is the users' two-database topology: the pipeline writes to
+//! the working database, the public api reads production. What each hop must produce comes from the simulator's catalogue
 //! (its oracle of raw_data, written apart from the loader) and the domain's
 //! normalisation rules.
 
@@ -12,7 +14,8 @@ use std::time::Duration;
 
 use che168_sim::{ExpectedRow, SimConfig};
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 use test_support::cli::{lines, run, Running};
 use test_support::nginx::{binary_or_skip, free_port, Nginx};
 use test_support::workspace_binary;
@@ -101,6 +104,65 @@ async fn assert_raw_data(pool: &PgPool, expected: &BTreeMap<String, ExpectedRow>
     }
 }
 
+/// processed_data as (record, is_active) by inner_id.
+async fn processed_rows(pool: &PgPool) -> BTreeMap<String, (Value, bool)> {
+    let rows: Vec<(String, Value, bool)> =
+        sqlx::query_as("SELECT inner_id, record, is_active FROM processed_data")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    rows.into_iter()
+        .map(|(id, record, active)| (id, (record, active)))
+        .collect()
+}
+
+/// The production database: a second, empty database on the same server,
+/// given its schema by a service binary's `migrate` as an operator would.
+struct Production {
+    url: String,
+    pool: PgPool,
+    name: String,
+    admin: PgConnectOptions,
+}
+
+impl Production {
+    async fn create(working: &PgConnectOptions) -> Self {
+        let name = format!("production_{}", std::process::id());
+        let admin = working.clone().database("postgres");
+        let mut conn = PgConnection::connect_with(&admin).await.unwrap();
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::query(&sql).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+        let options = working.clone().database(&name);
+        let url = test_support::database_url(&options);
+        run_ok("api", &["migrate"], &[("DATABASE_URL", url.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .unwrap();
+        Self {
+            url,
+            pool,
+            name,
+            admin,
+        }
+    }
+
+    async fn drop_database(self) {
+        self.pool.close().await;
+        let mut conn = PgConnection::connect_with(&self.admin).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn listings_flow_from_the_upstream_through_loader_normaliser_api_and_nginx(pool: PgPool) {
     let Some(nginx_binary) = binary_or_skip() else {
@@ -149,15 +211,7 @@ async fn listings_flow_from_the_upstream_through_loader_normaliser_api_and_nginx
 
     // Hop 2: raw_data -> normalizer -> processed_data, by the domain's rules.
     run_ok("normalizer", &["run"], &[("DATABASE_URL", url.as_str())]);
-    let processed: Vec<(String, Value, bool)> =
-        sqlx::query_as("SELECT inner_id, record, is_active FROM processed_data")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    let processed: BTreeMap<String, (Value, bool)> = processed
-        .into_iter()
-        .map(|(id, record, active)| (id, (record, active)))
-        .collect();
+    let processed = processed_rows(&pool).await;
     let mut served = BTreeMap::new();
     let mut removed = Vec::new();
     for (id, row) in &expected {
@@ -191,10 +245,29 @@ async fn listings_flow_from_the_upstream_through_loader_normaliser_api_and_nginx
         served.len()
     );
 
-    // Hop 3: processed_data -> api -> nginx -> a client with a token.
+    // Hop 3: working processed_data -> sync push -> production, row for
+    // row; then verify agrees, and a second push finds nothing to send.
+    let production = Production::create(&pool.connect_options()).await;
+    let sync_env = [
+        ("DATABASE_URL", url.as_str()),
+        ("TARGET_DATABASE_URL", production.url.as_str()),
+    ];
+    run_ok("sync", &["push"], &sync_env);
+    assert!(
+        processed_rows(&production.pool).await == processed,
+        "production's processed_data differs from the working database's"
+    );
+    run_ok("sync", &["verify"], &sync_env);
+    let dry_run = run_ok("sync", &["push", "--dry-run"], &sync_env).join("\n");
+    assert!(
+        dry_run.contains("processed_data: 0 changed rows read"),
+        "a second push would send rows: {dry_run}"
+    );
+
+    // Hop 4: production processed_data -> api -> nginx -> a client with a token.
     let api_bind = format!("127.0.0.1:{}", free_port());
     let api_env = [
-        ("DATABASE_URL", url.as_str()),
+        ("DATABASE_URL", production.url.as_str()),
         ("SECRET_KEY", SECRET),
         ("API_BIND", api_bind.as_str()),
         ("CARFEED__API__INITIAL_TOKENS", "0"),
@@ -254,4 +327,5 @@ async fn listings_flow_from_the_upstream_through_loader_normaliser_api_and_nginx
     assert!(api.wait_exit(Duration::from_secs(15)).success());
     sim.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(sim.wait_exit(Duration::from_secs(15)).success());
+    production.drop_database().await;
 }
