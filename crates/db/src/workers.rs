@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 
 use crate::DbError;
 
@@ -28,15 +28,28 @@ pub async fn register(
     Ok(id)
 }
 
-/// Records a heartbeat. `false` when the worker is no longer alive: cleanup
-/// declared it dead and took what it held.
-pub async fn update_heartbeat(db: impl PgExecutor<'_>, worker_id: i64) -> Result<bool, DbError> {
+/// Records a heartbeat if the worker is alive. Returns the row's status
+/// word: `alive` when recorded; `dead` when cleanup declared it dead and
+/// took what it held; `stopped` when it ended cleanly; `None` when the row
+/// is gone (purged). Two statements: after waiting on the row's lock the
+/// UPDATE sees the newest status, a snapshot taken before would not.
+pub async fn update_heartbeat(
+    conn: &mut PgConnection,
+    worker_id: i64,
+) -> Result<Option<String>, DbError> {
     let done =
         sqlx::query("UPDATE workers SET last_heartbeat = now() WHERE id = $1 AND status = 'alive'")
             .bind(worker_id)
-            .execute(db)
+            .execute(&mut *conn)
             .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() == 1 {
+        return Ok(Some("alive".to_owned()));
+    }
+    let status = sqlx::query_scalar("SELECT status FROM workers WHERE id = $1")
+        .bind(worker_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(status)
 }
 
 /// What a batch of finished slots adds to a worker's counters.
@@ -75,15 +88,17 @@ pub async fn increment_worker_stats(
     Ok(())
 }
 
-/// A clean exit: the worker is `stopped`.
-pub async fn mark_stopped(db: impl PgExecutor<'_>, worker_id: i64) -> Result<(), DbError> {
-    sqlx::query(
+/// A clean exit: a live worker becomes `stopped`. A worker cleanup already
+/// declared `dead` stays dead (its claims were taken away; that is what its
+/// row records). Returns whether the worker was alive.
+pub async fn mark_stopped(db: impl PgExecutor<'_>, worker_id: i64) -> Result<bool, DbError> {
+    let done = sqlx::query(
         "UPDATE workers SET status = 'stopped', ended_at = now() WHERE id = $1 AND status = 'alive'",
     )
     .bind(worker_id)
     .execute(db)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Cleanup: live workers whose heartbeat is older than their `stale_after`

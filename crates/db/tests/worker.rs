@@ -326,16 +326,24 @@ async fn cleanup_frees_what_a_dead_worker_held_and_leaves_the_living_alone(pool:
     proxies::acquire_proxy(&mut conn, dead, 2).await.unwrap();
     tasks::acquire_task(&mut conn, alive, 2).await.unwrap();
     proxies::acquire_proxy(&mut conn, alive, 2).await.unwrap();
-    assert!(workers::update_heartbeat(&pool, dead).await.unwrap());
+    assert_eq!(
+        workers::update_heartbeat(&mut conn, dead).await.unwrap(),
+        Some("alive".into())
+    );
     sqlx::query("UPDATE workers SET last_heartbeat = now() - interval '91 seconds' WHERE id = $1")
         .bind(dead)
         .execute(&pool)
         .await
         .unwrap();
     assert_eq!(workers::mark_stale_dead(&pool).await.unwrap(), vec![dead]);
-    assert!(
-        !workers::update_heartbeat(&pool, dead).await.unwrap(),
+    assert_eq!(
+        workers::update_heartbeat(&mut conn, dead).await.unwrap(),
+        Some("dead".into()),
         "a dead worker stays dead"
+    );
+    assert!(
+        !workers::mark_stopped(&pool, dead).await.unwrap(),
+        "a clean exit after being declared dead leaves the row dead"
     );
     assert_eq!(tasks::rescue_from_dead(&pool).await.unwrap(), 2);
     assert_eq!(proxies::free_from_dead(&pool).await.unwrap(), 2);
@@ -370,7 +378,16 @@ async fn shutdown_hands_back_tasks_and_proxies_and_marks_the_worker_stopped(pool
     proxies::acquire_proxy(&mut conn, w, 1).await.unwrap();
     assert_eq!(tasks::hand_back(&pool, w).await.unwrap(), 3);
     assert_eq!(proxies::hand_back(&pool, w).await.unwrap(), 1);
-    workers::mark_stopped(&pool, w).await.unwrap();
+    assert!(workers::mark_stopped(&pool, w).await.unwrap());
+    assert!(
+        !workers::mark_stopped(&pool, w).await.unwrap(),
+        "stopped once"
+    );
+    assert_eq!(
+        workers::update_heartbeat(&mut conn, w).await.unwrap(),
+        Some("stopped".into()),
+        "a stopped worker's heartbeat records nothing"
+    );
     let (status, lease, _) = status_of(&pool, claimed[0].id).await;
     assert_eq!((status.as_str(), lease), ("pending", claimed[0].lease + 1));
     let s: String = sqlx::query_scalar("SELECT status FROM workers")

@@ -109,51 +109,56 @@ fn log(sweep: &Sweep) {
     }
 }
 
-/// Takes the sweep lock on a new connection, or `None` if another replica
-/// holds it.
-async fn try_lead(pool: &PgPool) -> anyhow::Result<Option<PgConnection>> {
-    let mut conn = PgConnection::connect_with(&pool.connect_options())
-        .await
-        .context("Failed to open the cleanup connection")?;
+/// Asks for the sweep lock on `conn`, opening it first if needed; `true`
+/// when this process now holds it. A replica that does not get the lock
+/// keeps its connection for the next try (no connection churn per tick).
+async fn try_lead(pool: &PgPool, conn: &mut Option<PgConnection>) -> anyhow::Result<bool> {
+    if conn.is_none() {
+        let opened = PgConnection::connect_with(&pool.connect_options())
+            .await
+            .context("Failed to open the cleanup connection")?;
+        *conn = Some(opened);
+    }
+    let conn = conn.as_mut().expect("opened above");
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(CLEANUP_LOCK_KEY)
-        .fetch_one(&mut conn)
+        .fetch_one(conn)
         .await
         .context("Failed to ask for the cleanup lock")?;
-    if locked {
-        Ok(Some(conn))
-    } else {
-        let _ = conn.close().await;
-        Ok(None)
-    }
+    Ok(locked)
 }
 
 /// Sweeps every `settings.interval` while this replica holds the lock (and
 /// tries to take it at every tick while it does not), until `shutdown`.
 pub async fn run(pool: PgPool, settings: CleanupSettings, shutdown: CancellationToken) {
-    let mut leader: Option<PgConnection> = None;
+    let mut conn: Option<PgConnection> = None;
+    let mut leading = false;
     loop {
-        if leader.is_none() {
-            match try_lead(&pool).await {
-                Ok(Some(conn)) => {
+        if !leading {
+            match try_lead(&pool, &mut conn).await {
+                Ok(true) => {
                     tracing::info!(
                         "Cleanup: this process runs the sweep every {}",
                         humantime::format_duration(settings.interval)
                     );
-                    leader = Some(conn);
+                    leading = true;
                 }
-                Ok(None) => tracing::debug!("Cleanup: another process runs the sweep"),
-                Err(err) => tracing::warn!("Cleanup: cannot take the sweep lock: {err:#}"),
+                Ok(false) => tracing::debug!("Cleanup: another process runs the sweep"),
+                Err(err) => {
+                    tracing::warn!("Cleanup: cannot take the sweep lock: {err:#}");
+                    conn = None;
+                }
             }
         }
-        if let Some(conn) = leader.as_mut() {
-            match sweep(conn, &settings).await {
+        if let (true, Some(c)) = (leading, conn.as_mut()) {
+            match sweep(c, &settings).await {
                 Ok(done) if !done.is_quiet() => log(&done),
                 Ok(_) => {}
                 Err(err) => {
                     // A broken connection also lost the lock: take it again.
                     tracing::warn!("Cleanup sweep failed, retrying at the next tick: {err:#}");
-                    leader = None;
+                    leading = false;
+                    conn = None;
                 }
             }
         }
@@ -162,7 +167,7 @@ pub async fn run(pool: PgPool, settings: CleanupSettings, shutdown: Cancellation
             () = tokio::time::sleep(settings.interval) => {}
         }
     }
-    if let Some(conn) = leader {
+    if let Some(conn) = conn {
         let _ = conn.close().await;
     }
 }

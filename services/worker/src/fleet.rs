@@ -97,27 +97,36 @@ pub async fn run(
     }
     completer.await.context("the completer panicked")?;
 
-    let id = identity.get();
-    let (tasks, proxies) = hand_back(&pool, id).await?;
+    // The heartbeat ends first: a beat in flight while the worker marks
+    // itself stopped would find the row not alive and register again.
     stop_background.cancel();
     background.close();
     background.wait().await;
-    tracing::info!("Worker {id} stopped: handed back {tasks} task(s) and {proxies} proxy(ies)");
+    let id = identity.get();
+    let (tasks, proxies, was_alive) = hand_back(&pool, id).await?;
+    if was_alive {
+        tracing::info!("Worker {id} stopped: handed back {tasks} task(s) and {proxies} proxy(ies)");
+    } else {
+        tracing::warn!(
+            "Worker {id} exits, but cleanup had declared it dead (its claims were reclaimed); its row stays dead. Handed back {tasks} task(s) and {proxies} proxy(ies)"
+        );
+    }
     Ok(())
 }
 
-/// Whatever the worker still holds goes back, and it is marked stopped; a
-/// few tries, since the database may be restarting.
-async fn hand_back(pool: &PgPool, worker_id: i64) -> anyhow::Result<(u64, u64)> {
+/// Whatever the worker still holds goes back, and it is marked stopped
+/// (unless cleanup declared it dead first); a few tries, since the database
+/// may be restarting. Returns (tasks, proxies, whether it was still alive).
+async fn hand_back(pool: &PgPool, worker_id: i64) -> anyhow::Result<(u64, u64, bool)> {
     let mut last = None;
     for _ in 0..5 {
         let attempt = async {
             let mut tx = pool.begin().await?;
             let tasks = db::tasks::hand_back(&mut *tx, worker_id).await?;
             let proxies = db::proxies::hand_back(&mut *tx, worker_id).await?;
-            db::workers::mark_stopped(&mut *tx, worker_id).await?;
+            let was_alive = db::workers::mark_stopped(&mut *tx, worker_id).await?;
             tx.commit().await?;
-            anyhow::Ok((tasks, proxies))
+            anyhow::Ok((tasks, proxies, was_alive))
         };
         match attempt.await {
             Ok(done) => return Ok(done),

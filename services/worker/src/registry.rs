@@ -1,7 +1,12 @@
 //! A worker's row in `workers`: registration (a few attempts, the database
 //! may still be starting) and the heartbeat. A worker that finds itself
 //! declared dead (a long stall or a partition; cleanup has reclaimed what it
-//! held, and its old leases are void) registers again under a new id.
+//! held, and its old leases are void) registers again under a new id; the
+//! old row stays `dead`.
+//!
+//! The heartbeat has a connection of its own: a beat never waits for a pool
+//! connection behind busy claims and completions. It is stopped before the
+//! worker marks itself stopped, so no beat is in flight at that moment.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -10,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use db::PgPool;
 use settings::WorkerSettings;
+use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
 /// This process's current worker id.
@@ -27,9 +33,12 @@ fn name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-async fn register_once(pool: &PgPool, settings: &WorkerSettings) -> anyhow::Result<i64> {
+async fn register_once(
+    db: impl sqlx::PgExecutor<'_>,
+    settings: &WorkerSettings,
+) -> anyhow::Result<i64> {
     let slots = i32::try_from(settings.slots).unwrap_or(i32::MAX);
-    Ok(db::workers::register(pool, &name(), slots, settings.stale_after()).await?)
+    Ok(db::workers::register(db, &name(), slots, settings.stale_after()).await?)
 }
 
 /// Registers, trying `register_attempts` times with a growing pause.
@@ -62,22 +71,31 @@ pub async fn register(
     unreachable!("the loop returns on its last attempt")
 }
 
-/// Heartbeats every `heartbeat_interval` until `stop`.
+/// Heartbeats every `heartbeat_interval` until `stop`, on its own
+/// connection (opened again after an error).
 pub async fn heartbeat(
     pool: PgPool,
     settings: WorkerSettings,
     identity: Identity,
     stop: CancellationToken,
 ) {
+    let mut conn: Option<PgConnection> = None;
     while crate::cleanup::pause(settings.heartbeat_interval, &stop).await {
         let id = identity.get();
-        match db::workers::update_heartbeat(&pool, id).await {
-            Ok(true) => {}
-            Ok(false) => {
+        // A beat slower than the stale period is as good as lost: the
+        // connection is presumed broken and opened again.
+        let beat = tokio::time::timeout(settings.stale_after(), beat(&pool, &mut conn, id)).await;
+        match beat {
+            Ok(Ok(Some(status))) if status == "alive" => {}
+            Ok(Ok(Some(status))) if status == "dead" => {
                 tracing::error!(
                     "Worker {id} was declared dead (missed heartbeats); what it held was reclaimed. Registering again"
                 );
-                match register_once(&pool, &settings).await {
+                let again = match conn.as_mut() {
+                    Some(conn) => register_once(conn, &settings).await,
+                    None => register_once(&pool, &settings).await,
+                };
+                match again {
                     Ok(new) => {
                         identity.0.store(new, Ordering::Relaxed);
                         tracing::info!("Registered again as worker {new}");
@@ -85,7 +103,39 @@ pub async fn heartbeat(
                     Err(err) => tracing::warn!("Failed to register again: {err:#}"),
                 }
             }
-            Err(err) => tracing::warn!("Heartbeat of worker {id} failed: {err:#}"),
+            Ok(Ok(status)) => tracing::warn!(
+                "Heartbeat of worker {id}: its row is {status:?}, not alive; nothing recorded"
+            ),
+            Ok(Err(err)) => {
+                tracing::warn!("Heartbeat of worker {id} failed: {err:#}");
+                conn = None;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "Heartbeat of worker {id} took longer than {}; reconnecting",
+                    humantime::format_duration(settings.stale_after())
+                );
+                conn = None;
+            }
         }
     }
+    if let Some(conn) = conn {
+        let _ = conn.close().await;
+    }
+}
+
+/// One beat on the heartbeat's connection, opening it first if needed.
+async fn beat(
+    pool: &PgPool,
+    conn: &mut Option<PgConnection>,
+    worker_id: i64,
+) -> anyhow::Result<Option<String>> {
+    if conn.is_none() {
+        let opened = PgConnection::connect_with(&pool.connect_options())
+            .await
+            .context("Failed to open the heartbeat connection")?;
+        *conn = Some(opened);
+    }
+    let conn = conn.as_mut().expect("opened above");
+    Ok(db::workers::update_heartbeat(conn, worker_id).await?)
 }

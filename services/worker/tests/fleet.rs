@@ -18,6 +18,12 @@ type TaskRow = (String, String, Option<String>, i32, Option<String>);
 /// checks every result is saved once and no task was fetched twice or by
 /// two holders at the same time.
 async fn fleet_over(pool: PgPool, workers: usize, slots: &str, tasks: usize) {
+    // Warnings (late or failed heartbeats, dropped outcomes) show in the
+    // test's output when it fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
     let origin = Origin::start(Duration::ZERO).await;
     let _proxies = support::proxies(&pool, 16).await;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/t/{i}"))).collect();
@@ -79,13 +85,16 @@ async fn fleet_over(pool: PgPool, workers: usize, slots: &str, tasks: usize) {
         .await
         .unwrap();
     assert_eq!(busy.len(), workers, "every worker did some of the work");
+    let workers_left: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, status FROM workers WHERE status <> 'stopped' ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(workers_left, Vec::new(), "every worker row ends stopped");
     assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM workers WHERE status <> 'stopped'"
-        )
-        .await,
-        0
+        count(&pool, "SELECT count(*) FROM workers").await,
+        workers as i64,
+        "one row per worker"
     );
     assert_eq!(
         count(&pool, "SELECT count(*) FROM proxies WHERE status <> 'free'").await,
@@ -246,4 +255,37 @@ async fn offer_refresh_writes_the_listing_like_a_daily_update_and_a_404_marks_it
     .unwrap();
     assert_eq!(gone, (1, "removed".into(), false));
     assert_eq!(sim.requests("offer"), 2);
+}
+
+/// A worker's last heartbeat may be in flight while it marks itself
+/// stopped: the heartbeat must not take `stopped` for "declared dead" and
+/// register a new, never-ending row. Heartbeats every 5 ms make that
+/// overlap near certain; cleanup is off, so nothing is declared dead.
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_heartbeat_racing_the_shutdown_leaves_one_stopped_row_per_worker(pool: PgPool) {
+    let settings = fast(&[
+        ("worker.heartbeat_interval", "5ms"),
+        ("worker.stale_after_beats", "100"),
+        ("worker.cleanup.in_worker", "false"),
+    ]);
+    let rounds = 20;
+    for _ in 0..rounds {
+        let stop = CancellationToken::new();
+        let run = tokio::spawn({
+            let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
+            async move { worker::run(&settings, pool, stop).await }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        stop.cancel();
+        run.await.unwrap().unwrap();
+    }
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, status FROM workers ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), rounds, "one row per worker run: {rows:?}");
+    assert!(
+        rows.iter().all(|(_, status)| status == "stopped"),
+        "every worker ended stopped: {rows:?}"
+    );
 }
