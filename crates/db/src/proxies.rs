@@ -97,13 +97,19 @@ pub async fn mark_proxy_blocked(
     Ok(done.rows_affected())
 }
 
-/// Shutdown: every proxy `worker_id` holds is free again, lease bumped.
-pub async fn hand_back(db: impl PgExecutor<'_>, worker_id: i64) -> Result<u64, DbError> {
+/// Every proxy `worker_id` holds, except the ids in `keep`, is free again,
+/// lease bumped (see `tasks::hand_back`).
+pub async fn hand_back(
+    db: impl PgExecutor<'_>,
+    worker_id: i64,
+    keep: &[i64],
+) -> Result<u64, DbError> {
     let done = sqlx::query(
         "UPDATE proxies SET status = 'free', worker_id = NULL, lease = lease + 1
-          WHERE status = 'in_use' AND worker_id = $1",
+          WHERE status = 'in_use' AND worker_id = $1 AND id <> ALL($2)",
     )
     .bind(worker_id)
+    .bind(keep)
     .execute(db)
     .await?;
     Ok(done.rows_affected())

@@ -147,25 +147,35 @@ pub async fn retry_elsewhere(
     Ok(done)
 }
 
-/// Shutdown: every task `worker_id` still runs goes back to pending now,
-/// with its lease bumped so a straggling write from it cannot land.
-pub async fn hand_back(db: impl PgExecutor<'_>, worker_id: i64) -> Result<u64, DbError> {
+/// Every task `worker_id` still runs, except the ids in `keep`, goes back to
+/// pending now, with its lease bumped so a straggling write from it cannot
+/// land. Shutdown keeps none; a live worker keeps the claims its slots hold
+/// (the others are claims whose commit reply was lost). A task keeps its
+/// `run_after` (already passed), so it keeps its place in the queue.
+pub async fn hand_back(
+    db: impl PgExecutor<'_>,
+    worker_id: i64,
+    keep: &[i64],
+) -> Result<u64, DbError> {
     let done = sqlx::query(
-        "UPDATE tasks SET status = 'pending', worker_id = NULL, lease = lease + 1, run_after = now()
-          WHERE status = 'running' AND worker_id = $1",
+        "UPDATE tasks SET status = 'pending', worker_id = NULL, lease = lease + 1
+          WHERE status = 'running' AND worker_id = $1 AND id <> ALL($2)",
     )
     .bind(worker_id)
+    .bind(keep)
     .execute(db)
     .await?;
     Ok(done.rows_affected())
 }
 
 /// Cleanup: running tasks whose worker is no longer alive go back to
-/// pending with their lease bumped (the dead holder's writes are void).
+/// pending with their lease bumped (the dead holder's writes are void). They
+/// keep their `run_after`, so they are claimed before newer tasks instead of
+/// waiting behind the whole queue.
 pub async fn rescue_from_dead(db: impl PgExecutor<'_>) -> Result<u64, DbError> {
     let done = sqlx::query(
         "UPDATE tasks AS t
-            SET status = 'pending', worker_id = NULL, lease = t.lease + 1, run_after = now(),
+            SET status = 'pending', worker_id = NULL, lease = t.lease + 1,
                 last_error = 'reclaimed from dead worker ' || w.id
            FROM workers AS w
           WHERE t.status = 'running' AND t.worker_id = w.id AND w.status <> 'alive'",

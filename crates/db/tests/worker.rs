@@ -172,7 +172,7 @@ async fn saving_a_result_again_under_a_newer_lease_updates_the_row(pool: PgPool)
     results::save_result(&mut conn, &[result(&first, w)])
         .await
         .unwrap();
-    tasks::hand_back(&pool, w).await.unwrap();
+    tasks::hand_back(&pool, w, &[]).await.unwrap();
     let second = tasks::acquire_task(&mut conn, w, 1)
         .await
         .unwrap()
@@ -376,8 +376,8 @@ async fn shutdown_hands_back_tasks_and_proxies_and_marks_the_worker_stopped(pool
     let mut conn = pool.acquire().await.unwrap();
     let claimed = tasks::acquire_task(&mut conn, w, 3).await.unwrap();
     proxies::acquire_proxy(&mut conn, w, 1).await.unwrap();
-    assert_eq!(tasks::hand_back(&pool, w).await.unwrap(), 3);
-    assert_eq!(proxies::hand_back(&pool, w).await.unwrap(), 1);
+    assert_eq!(tasks::hand_back(&pool, w, &[]).await.unwrap(), 3);
+    assert_eq!(proxies::hand_back(&pool, w, &[]).await.unwrap(), 1);
     assert!(workers::mark_stopped(&pool, w).await.unwrap());
     assert!(
         !workers::mark_stopped(&pool, w).await.unwrap(),
@@ -450,4 +450,34 @@ async fn worker_stats_add_up(pool: PgPool) {
     let rows = workers::list_recent(&pool).await.unwrap();
     assert_eq!((rows[0].tasks_completed, rows[0].tasks_failed), (6, 2));
     assert!(rows[0].heartbeat_age < 5.0);
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn handing_back_what_no_slot_holds_keeps_the_claims_named(pool: PgPool) {
+    let w = worker(&pool).await;
+    tasks::insert(&pool, "fetch_url", &targets(3))
+        .await
+        .unwrap();
+    proxies::insert(&pool, &["http://p:1".into(), "http://p:2".into()])
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let claimed = tasks::acquire_task(&mut conn, w, 3).await.unwrap();
+    let held = proxies::acquire_proxy(&mut conn, w, 2).await.unwrap();
+    let keep_task = claimed[0].id;
+    let keep_proxy = held[0].id;
+    assert_eq!(tasks::hand_back(&pool, w, &[keep_task]).await.unwrap(), 2);
+    assert_eq!(
+        proxies::hand_back(&pool, w, &[keep_proxy]).await.unwrap(),
+        1
+    );
+    let (status, lease, _) = status_of(&pool, keep_task).await;
+    assert_eq!((status.as_str(), lease), ("running", claimed[0].lease));
+    let (status, lease, _) = status_of(&pool, claimed[1].id).await;
+    assert_eq!((status.as_str(), lease), ("pending", claimed[1].lease + 1));
+    let in_use: Vec<i64> = sqlx::query_scalar("SELECT id FROM proxies WHERE status = 'in_use'")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(in_use, vec![keep_proxy]);
 }

@@ -73,6 +73,7 @@ pub async fn run(
         slots: Arc::new(Semaphore::new(cfg.slots as usize)),
         tracker: slots.clone(),
         cancel_slots: cancel_slots.clone(),
+        held: Default::default(),
     }
     .run(shutdown.clone())
     .await;
@@ -122,8 +123,8 @@ async fn hand_back(pool: &PgPool, worker_id: i64) -> anyhow::Result<(u64, u64, b
     for _ in 0..5 {
         let attempt = async {
             let mut tx = pool.begin().await?;
-            let tasks = db::tasks::hand_back(&mut *tx, worker_id).await?;
-            let proxies = db::proxies::hand_back(&mut *tx, worker_id).await?;
+            let tasks = db::tasks::hand_back(&mut *tx, worker_id, &[]).await?;
+            let proxies = db::proxies::hand_back(&mut *tx, worker_id, &[]).await?;
             let was_alive = db::workers::mark_stopped(&mut *tx, worker_id).await?;
             tx.commit().await?;
             anyhow::Ok((tasks, proxies, was_alive))

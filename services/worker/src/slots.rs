@@ -3,6 +3,13 @@
 //! starts one slot per pair; each slot fetches and hands its outcome to the
 //! completer. With nothing to claim it sleeps until a write in this process
 //! frees something, or `idle_poll` passes: it never spins.
+//!
+//! A claim can commit while its reply is lost (the connection broke): the
+//! database then shows tasks and proxies under this live worker that no
+//! slot holds, and cleanup never takes them (the worker heartbeats). So
+//! after a failed claim, and every heartbeat interval, the claimer hands
+//! back whatever is held under its id that no slot's guard lists. It is the
+//! only place claims are made, so no claim is in flight at that moment.
 
 use std::sync::Arc;
 
@@ -18,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::completer::Done;
 use crate::fetch::Fetcher;
-use crate::guard::{ClaimGuard, Orphan};
+use crate::guard::{ClaimGuard, Held, Orphan};
 use crate::registry::Identity;
 
 /// Claims up to `limit` pairs for `worker_id`: proxies first, then as many
@@ -65,11 +72,15 @@ pub struct Claimer {
     pub tracker: TaskTracker,
     /// Cancels in-flight slots (after the grace period).
     pub cancel_slots: CancellationToken,
+    /// What the slots hold (every live guard).
+    pub held: Held,
 }
 
 impl Claimer {
     /// Claims and starts slots until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut reconcile_due = true;
+        let mut reconciled = tokio::time::Instant::now();
         loop {
             let first = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -83,10 +94,16 @@ impl Claimer {
                 permits.push(p);
             }
             let worker_id = self.identity.get();
+            if reconcile_due || reconciled.elapsed() >= self.settings.heartbeat_interval {
+                reconcile_due = !self.reconcile(worker_id).await;
+                reconciled = tokio::time::Instant::now();
+            }
             let claimed = match claim(&self.pool, worker_id, permits.len()).await {
                 Ok(claimed) => claimed,
                 Err(err) => {
+                    // It may have committed all the same: reconcile first.
                     tracing::warn!("Failed to claim tasks, retrying: {err:#}");
+                    reconcile_due = true;
                     Vec::new()
                 }
             };
@@ -101,6 +118,33 @@ impl Claimer {
             }
             for ((task, proxy), permit) in claimed.into_iter().zip(permits.drain(..)) {
                 self.start(worker_id, task, proxy, permit);
+            }
+        }
+    }
+
+    /// Hands back what the database shows held under `worker_id` that no
+    /// slot holds; `false` if that could not be done (tried again later).
+    async fn reconcile(&self, worker_id: i64) -> bool {
+        let (tasks, proxies) = self.held.ids();
+        let attempt = async {
+            let mut tx = self.pool.begin().await?;
+            let t = db::tasks::hand_back(&mut *tx, worker_id, &tasks).await?;
+            let p = db::proxies::hand_back(&mut *tx, worker_id, &proxies).await?;
+            tx.commit().await?;
+            anyhow::Ok((t, p))
+        };
+        match attempt.await {
+            Ok((0, 0)) => true,
+            Ok((t, p)) => {
+                tracing::warn!(
+                    "Handed back {t} task(s) and {p} proxy(ies) held under worker {worker_id} that no slot holds (e.g. a claim whose commit reply was lost)"
+                );
+                self.wake.notify_one();
+                true
+            }
+            Err(err) => {
+                tracing::warn!("Failed to reconcile worker {worker_id}'s claims: {err:#}");
+                false
             }
         }
     }
@@ -120,7 +164,12 @@ impl Claimer {
             id: proxy.id,
             lease: proxy.lease,
         };
-        let guard = ClaimGuard::new(task_lease, proxy_lease, self.orphans.clone());
+        let guard = ClaimGuard::new(
+            task_lease,
+            proxy_lease,
+            self.orphans.clone(),
+            self.held.clone(),
+        );
         let fetcher = self.fetcher.clone();
         let done = self.done.clone();
         let cancel = self.cancel_slots.clone();
