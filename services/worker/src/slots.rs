@@ -27,6 +27,7 @@ pub async fn claim(
     pool: &PgPool,
     worker_id: i64,
     limit: usize,
+    kinds: &[&str],
 ) -> anyhow::Result<Vec<(ClaimedTask, ClaimedProxy)>> {
     let mut tx = pool.begin().await.context("begin claim transaction")?;
     let proxies = db::proxies::acquire_proxy(&mut tx, worker_id, limit as i64).await?;
@@ -34,7 +35,7 @@ pub async fn claim(
         tx.rollback().await.ok();
         return Ok(Vec::new());
     }
-    let tasks = db::tasks::acquire_task(&mut tx, worker_id, proxies.len() as i64).await?;
+    let tasks = db::tasks::acquire_task_of(&mut tx, worker_id, proxies.len() as i64, kinds).await?;
     if tasks.is_empty() {
         tx.rollback().await.ok();
         return Ok(Vec::new());
@@ -83,13 +84,14 @@ impl Claimer {
                 permits.push(p);
             }
             let worker_id = self.identity.get();
-            let claimed = match claim(&self.pool, worker_id, permits.len()).await {
-                Ok(claimed) => claimed,
-                Err(err) => {
-                    tracing::warn!("Failed to claim tasks, retrying: {err:#}");
-                    Vec::new()
-                }
-            };
+            let claimed =
+                match claim(&self.pool, worker_id, permits.len(), self.fetcher.kinds()).await {
+                    Ok(claimed) => claimed,
+                    Err(err) => {
+                        tracing::warn!("Failed to claim tasks, retrying: {err:#}");
+                        Vec::new()
+                    }
+                };
             if claimed.is_empty() {
                 drop(permits);
                 tokio::select! {
@@ -128,7 +130,7 @@ impl Claimer {
             let outcome = tokio::select! {
                 // Dropping the guard hands the claim back.
                 () = cancel.cancelled() => return,
-                outcome = fetcher.fetch(&task.kind, &task.target, &proxy.url) => outcome,
+                outcome = fetcher.fetch(&task, &proxy.url) => outcome,
             };
             let _ = done
                 .send(Done {
