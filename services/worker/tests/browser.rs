@@ -375,3 +375,89 @@ async fn a_browser_killed_mid_task_is_restarted_and_the_task_retried(pool: PgPoo
         &site.expected_listing(9)
     );
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_worker");
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn the_cli_uploads_tasks_with_a_profile_and_the_csv_gives_its_fields_columns(pool: PgPool) {
+    use test_support::cli::{lines, run};
+    let url = test_support::database_url(&pool.connect_options());
+    let env = [("DATABASE_URL", url.as_str())];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("urls.txt");
+    std::fs::write(
+        &file,
+        "http://a.test/car/1\n{\"url\": \"http://a.test/car/2\", \"wait_for\": \".listing\", \"screenshot\": true}\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let upload = |extra: &[&str]| {
+        let mut args = vec!["tasks", "upload", "--kind", "render_url"];
+        args.extend_from_slice(extra);
+        args.push(path);
+        run(BIN, &args, &env)
+    };
+    let refused = upload(&["--extract", "nope"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(lines(&refused).join("\n").contains("worker.extract.nope"));
+    let out = upload(&["--extract", "listing"]);
+    assert!(out.status.success(), "{out:?}");
+    let params: Vec<Value> = sqlx::query_scalar("SELECT params FROM tasks ORDER BY target")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        params,
+        vec![
+            json!({"extract": "listing"}),
+            json!({"extract": "listing", "wait_for": ".listing", "screenshot": true})
+        ]
+    );
+
+    // Two extracted results of the one profile, stored as the completer does.
+    let w = db::workers::register(&pool, "t", 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let claimed = db::tasks::acquire_task(&mut tx, w, 2).await.unwrap();
+    for (task, title) in claimed.iter().zip(["BMW, \"320i\"", "Audi A4"]) {
+        let result = db::results::NewResult {
+            task_id: task.id,
+            lease: task.lease,
+            worker_id: w,
+            status_code: 200,
+            headers: json!({}),
+            body: Some("<html></html>".into()),
+            body_truncated: false,
+        };
+        db::results::save_result(&mut tx, &[result]).await.unwrap();
+        let page = db::results::PageData {
+            task_id: task.id,
+            lease: task.lease,
+            final_url: Some(task.target.clone()),
+            profile: Some("listing".into()),
+            data: Some(json!({"title": title, "price": 125800, "photos": ["http://a.test/1.jpg"]})),
+            missing_fields: Some(vec![]),
+            screenshot: None,
+        };
+        db::results::save_page_data(&mut tx, &[page]).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let out = run(BIN, &["results", "export", "--format", "csv"], &env);
+    assert!(out.status.success(), "{out:?}");
+    let mut csv = csv::Reader::from_reader(out.stdout.as_slice());
+    let header: Vec<String> = csv.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        header[header.len() - 3..],
+        ["photos", "price", "title"],
+        "{header:?}"
+    );
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(&rows[0][column("title")], "BMW, \"320i\"");
+    assert_eq!(&rows[0][column("price")], "125800");
+    assert_eq!(&rows[0][column("photos")], "[\"http://a.test/1.jpg\"]");
+    assert_eq!(&rows[1][column("final_url")], "http://a.test/car/2");
+    assert_eq!(&rows[1][column("profile")], "listing");
+}
