@@ -285,6 +285,54 @@ impl Drop for Tab {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chromiumoxide::cdp::browser_protocol::target::GetTargetsParams;
+
+    async fn open_pages(chromium: &Chromium) -> usize {
+        let live = chromium.current.lock().await.clone().unwrap();
+        let targets = live
+            .browser
+            .execute(GetTargetsParams::default())
+            .await
+            .unwrap();
+        targets
+            .result
+            .target_infos
+            .iter()
+            .filter(|t| t.r#type == "page")
+            .count()
+    }
+
+    #[tokio::test]
+    async fn tabs_are_closed_on_every_path_and_the_browser_replaced_after_its_pages() {
+        if find_executable("").is_none() {
+            eprintln!("SKIPPED: chromium is not installed (run scripts/install-chromium.sh)");
+            return;
+        }
+        let chromium = Chromium::new(BrowserSettings {
+            restart_after_pages: 2,
+            ..BrowserSettings::default()
+        })
+        .unwrap();
+        let proxy = "http://u:p@127.0.0.1:9";
+        let first = chromium.tab(proxy).await.unwrap();
+        let before = open_pages(&chromium).await - 1;
+        first.close().await;
+        assert_eq!(open_pages(&chromium).await, before, "closed");
+        let dropped = chromium.tab(proxy).await.unwrap();
+        assert_eq!(open_pages(&chromium).await, before + 1);
+        drop(dropped);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while open_pages(&chromium).await != before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a dropped tab is closed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(chromium.launches(), 1);
+        chromium.tab(proxy).await.unwrap().close().await;
+        assert_eq!(chromium.launches(), 2, "a fresh browser after 2 pages");
+    }
 
     #[test]
     fn proxy_credentials_are_split_off_for_the_auth_challenge() {
