@@ -11,6 +11,8 @@
 #            build Rust inside an image (scripts/compose-smoke.sh). The host
 #            must have the runtime image's glibc or an older one (bookworm).
 # Every base image can be swapped: RUNTIME_IMAGE, RUST_IMAGE.
+# Browser workers (render_url, issue 15) use the same binaries on the runtime
+# base plus Debian's Chromium: targets runtime-browser and prebuilt-browser.
 # `prebuilt` comes before the Rust stages, so that even the legacy builder
 # (which builds every stage up to the target) never needs the Rust image for it.
 
@@ -43,6 +45,21 @@ FROM runtime-base AS prebuilt
 ARG BIN_DIR=target/release
 COPY ${BIN_DIR}/loader ${BIN_DIR}/normalizer ${BIN_DIR}/api ${BIN_DIR}/sync ${BIN_DIR}/worker ${BIN_DIR}/che168-sim /usr/local/bin/
 
+# ---- the browser workers' base: Debian's Chromium --------------------------
+# Only `worker` runs here; the small image above stays without a browser.
+FROM runtime-base AS browser-base
+USER root
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-liberation \
+    && rm -rf /var/lib/apt/lists/*
+USER carfeed
+ENV CARFEED__WORKER__BROWSER__ENABLED=true
+CMD ["worker", "run"]
+
+FROM browser-base AS prebuilt-browser
+ARG BIN_DIR=target/release
+COPY ${BIN_DIR}/worker /usr/local/bin/
+
 # ---- binaries built here ---------------------------------------------------
 FROM ${RUST_IMAGE} AS chef
 RUN cargo install cargo-chef --locked --version ^0.1
@@ -74,5 +91,9 @@ RUN cargo build --release --locked ${BINS} \
     && cp target/release/loader target/release/normalizer target/release/api \
           target/release/sync target/release/worker target/release/che168-sim /out/
 
+FROM browser-base AS runtime-browser
+COPY --from=builder /out/worker /usr/local/bin/
+
+# The default target stays last.
 FROM runtime-base AS runtime
 COPY --from=builder /out/ /usr/local/bin/

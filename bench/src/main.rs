@@ -3,6 +3,7 @@
 //! runs, and prints each figure beside a baseline measured in the same run.
 
 mod api;
+mod browser;
 mod ceilings;
 mod harness;
 mod listings;
@@ -50,6 +51,9 @@ enum BenchName {
     /// The worker fleet: no-op coordination tasks/s for 1, 2, 4 workers
     /// against claim-one/complete-one autocommit; the 50 ms latency curve.
     Worker,
+    /// Browser workers: render_url pages/s and peak memory at 1, 2, 4 tabs
+    /// against fetch_url on the same pages in the same run.
+    Browser,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
             BenchName::Loader => loader::run(&database, plan, cli.rows).await,
             BenchName::Api => api::run(&database, plan, cli.rows).await,
             BenchName::Worker => worker::run(&database, plan, cli.rows).await,
+            BenchName::Browser => browser::run(&database, plan, cli.rows).await,
         };
         database.drop_database().await?;
         report

@@ -57,6 +57,66 @@ pub async fn save_result(
     Ok(written)
 }
 
+/// What a rendered or extracted page adds to its result (migration 0010),
+/// written in the same transaction right after `save_result`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PageData {
+    pub task_id: i64,
+    pub lease: i64,
+    pub final_url: Option<String>,
+    pub profile: Option<String>,
+    pub data: Option<Value>,
+    pub missing_fields: Option<Vec<String>>,
+    pub screenshot: Option<Vec<u8>>,
+}
+
+/// Adds page data to results saved under the same claim (`lease`). Returns
+/// how many results took it.
+pub async fn save_page_data(conn: &mut PgConnection, pages: &[PageData]) -> Result<u64, DbError> {
+    let mut written = 0;
+    // One statement per page: screenshots are large, and few pages carry one.
+    for p in pages {
+        let done = sqlx::query(
+            "UPDATE results SET final_url = $3, profile = $4, data = $5, missing_fields = $6,
+                                screenshot = $7
+              WHERE task_id = $1 AND lease = $2",
+        )
+        .bind(p.task_id)
+        .bind(p.lease)
+        .bind(&p.final_url)
+        .bind(&p.profile)
+        .bind(&p.data)
+        .bind(&p.missing_fields)
+        .bind(&p.screenshot)
+        .execute(&mut *conn)
+        .await?;
+        written += done.rows_affected();
+    }
+    Ok(written)
+}
+
+/// The extraction profiles the stored results were made with.
+pub async fn profiles(db: impl PgExecutor<'_>) -> Result<Vec<String>, DbError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT profile FROM results WHERE profile IS NOT NULL ORDER BY profile",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// The field names found in the results of `profile`, sorted.
+pub async fn data_fields(db: impl PgExecutor<'_>, profile: &str) -> Result<Vec<String>, DbError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT k
+           FROM results,
+                jsonb_object_keys(CASE jsonb_typeof(data) WHEN 'object' THEN data ELSE '{}' END) AS k
+          WHERE profile = $1 ORDER BY k",
+    )
+    .bind(profile)
+    .fetch_all(db)
+    .await?)
+}
+
 /// One stored result, as exported.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct ResultRow {
@@ -69,6 +129,12 @@ pub struct ResultRow {
     pub body_truncated: bool,
     pub worker_id: i64,
     pub fetched_at: DateTime<Utc>,
+    pub final_url: Option<String>,
+    pub profile: Option<String>,
+    pub data: Option<Value>,
+    pub missing_fields: Option<Vec<String>>,
+    /// A PNG screenshot is stored (read it with SQL; it is not exported).
+    pub has_screenshot: bool,
 }
 
 /// Every result in task order, streamed row by row (constant memory).
@@ -76,7 +142,8 @@ pub fn stream_all<'e>(
     db: impl PgExecutor<'e> + 'e,
 ) -> impl Stream<Item = Result<ResultRow, sqlx::Error>> + 'e {
     sqlx::query_as(
-        "SELECT task_id, kind, target, status_code, headers, body, body_truncated, worker_id, fetched_at
+        "SELECT task_id, kind, target, status_code, headers, body, body_truncated, worker_id, fetched_at,
+                final_url, profile, data, missing_fields, screenshot IS NOT NULL AS has_screenshot
            FROM results ORDER BY task_id",
     )
     .fetch(db)

@@ -11,8 +11,9 @@ use crate::DbError;
 
 /// Status words operators and scripts read.
 pub const STATUSES: [&str; 4] = ["pending", "running", "completed", "failed"];
-/// Task kinds: `offer_refresh` (target: an inner_id), `fetch_url` (a URL).
-pub const KINDS: [&str; 2] = ["offer_refresh", "fetch_url"];
+/// Task kinds: `offer_refresh` (target: an inner_id), `fetch_url` (a URL),
+/// `render_url` (a URL rendered by a browser worker, migration 0010).
+pub const KINDS: [&str; 3] = ["offer_refresh", "fetch_url", "render_url"];
 
 /// One claimed task, with the lease every later write must quote.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -22,6 +23,8 @@ pub struct ClaimedTask {
     pub target: String,
     pub lease: i64,
     pub attempts: i32,
+    /// `{"wait_for", "extract", "screenshot"}` (migration 0010); `{}` if none.
+    pub params: serde_json::Value,
 }
 
 /// A claim as quoted by a later write.
@@ -50,6 +53,28 @@ pub async fn insert(
     Ok(done.rows_affected())
 }
 
+/// Stores new tasks with their parameters (`params[i]` goes with
+/// `targets[i]`); a (kind, target) already stored is skipped. Returns how
+/// many were new.
+pub async fn insert_with_params(
+    db: impl PgExecutor<'_>,
+    kind: &str,
+    targets: &[String],
+    params: &[serde_json::Value],
+) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "INSERT INTO tasks (kind, target, params)
+         SELECT $1, t, p FROM UNNEST($2::text[], $3::jsonb[]) AS u(t, p)
+         ON CONFLICT (kind, target) DO NOTHING",
+    )
+    .bind(kind)
+    .bind(targets)
+    .bind(params)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Claims up to `limit` pending tasks whose backoff has passed, oldest first,
 /// for `worker_id`, in one statement. Rows other claimers hold are skipped.
 pub async fn acquire_task(
@@ -57,9 +82,21 @@ pub async fn acquire_task(
     worker_id: i64,
     limit: i64,
 ) -> Result<Vec<ClaimedTask>, DbError> {
+    acquire_task_of(conn, worker_id, limit, &KINDS).await
+}
+
+/// `acquire_task` for the given kinds only (a worker without a browser
+/// never claims `render_url`).
+pub async fn acquire_task_of(
+    conn: &mut PgConnection,
+    worker_id: i64,
+    limit: i64,
+    kinds: &[&str],
+) -> Result<Vec<ClaimedTask>, DbError> {
     let rows = sqlx::query_as(include_str!("tasks_acquire.sql"))
         .bind(worker_id)
         .bind(limit)
+        .bind(kinds)
         .fetch_all(conn)
         .await?;
     Ok(rows)

@@ -8,6 +8,7 @@
 //! Everything is validated here: a caller gets either a complete, typed
 //! `Settings` or one `SettingsError` line naming the key that is wrong.
 
+mod browser;
 mod load;
 mod secret_key;
 mod secrets;
@@ -15,6 +16,7 @@ mod sections;
 mod sync;
 mod worker;
 
+pub use browser::{default_block_patterns, BrowserSettings, ExtractProfiles};
 pub use load::{load, load_from, Env};
 pub use secret_key::{KeyOrigin, SecretKey};
 pub use secrets::Secrets;

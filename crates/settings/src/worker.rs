@@ -47,6 +47,15 @@ pub struct WorkerSettings {
     /// `fetch_url` response headers kept with the result (lower case).
     pub keep_headers: Vec<String>,
     pub cleanup: CleanupSettings,
+    /// Bot-check pages (issue 15): case-insensitive substrings of a 2xx page.
+    #[serde(default = "crate::browser::default_block_patterns")]
+    pub block_patterns: Vec<String>,
+    /// `render_url` through headless Chromium.
+    #[serde(default)]
+    pub browser: crate::browser::BrowserSettings,
+    /// Extraction profiles: profile -> field -> `SELECTOR[@ATTR][[]][ | TYPE]`.
+    #[serde(default)]
+    pub extract: crate::browser::ExtractProfiles,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +116,7 @@ impl WorkerSettings {
             0,
             64 * 1024 * 1024,
         )?;
+        self.browser.validate()?;
         positive("worker.cleanup.interval", self.cleanup.interval)?;
         positive("worker.cleanup.retention", self.cleanup.retention)?;
         in_range(

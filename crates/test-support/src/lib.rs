@@ -8,6 +8,7 @@ pub mod cli;
 pub mod nginx;
 pub mod origin;
 pub mod proxy;
+pub mod site;
 
 use sqlx::postgres::PgConnectOptions;
 

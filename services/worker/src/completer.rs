@@ -104,6 +104,7 @@ async fn write(
     let mut tx = pool.begin().await.context("begin completion transaction")?;
     let mut stats: HashMap<i64, WorkerStats> = HashMap::new();
     let mut results = Vec::new();
+    let mut pages = Vec::new();
     let mut not_found = Vec::new();
     let mut retry: (Vec<Lease>, Vec<String>) = Default::default();
     let mut attempts: (Vec<Lease>, Vec<String>) = Default::default();
@@ -129,8 +130,12 @@ async fn write(
                 headers,
                 body,
                 truncated,
+                extras,
                 ..
             } => {
+                if !extras.is_empty() {
+                    pages.push(extras.to_page_data(d.task.id, d.task.lease));
+                }
                 results.push(NewResult {
                     task_id: d.task.id,
                     lease: d.task.lease,
@@ -168,6 +173,7 @@ async fn write(
 
     // Results first: their fence needs the task still running.
     let saved = db::results::save_result(&mut tx, &results).await?;
+    db::results::save_page_data(&mut tx, &pages).await?;
     let fetched: Vec<Lease> = results
         .iter()
         .filter(|r| saved.contains(&r.task_id))

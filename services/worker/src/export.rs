@@ -2,6 +2,12 @@
 //! streamed from Postgres row by row into the writer (constant memory). CSV
 //! goes through the csv crate (quoting is its business); JSON is an array
 //! written one element at a time.
+//!
+//! Rendered and extracted results (issue 15) add `final_url`, `profile`,
+//! `missing_fields` and their record. When every extracted result shares
+//! one profile, CSV gives each of its fields a column of its own (lists as
+//! JSON arrays); with several profiles the record stays one `data` column
+//! of JSON.
 
 use std::io::Write;
 
@@ -35,8 +41,9 @@ pub async fn export(pool: &PgPool, format: Format, out: impl Write) -> anyhow::R
             out.flush()?;
         }
         Format::Csv => {
+            let fields = shared_profile_fields(pool).await?;
             let mut csv = csv::Writer::from_writer(out);
-            csv.write_record([
+            let mut header: Vec<String> = [
                 "task_id",
                 "kind",
                 "target",
@@ -46,9 +53,19 @@ pub async fn export(pool: &PgPool, format: Format, out: impl Write) -> anyhow::R
                 "body_truncated",
                 "worker_id",
                 "fetched_at",
-            ])?;
+                "final_url",
+                "profile",
+                "missing_fields",
+            ]
+            .map(String::from)
+            .to_vec();
+            match &fields {
+                Some(fields) => header.extend(fields.iter().cloned()),
+                None => header.push("data".into()),
+            }
+            csv.write_record(&header)?;
             while let Some(row) = rows.try_next().await.context("Failed to read results")? {
-                csv.write_record([
+                let mut record = vec![
                     row.task_id.to_string(),
                     row.kind,
                     row.target,
@@ -58,13 +75,50 @@ pub async fn export(pool: &PgPool, format: Format, out: impl Write) -> anyhow::R
                     row.body_truncated.to_string(),
                     row.worker_id.to_string(),
                     row.fetched_at.to_rfc3339(),
-                ])?;
+                    row.final_url.unwrap_or_default(),
+                    row.profile.unwrap_or_default(),
+                    row.missing_fields.map(|m| m.join(" ")).unwrap_or_default(),
+                ];
+                match &fields {
+                    Some(fields) => record.extend(
+                        fields
+                            .iter()
+                            .map(|f| cell(row.data.as_ref().and_then(|d| d.get(f)))),
+                    ),
+                    None => record.push(row.data.map(|d| d.to_string()).unwrap_or_default()),
+                }
+                csv.write_record(&record)?;
                 n += 1;
             }
             csv.flush()?;
         }
     }
     Ok(n)
+}
+
+/// The field names of the one profile every extracted result shares, or
+/// `None` when there are several profiles (or none).
+async fn shared_profile_fields(pool: &PgPool) -> anyhow::Result<Option<Vec<String>>> {
+    let profiles = db::results::profiles(pool)
+        .await
+        .context("Failed to read the results' profiles")?;
+    match profiles.as_slice() {
+        [one] => Ok(Some(
+            db::results::data_fields(pool, one)
+                .await
+                .context("Failed to read the profile's fields")?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// One extracted value as a CSV cell: text as it is, numbers and lists as JSON.
+fn cell(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+    }
 }
 
 /// Exports to `out` (a file, replaced) or stdout.

@@ -10,7 +10,10 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use settings::{Settings, WorkerSettings};
 
-use crate::outcome::{classify_status, looks_like_captcha, Outcome};
+use crate::browser::Chromium;
+use crate::extract::Profiles;
+use crate::outcome::{classify_status, matches_block_pattern, Outcome};
+use crate::page::TaskParams;
 
 /// Where `offer_refresh` tasks go: the upstream's base URL and key.
 #[derive(Clone)]
@@ -26,10 +29,17 @@ pub struct Fetcher {
     settings: WorkerSettings,
     upstream: Option<Upstream>,
     clients: Mutex<HashMap<String, reqwest::Client>>,
+    /// `worker.extract`, compiled.
+    profiles: Profiles,
+    /// Set when `worker.browser.enabled`: this worker renders `render_url`.
+    chromium: Option<Chromium>,
 }
 
+/// What a worker without a browser claims.
+const PLAIN_KINDS: [&str; 2] = ["offer_refresh", "fetch_url"];
+
 impl Fetcher {
-    pub fn new(settings: &Settings) -> Self {
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         // Without upstream credentials only fetch_url tasks can run; an
         // offer_refresh then fails with the reason.
         let upstream = upstream::ClientConfig::from_settings(settings)
@@ -38,11 +48,86 @@ impl Fetcher {
                 base_url: c.base_url,
                 api_key: c.api_key,
             });
-        Self {
+        let profiles = Profiles::compile(&settings.worker.extract)?;
+        let chromium = if settings.worker.browser.enabled {
+            let chromium = Chromium::new(settings.worker.browser.clone())?;
+            tracing::info!(
+                "render_url enabled: {} (one tab per slot)",
+                chromium.executable().display()
+            );
+            Some(chromium)
+        } else {
+            None
+        };
+        Ok(Self {
             settings: settings.worker.clone(),
             upstream,
             clients: Mutex::new(HashMap::new()),
+            profiles,
+            chromium,
+        })
+    }
+
+    /// The task kinds this worker claims: `render_url` only with a browser.
+    pub fn kinds(&self) -> &'static [&'static str] {
+        if self.chromium.is_some() {
+            &db::tasks::KINDS
+        } else {
+            &PLAIN_KINDS
         }
+    }
+
+    /// Runs one claimed task through `proxy_url`: rendered in the browser
+    /// (`render_url`) or fetched, then extracted when it names a profile.
+    pub async fn fetch(&self, task: &db::tasks::ClaimedTask, proxy_url: &str) -> Outcome {
+        let params = match TaskParams::from_json(&task.params) {
+            Ok(params) => params,
+            Err(err) => {
+                return Outcome::Rejected {
+                    error: format!("{err:#}"),
+                }
+            }
+        };
+        let profile = match params.extract.as_deref() {
+            None => None,
+            Some(name) => match self.profiles.get(name) {
+                Some(profile) => Some(profile),
+                None => {
+                    return Outcome::Rejected {
+                        error: format!("no extraction profile worker.extract.{name}"),
+                    }
+                }
+            },
+        };
+        if task.kind == "render_url" {
+            let Some(chromium) = &self.chromium else {
+                return Outcome::Rejected {
+                    error: "this worker has no browser (worker.browser.enabled)".into(),
+                };
+            };
+            let render = crate::render::Render {
+                chromium,
+                settings: &self.settings.browser,
+                block_patterns: &self.settings.block_patterns,
+            };
+            return render
+                .render(&task.target, &params, profile, proxy_url)
+                .await;
+        }
+        let mut outcome = self.fetch_one(&task.kind, &task.target, proxy_url).await;
+        if let (
+            Some(profile),
+            Outcome::Fetched {
+                body: Some(body),
+                extras,
+                ..
+            },
+        ) = (profile, &mut outcome)
+        {
+            let base = url::Url::parse(&task.target).ok();
+            extras.extracted = Some(profile.extract(body, base.as_ref()));
+        }
+        outcome
     }
 
     fn client_for(&self, proxy_url: &str) -> anyhow::Result<reqwest::Client> {
@@ -71,7 +156,7 @@ impl Fetcher {
     }
 
     /// Fetches `target` of a task of `kind` through `proxy_url`.
-    pub async fn fetch(&self, kind: &str, target: &str, proxy_url: &str) -> Outcome {
+    pub async fn fetch_one(&self, kind: &str, target: &str, proxy_url: &str) -> Outcome {
         match self.try_fetch(kind, target, proxy_url).await {
             Ok(outcome) => outcome,
             Err(err) => Outcome::Transient {
@@ -114,7 +199,7 @@ impl Fetcher {
         };
         let (bytes, truncated) = read_capped(response, cap).await?;
         let body = String::from_utf8_lossy(&bytes).into_owned();
-        if looks_like_captcha(&body) {
+        if matches_block_pattern(&body, &self.settings.block_patterns) {
             return Ok(Outcome::Blocked {
                 reason: format!("a captcha page (HTTP {status}) through the proxy"),
             });
@@ -138,6 +223,7 @@ impl Fetcher {
             body: Some(body),
             truncated,
             listing,
+            extras: Default::default(),
         })
     }
 

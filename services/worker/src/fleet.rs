@@ -23,6 +23,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let cfg = settings.worker.clone();
+    // Before registering: a bad profile or a missing browser stops here.
+    let fetcher = Arc::new(Fetcher::new(settings)?);
     let identity = crate::registry::register(&pool, &cfg, &shutdown).await?;
     tracing::info!(
         "worker ready: registered as worker {} with {} slot(s), heartbeat every {}",
@@ -66,7 +68,7 @@ pub async fn run(
         pool: pool.clone(),
         settings: cfg.clone(),
         identity: identity.clone(),
-        fetcher: Arc::new(Fetcher::new(settings)),
+        fetcher,
         done: done_tx,
         orphans: orphan_tx,
         wake,

@@ -8,15 +8,19 @@
 //! fleet's status and export results. `main.rs` only wires; everything here
 //! takes its shutdown as a parameter so tests drive it without signals.
 
+pub mod browser;
 pub mod cleanup;
 mod completer;
 pub mod export;
+pub mod extract;
 mod fetch;
 mod fleet;
 mod guard;
 pub mod outcome;
+pub mod page;
 mod refresh;
 mod registry;
+mod render;
 pub mod slots;
 pub mod status;
 pub mod upload;

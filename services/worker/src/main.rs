@@ -44,11 +44,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TasksCommand {
-    /// Lines: URLs (fetch_url) or listing inner_ids (offer_refresh).
+    /// Lines: URLs (fetch_url, render_url) or listing inner_ids (offer_refresh).
+    /// URL tasks may also be JSON lines: {"url", "wait_for", "extract", "screenshot"}.
     Upload {
         file: PathBuf,
-        #[arg(long, default_value = "fetch_url", value_parser = ["fetch_url", "offer_refresh"])]
+        #[arg(long, default_value = "fetch_url", value_parser = ["fetch_url", "render_url", "offer_refresh"])]
         kind: String,
+        /// Extraction profile (worker.extract.<PROFILE>) for every line.
+        #[arg(long, value_name = "PROFILE")]
+        extract: Option<String>,
+        /// render_url: wait until this CSS selector matches (default: network idle).
+        #[arg(long, value_name = "CSS")]
+        wait_for: Option<String>,
+        /// render_url: keep a PNG screenshot.
+        #[arg(long)]
+        screenshot: bool,
     },
 }
 
@@ -91,8 +101,21 @@ fn main() -> ExitCode {
                 .await;
                 Ok(())
             }
-            Command::Tasks(TasksCommand::Upload { file, kind }) => {
-                worker::upload::tasks(&pool, &file, &kind)
+            Command::Tasks(TasksCommand::Upload {
+                file,
+                kind,
+                extract,
+                wait_for,
+                screenshot,
+            }) => {
+                let defaults = worker::page::TaskParams {
+                    wait_for,
+                    extract,
+                    screenshot,
+                };
+                let profiles: Vec<String> =
+                    service.settings.worker.extract.keys().cloned().collect();
+                worker::upload::tasks_with(&pool, &file, &kind, &defaults, Some(&profiles))
                     .await
                     .and_then(worker::upload::fail_on_bad)
             }

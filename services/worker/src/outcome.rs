@@ -15,6 +15,8 @@ pub enum Outcome {
         body: Option<String>,
         truncated: bool,
         listing: Option<Map<String, Value>>,
+        /// A rendered page's final URL and screenshot, an extracted record.
+        extras: crate::page::Extras,
     },
     /// 404: completed as not found (an `offer_refresh` marks the listing inactive).
     NotFound,
@@ -46,10 +48,16 @@ pub fn classify_status(status: u16) -> Option<Outcome> {
 /// A 2xx page that is really a bot check (a captcha or "verify you are
 /// human" page): the proxy is burnt for this site.
 pub fn looks_like_captcha(body: &str) -> bool {
-    let head: String = body.chars().take(16_384).collect::<String>().to_lowercase();
-    ["captcha", "verify you are human", "are you a robot"]
+    matches_block_pattern(body, &settings::default_block_patterns())
+}
+
+/// `looks_like_captcha` with the patterns of `worker.block_patterns`
+/// (case-insensitive substrings of the page's first 64 KiB).
+pub fn matches_block_pattern(body: &str, patterns: &[String]) -> bool {
+    let head: String = body.chars().take(65_536).collect::<String>().to_lowercase();
+    patterns
         .iter()
-        .any(|needle| head.contains(needle))
+        .any(|needle| head.contains(&needle.to_lowercase()))
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub async fn claim(
     pool: &PgPool,
     worker_id: i64,
     limit: usize,
+    kinds: &[&str],
 ) -> anyhow::Result<Vec<(ClaimedTask, ClaimedProxy)>> {
     let mut tx = pool.begin().await.context("begin claim transaction")?;
     let proxies = db::proxies::acquire_proxy(&mut tx, worker_id, limit as i64).await?;
@@ -41,7 +42,7 @@ pub async fn claim(
         tx.rollback().await.ok();
         return Ok(Vec::new());
     }
-    let tasks = db::tasks::acquire_task(&mut tx, worker_id, proxies.len() as i64).await?;
+    let tasks = db::tasks::acquire_task_of(&mut tx, worker_id, proxies.len() as i64, kinds).await?;
     if tasks.is_empty() {
         tx.rollback().await.ok();
         return Ok(Vec::new());
@@ -98,15 +99,16 @@ impl Claimer {
                 reconcile_due = !self.reconcile(worker_id).await;
                 reconciled = tokio::time::Instant::now();
             }
-            let claimed = match claim(&self.pool, worker_id, permits.len()).await {
-                Ok(claimed) => claimed,
-                Err(err) => {
-                    // It may have committed all the same: reconcile first.
-                    tracing::warn!("Failed to claim tasks, retrying: {err:#}");
-                    reconcile_due = true;
-                    Vec::new()
-                }
-            };
+            let claimed =
+                match claim(&self.pool, worker_id, permits.len(), self.fetcher.kinds()).await {
+                    Ok(claimed) => claimed,
+                    Err(err) => {
+                        // It may have committed all the same: reconcile first.
+                        tracing::warn!("Failed to claim tasks, retrying: {err:#}");
+                        reconcile_due = true;
+                        Vec::new()
+                    }
+                };
             if claimed.is_empty() {
                 drop(permits);
                 tokio::select! {
@@ -177,7 +179,7 @@ impl Claimer {
             let outcome = tokio::select! {
                 // Dropping the guard hands the claim back.
                 () = cancel.cancelled() => return,
-                outcome = fetcher.fetch(&task.kind, &task.target, &proxy.url) => outcome,
+                outcome = fetcher.fetch(&task, &proxy.url) => outcome,
             };
             let _ = done
                 .send(Done {

@@ -9,6 +9,8 @@ use std::path::Path;
 use anyhow::Context;
 use db::PgPool;
 
+use crate::page::TaskParams;
+
 /// What an upload did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Uploaded {
@@ -25,6 +27,16 @@ pub fn parse_lines(
     text: &str,
     parse: impl Fn(&str) -> Result<String, String>,
 ) -> (Vec<String>, Uploaded) {
+    parse_lines_by(text, parse, String::clone)
+}
+
+/// `parse_lines` for items that are more than their key (a task with its
+/// parameters): duplicates are told apart by `key`.
+pub fn parse_lines_by<T>(
+    text: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Uploaded) {
     let mut seen = HashSet::new();
     let mut good = Vec::new();
     let mut report = Uploaded::default();
@@ -35,7 +47,7 @@ pub fn parse_lines(
         }
         report.lines += 1;
         match parse(line) {
-            Ok(item) if seen.insert(item.clone()) => good.push(item),
+            Ok(item) if seen.insert(key(&item)) => good.push(item),
             Ok(_) => report.duplicates += 1,
             Err(why) => report.bad.push((index + 1, why)),
         }
@@ -47,7 +59,7 @@ pub fn parse_lines(
 /// `offer_refresh`.
 pub fn parse_task(kind: &str, line: &str) -> Result<String, String> {
     match kind {
-        "fetch_url" => {
+        "fetch_url" | "render_url" => {
             let url = url::Url::parse(line).map_err(|e| format!("not a URL ({e}): {line:?}"))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(format!("not an http(s) URL: {line:?}"));
@@ -151,12 +163,73 @@ pub fn fail_on_bad(up: Uploaded) -> anyhow::Result<()> {
 }
 
 pub async fn tasks(pool: &PgPool, path: &Path, kind: &str) -> anyhow::Result<Uploaded> {
+    tasks_with(pool, path, kind, &TaskParams::default(), None).await
+}
+
+/// A task line with parameters: a plain target takes `defaults`; a URL task
+/// may also be a JSON line `{"url": …, "wait_for": …, "extract": …,
+/// "screenshot": true}`, whose keys override the defaults. `profiles`, when
+/// given, are the extraction profiles a line may name.
+pub fn parse_task_line(
+    kind: &str,
+    line: &str,
+    defaults: &TaskParams,
+    profiles: Option<&[String]>,
+) -> Result<(String, TaskParams), String> {
+    let (target, params) = if line.starts_with('{') && kind != "offer_refresh" {
+        #[derive(serde::Deserialize)]
+        struct Line {
+            url: String,
+            #[serde(flatten)]
+            params: serde_json::Map<String, serde_json::Value>,
+        }
+        let parsed: Line =
+            serde_json::from_str(line).map_err(|e| format!("not a task JSON line ({e})"))?;
+        let mut merged = match defaults.to_json() {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        merged.extend(parsed.params);
+        let params = TaskParams::from_json(&serde_json::Value::Object(merged))
+            .map_err(|e| format!("{e:#}"))?;
+        (parse_task(kind, &parsed.url)?, params)
+    } else {
+        (parse_task(kind, line)?, defaults.clone())
+    };
+    if let (Some(name), Some(known)) = (&params.extract, profiles) {
+        if !known.contains(name) {
+            return Err(format!(
+                "no extraction profile worker.extract.{name} (known: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    if kind == "offer_refresh" && params != TaskParams::default() {
+        return Err("offer_refresh tasks take no parameters".into());
+    }
+    Ok((target, params))
+}
+
+/// `worker tasks upload [--extract P] [--wait-for CSS] [--screenshot]`.
+pub async fn tasks_with(
+    pool: &PgPool,
+    path: &Path,
+    kind: &str,
+    defaults: &TaskParams,
+    profiles: Option<&[String]>,
+) -> anyhow::Result<Uploaded> {
     if !db::tasks::KINDS.contains(&kind) {
         anyhow::bail!("unknown task kind {kind:?} (one of {:?})", db::tasks::KINDS);
     }
-    let (good, mut up) = parse_lines(&read(path)?, |line| parse_task(kind, line));
+    let (good, mut up) = parse_lines_by(
+        &read(path)?,
+        |line| parse_task_line(kind, line, defaults, profiles),
+        |(target, _)| target.clone(),
+    );
     for chunk in good.chunks(5000) {
-        up.stored += db::tasks::insert(pool, kind, chunk)
+        let targets: Vec<String> = chunk.iter().map(|(t, _)| t.clone()).collect();
+        let params: Vec<serde_json::Value> = chunk.iter().map(|(_, p)| p.to_json()).collect();
+        up.stored += db::tasks::insert_with_params(pool, kind, &targets, &params)
             .await
             .context("Failed to store tasks")?;
     }
@@ -216,6 +289,50 @@ mod tests {
         assert_eq!(report.duplicates, 1);
         assert_eq!(report.bad.len(), 1);
         assert_eq!(report.bad[0].0, 4);
+    }
+
+    #[test]
+    fn a_url_task_line_is_a_plain_url_or_a_json_line_overriding_the_flags() {
+        let defaults = TaskParams {
+            extract: Some("listing".into()),
+            ..TaskParams::default()
+        };
+        let known = vec!["listing".to_owned(), "other".to_owned()];
+        let (target, params) =
+            parse_task_line("render_url", "http://a.test/1", &defaults, Some(&known)).unwrap();
+        assert_eq!((target.as_str(), &params), ("http://a.test/1", &defaults));
+        let (_, params) = parse_task_line(
+            "render_url",
+            r#"{"url": "http://a.test/2", "wait_for": ".listing", "extract": "other", "screenshot": true}"#,
+            &defaults,
+            Some(&known),
+        )
+        .unwrap();
+        assert_eq!(
+            params,
+            TaskParams {
+                wait_for: Some(".listing".into()),
+                extract: Some("other".into()),
+                screenshot: true
+            }
+        );
+        for bad in [
+            r#"{"url": "http://a.test/3", "extract": "nope"}"#,
+            r#"{"url": "http://a.test/3", "colour": "red"}"#,
+            r#"{"wait_for": ".x"}"#,
+            r#"{"url": "ftp://a.test/3"}"#,
+        ] {
+            assert!(
+                parse_task_line("render_url", bad, &defaults, Some(&known)).is_err(),
+                "{bad} should be refused"
+            );
+        }
+        let (good, report) = parse_lines_by(
+            "http://a.test/1\n{\"url\": \"http://a.test/1\"}\n",
+            |l| parse_task_line("fetch_url", l, &TaskParams::default(), None),
+            |(t, _)| t.clone(),
+        );
+        assert_eq!((good.len(), report.duplicates), (1, 1));
     }
 
     #[test]

@@ -1,0 +1,230 @@
+//! One `render_url` task (issue 15): the page loaded in a fresh tab through
+//! the task's proxy, then a wait for the task's CSS selector (`wait_for`) or
+//! for the network to go idle, within `worker.browser.page_timeout`. The
+//! outcome follows the rules of `fetch_url` (outcome.rs): the document's
+//! status decides first, then a bot-check page blocks the proxy; the result
+//! keeps the final URL, the rendered HTML (capped), the extracted record and,
+//! when asked, a PNG screenshot.
+
+use std::time::Duration;
+
+use chromiumoxide::cdp::browser_protocol::page::{
+    CaptureScreenshotFormat, EventLifecycleEvent, NavigateParams,
+};
+use chromiumoxide::page::ScreenshotParams;
+use chromiumoxide::Page;
+use futures::StreamExt;
+use serde::Deserialize;
+use settings::BrowserSettings;
+use tokio::time::{timeout_at, Instant};
+
+use crate::browser::{Chromium, Tab};
+use crate::extract::Profile;
+use crate::outcome::{classify_status, matches_block_pattern, Outcome};
+use crate::page::{Extras, TaskParams};
+
+/// How often `wait_for` looks for its selector.
+const POLL: Duration = Duration::from_millis(100);
+
+pub struct Render<'a> {
+    pub chromium: &'a Chromium,
+    pub settings: &'a BrowserSettings,
+    pub block_patterns: &'a [String],
+}
+
+impl Render<'_> {
+    pub async fn render(
+        &self,
+        target: &str,
+        params: &TaskParams,
+        profile: Option<&Profile>,
+        proxy_url: &str,
+    ) -> Outcome {
+        let deadline = Instant::now() + self.settings.page_timeout;
+        let tab = match self.chromium.tab(proxy_url).await {
+            Ok(tab) => tab,
+            Err(err) => {
+                return Outcome::Transient {
+                    error: format!("browser: {err:#}"),
+                }
+            }
+        };
+        let outcome = self
+            .in_tab(&tab, deadline, target, params, profile)
+            .await
+            .unwrap_or_else(|err| Outcome::Transient {
+                error: format!("browser: {err:#}"),
+            });
+        tab.close().await;
+        outcome
+    }
+
+    async fn in_tab(
+        &self,
+        tab: &Tab,
+        deadline: Instant,
+        target: &str,
+        params: &TaskParams,
+        profile: Option<&Profile>,
+    ) -> anyhow::Result<Outcome> {
+        let page = tab.page();
+        // Subscribed before navigating, so the idle event cannot be missed.
+        let mut lifecycle = page.event_listener::<EventLifecycleEvent>().await?;
+        let timeout = self.settings.page_timeout;
+        let Ok(navigated) = timeout_at(deadline, page.execute(NavigateParams::new(target))).await
+        else {
+            return Ok(timed_out(timeout, "loading the page"));
+        };
+        let navigated = navigated?.result;
+        if let Some(error) = navigated.error_text {
+            return Ok(Outcome::Transient {
+                error: format!("navigation failed: {error}"),
+            });
+        }
+        let document: Document = page.evaluate_expression(DOCUMENT_JS).await?.into_value()?;
+        if let Some(outcome) = classify_status(document.status) {
+            return Ok(outcome);
+        }
+        if matches_block_pattern(&page.content().await?, self.block_patterns) {
+            return Ok(blocked(document.status));
+        }
+
+        let waited = match &params.wait_for {
+            Some(selector) => wait_for_selector(page, selector, deadline).await?,
+            None => {
+                let loader = navigated.loader_id;
+                let idle = async {
+                    while let Some(event) = lifecycle.next().await {
+                        if event.name == "networkIdle"
+                            && loader.as_ref().is_none_or(|l| *l == event.loader_id)
+                        {
+                            return;
+                        }
+                    }
+                };
+                timeout_at(deadline, idle).await.is_ok()
+            }
+        };
+        let html = page.content().await?;
+        if matches_block_pattern(&html, self.block_patterns) {
+            return Ok(blocked(document.status));
+        }
+        if !waited {
+            let what = match &params.wait_for {
+                Some(selector) => format!("selector {selector:?}"),
+                None => "network idle".to_owned(),
+            };
+            return Ok(timed_out(timeout, &format!("waiting for {what}")));
+        }
+
+        let final_url: String = page
+            .evaluate_expression("location.href")
+            .await?
+            .into_value()?;
+        let screenshot = if params.screenshot {
+            Some(
+                page.screenshot(
+                    ScreenshotParams::builder()
+                        .format(CaptureScreenshotFormat::Png)
+                        .full_page(true)
+                        .build(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let base = url::Url::parse(&final_url).ok();
+        let extracted = profile.map(|p| p.extract(&html, base.as_ref()));
+        let (body, truncated) = cap(html, self.settings.html_cap_bytes as usize);
+        Ok(Outcome::Fetched {
+            // Chromium reports 0 for a page it did not get over HTTP.
+            status: if document.status == 0 {
+                200
+            } else {
+                document.status
+            },
+            headers: serde_json::json!({}),
+            body: Some(body),
+            truncated,
+            listing: None,
+            extras: Extras {
+                final_url: Some(final_url),
+                screenshot,
+                extracted,
+            },
+        })
+    }
+}
+
+/// The main document's HTTP status, as the page itself saw it.
+const DOCUMENT_JS: &str =
+    "({status: performance.getEntriesByType('navigation')[0]?.responseStatus ?? 0})";
+
+#[derive(Deserialize)]
+struct Document {
+    status: u16,
+}
+
+/// Polls for `selector` until `deadline`; false when it never matched. An
+/// error (the browser died) ends the task at once.
+async fn wait_for_selector(page: &Page, selector: &str, deadline: Instant) -> anyhow::Result<bool> {
+    let check = format!(
+        "document.querySelector({}) !== null",
+        serde_json::Value::from(selector)
+    );
+    loop {
+        let found: bool = page
+            .evaluate_expression(check.as_str())
+            .await?
+            .into_value()?;
+        if found {
+            return Ok(true);
+        }
+        if Instant::now() + POLL > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn blocked(status: u16) -> Outcome {
+    Outcome::Blocked {
+        reason: format!("a captcha page (HTTP {status}, rendered) through the proxy"),
+    }
+}
+
+fn timed_out(timeout: Duration, doing: &str) -> Outcome {
+    Outcome::Transient {
+        error: format!(
+            "timed out after {} {doing}",
+            humantime::format_duration(timeout)
+        ),
+    }
+}
+
+/// The first `cap` bytes of `html` (cut on a character boundary); `true`
+/// when something was cut.
+fn cap(mut html: String, cap: usize) -> (String, bool) {
+    if html.len() <= cap {
+        return (html, false);
+    }
+    let mut end = cap;
+    while !html.is_char_boundary(end) {
+        end -= 1;
+    }
+    html.truncate(end);
+    (html, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_capped_on_a_character_boundary() {
+        assert_eq!(cap("abc".into(), 3), ("abc".into(), false));
+        assert_eq!(cap("aé".into(), 2), ("a".into(), true));
+        assert_eq!(cap("aéb".into(), 3), ("aé".into(), true));
+    }
+}
