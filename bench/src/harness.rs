@@ -270,28 +270,23 @@ impl BenchDatabase {
             }
         };
         let name = format!("carfeed_bench_{}", std::process::id());
-        let admin = PgPool::connect(&server_url)
-            .await
-            .context("connect to the bench server")?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-            .execute(&admin)
-            .await?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await?;
-        admin.close().await;
-        let url = match server_url.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{name}"),
-            None => anyhow::bail!("DATABASE_URL has no database name"),
-        };
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(16)
-            .connect(&url)
-            .await?;
-        db::migrate(&pool).await?;
+        let pool = create_migrated(&server_url, &name).await?;
         Ok(Self {
             _sandbox: sandbox,
             server_url,
+            name,
+            pool,
+        })
+    }
+
+    /// A second fresh, migrated database on the same server (sync's
+    /// production side). Drop it before this one: it does not own the server.
+    pub async fn sibling(&self, suffix: &str) -> anyhow::Result<Self> {
+        let name = format!("{}_{suffix}", self.name);
+        let pool = create_migrated(&self.server_url, &name).await?;
+        Ok(Self {
+            _sandbox: None,
+            server_url: self.server_url.clone(),
             name,
             pool,
         })
@@ -316,4 +311,29 @@ impl BenchDatabase {
         .await?;
         Ok(())
     }
+}
+
+/// Creates database `name` (dropping a leftover of that name) on the server
+/// of `server_url`, and applies carfeed's schema.
+async fn create_migrated(server_url: &str, name: &str) -> anyhow::Result<PgPool> {
+    let admin = PgPool::connect(server_url)
+        .await
+        .context("connect to the bench server")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    let url = match server_url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => anyhow::bail!("DATABASE_URL has no database name"),
+    };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .connect(&url)
+        .await?;
+    db::migrate(&pool).await?;
+    Ok(pool)
 }

@@ -9,6 +9,8 @@ mod harness;
 mod listings;
 mod loader;
 mod normalizer;
+mod slow_link;
+mod sync;
 mod worker;
 
 use std::process::ExitCode;
@@ -32,6 +34,37 @@ struct Cli {
     /// Rows per run for bulk figures (default: each benchmark's own size).
     #[arg(long)]
     rows: Option<usize>,
+    /// How much of sync's change tracking on processed_data (migration
+    /// 0006) stays for the benchmark, to measure what it costs the writers.
+    #[arg(long, value_enum, default_value_t = SyncTracking::On)]
+    sync_tracking: SyncTracking,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SyncTracking {
+    /// As migrated: sync_xid column (default on INSERT), its index, the UPDATE trigger.
+    On,
+    /// The UPDATE trigger dropped.
+    NoTrigger,
+    /// Trigger, index and column dropped.
+    Off,
+}
+
+impl SyncTracking {
+    /// What to drop, and how the report says so.
+    fn statement(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::On => None,
+            Self::NoTrigger => Some((
+                "DROP TRIGGER sync_track ON processed_data",
+                "sync trigger on processed_data dropped",
+            )),
+            Self::Off => Some((
+                "DROP TRIGGER sync_track ON processed_data; ALTER TABLE processed_data DROP COLUMN sync_xid",
+                "sync tracking (trigger, sync_xid and its index) dropped from processed_data",
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -54,6 +87,10 @@ enum BenchName {
     /// Browser workers: render_url pages/s and peak memory at 1, 2, 4 tabs
     /// against fetch_url on the same pages in the same run.
     Browser,
+    /// Sync: full push of 250,000 processed_data rows against a raw binary
+    /// COPY pipe; incremental push of 15,000 changes; verify; full push over
+    /// a 50 ms link against row-by-row upserts.
+    Sync,
 }
 
 fn main() -> ExitCode {
@@ -71,6 +108,10 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         let database = harness::BenchDatabase::provision().await?;
+        let tracking = cli.sync_tracking.statement();
+        if let Some((statement, _)) = tracking {
+            sqlx::raw_sql(statement).execute(&database.pool).await?;
+        }
         let report = match cli.name {
             BenchName::Ceilings => ceilings::run(&database, plan, cli.rows).await,
             BenchName::Normalizer => normalizer::run(&database, plan, cli.rows).await,
@@ -78,7 +119,15 @@ fn main() -> ExitCode {
             BenchName::Api => api::run(&database, plan, cli.rows).await,
             BenchName::Worker => worker::run(&database, plan, cli.rows).await,
             BenchName::Browser => browser::run(&database, plan, cli.rows).await,
+            BenchName::Sync => sync::run(&database, plan, cli.rows).await,
         };
+        let report = report.map(|mut r| {
+            if let Some((_, note)) = tracking {
+                r.context.push_str("; ");
+                r.context.push_str(note);
+            }
+            r
+        });
         database.drop_database().await?;
         report
     });

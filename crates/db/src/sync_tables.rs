@@ -114,6 +114,26 @@ pub async fn finish(
     Ok(())
 }
 
+/// When the oldest of `tables` last finished a run in `direction`; None when
+/// one of them never did.
+pub async fn last_success(
+    db: impl PgExecutor<'_>,
+    direction: Direction,
+    tables: &[String],
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, DbError> {
+    let at = sqlx::query_scalar(
+        "SELECT CASE WHEN count(s.last_success_at) = cardinality($2::text[])
+                     THEN min(s.last_success_at) END
+         FROM unnest($2::text[]) AS t(name)
+         LEFT JOIN sync_table_state s ON s.direction = $1 AND s.table_name = t.name",
+    )
+    .bind(direction.as_str())
+    .bind(tables)
+    .fetch_one(db)
+    .await?;
+    Ok(at)
+}
+
 /// The channel the normaliser notifies when a drain that did work ends;
 /// `sync serve` pushes on it.
 pub const NORMALIZER_FINISHED: &str = "normalizer_finished";
