@@ -48,6 +48,28 @@ impl DbError {
         }
     }
 
+    /// True when the database could not answer now, though the request was
+    /// fine: a statement cancelled by `statement_timeout` (57014), the server
+    /// shutting down or refusing connections (class 57P, 53: out of
+    /// resources, class 08: connection exception), no pooled connection in
+    /// time, or a connection lost on the way.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Sqlx(sqlx::Error::Database(db)) => db.code().is_some_and(|c| {
+                c == "57014" || c.starts_with("57P") || c.starts_with("53") || c.starts_with("08")
+            }),
+            Self::Sqlx(
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            _ => false,
+        }
+    }
+
     /// Postgres' own message for a refused value (for a rejection's reason).
     pub fn database_message(&self) -> String {
         match self {

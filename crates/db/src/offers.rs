@@ -74,23 +74,24 @@ pub struct Position {
     pub inner_id: String,
 }
 
-/// Filters of the list; `None` means not filtered. Text filters on mark,
-/// model and city ignore case; the others match exactly.
+/// Filters of the list; an empty list or `None` means not filtered, several
+/// values of one filter mean any of them. Text filters on mark, model and
+/// city ignore case; the others match exactly.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OfferFilter {
-    pub mark: Option<String>,
-    pub model: Option<String>,
+    pub mark: Vec<String>,
+    pub model: Vec<String>,
     pub year_from: Option<i32>,
     pub year_to: Option<i32>,
     pub price_from: Option<i64>,
     pub price_to: Option<i64>,
     pub km_age_to: Option<i32>,
-    pub city: Option<String>,
-    pub body_type: Option<String>,
-    pub engine_type: Option<String>,
-    pub transmission_type: Option<String>,
-    pub drive_type: Option<String>,
-    pub seller_type: Option<String>,
+    pub city: Vec<String>,
+    pub body_type: Vec<String>,
+    pub engine_type: Vec<String>,
+    pub transmission_type: Vec<String>,
+    pub drive_type: Vec<String>,
+    pub seller_type: Vec<String>,
     pub is_dealer: Option<bool>,
 }
 
@@ -142,49 +143,14 @@ where
     let mut rows: Vec<Row> = Vec::new();
     let in_null_tail = matches!(&request.after, Some(p) if p.value.is_none());
     if !in_null_tail {
-        let mut query = select(request);
-        query.push(format_args!(" AND {} IS NOT NULL", request.sort.column()));
-        if let Some(Position {
-            value: Some(value),
-            inner_id,
-        }) = &request.after
-        {
-            query.push(format_args!(
-                " AND ({}, inner_id) {} (",
-                request.sort.column(),
-                request.direction.after()
-            ));
-            match value {
-                SortValue::Number(n) => query.push_bind(*n),
-                SortValue::Time(t) => query.push_bind(*t),
-            };
-            query.push(", ").push_bind(inner_id.clone()).push(")");
-        }
-        query.push(format_args!(
-            " ORDER BY {col} {dir}, inner_id {dir} LIMIT ",
-            col = request.sort.column(),
-            dir = request.direction.sql()
-        ));
-        query.push_bind(want);
-        rows = query.build_query_as().fetch_all(db).await?;
+        rows = first_statement(request, "")
+            .build_query_as()
+            .fetch_all(db)
+            .await?;
     }
     let missing = want - rows.len() as i64;
     if missing > 0 {
-        let mut query = select(request);
-        query.push(format_args!(" AND {} IS NULL", request.sort.column()));
-        if let Some(Position {
-            value: None,
-            inner_id,
-        }) = &request.after
-        {
-            query.push(format_args!(" AND inner_id {} ", request.direction.after()));
-            query.push_bind(inner_id.clone());
-        }
-        query.push(format_args!(
-            " ORDER BY inner_id {} LIMIT ",
-            request.direction.sql()
-        ));
-        query.push_bind(missing);
+        let mut query = null_tail_statement(request, "", missing);
         rows.extend(query.build_query_as::<Row>().fetch_all(db).await?);
     }
     let limit = request.limit as usize;
@@ -196,8 +162,81 @@ where
     })
 }
 
+/// The page's first statement (the offers with a value for the sort
+/// column), after `prefix` (`EXPLAIN` for [`explain`]).
+fn first_statement(request: &PageRequest, prefix: &str) -> QueryBuilder<'static, Postgres> {
+    let mut query = select(request, prefix);
+    query.push(format_args!(" AND {} IS NOT NULL", request.sort.column()));
+    if let Some(Position {
+        value: Some(value),
+        inner_id,
+    }) = &request.after
+    {
+        query.push(format_args!(
+            " AND ({}, inner_id) {} (",
+            request.sort.column(),
+            request.direction.after()
+        ));
+        match value {
+            SortValue::Number(n) => query.push_bind(*n),
+            SortValue::Time(t) => query.push_bind(*t),
+        };
+        query.push(", ").push_bind(inner_id.clone()).push(")");
+    }
+    query.push(format_args!(
+        " ORDER BY {col} {dir}, inner_id {dir} LIMIT ",
+        col = request.sort.column(),
+        dir = request.direction.sql()
+    ));
+    query.push_bind(i64::from(request.limit) + 1);
+    query
+}
+
+/// The statement for the offers without a value for the sort column, which
+/// come last; `missing` of them at most.
+fn null_tail_statement(
+    request: &PageRequest,
+    prefix: &str,
+    missing: i64,
+) -> QueryBuilder<'static, Postgres> {
+    let mut query = select(request, prefix);
+    query.push(format_args!(" AND {} IS NULL", request.sort.column()));
+    if let Some(Position {
+        value: None,
+        inner_id,
+    }) = &request.after
+    {
+        query.push(format_args!(" AND inner_id {} ", request.direction.after()));
+        query.push_bind(inner_id.clone());
+    }
+    query.push(format_args!(
+        " ORDER BY inner_id {} LIMIT ",
+        request.direction.sql()
+    ));
+    query.push_bind(missing);
+    query
+}
+
+/// The plans of a page's two statements, as `EXPLAIN` prints them (for
+/// the tests that check every filter is served by an index).
+pub async fn explain<'c, E>(db: E, request: &PageRequest) -> Result<[String; 2], DbError>
+where
+    E: PgExecutor<'c> + Copy,
+{
+    let want = i64::from(request.limit) + 1;
+    let first: Vec<String> = first_statement(request, "EXPLAIN ")
+        .build_query_scalar()
+        .fetch_all(db)
+        .await?;
+    let tail: Vec<String> = null_tail_statement(request, "EXPLAIN ", want)
+        .build_query_scalar()
+        .fetch_all(db)
+        .await?;
+    Ok([first.join("\n"), tail.join("\n")])
+}
+
 /// `SELECT ... WHERE is_active AND <filters>`, ready for more conditions.
-fn select(request: &PageRequest) -> QueryBuilder<'static, Postgres> {
+fn select(request: &PageRequest, prefix: &str) -> QueryBuilder<'static, Postgres> {
     let (n, t) = match request.sort {
         SortKey::Price => ("price", "NULL::timestamptz"),
         SortKey::Year => ("year::bigint", "NULL::timestamptz"),
@@ -205,7 +244,7 @@ fn select(request: &PageRequest) -> QueryBuilder<'static, Postgres> {
         SortKey::ListedAt => ("NULL::bigint", "listed_at"),
     };
     let mut query = QueryBuilder::new(format!(
-        "SELECT inner_id, {n} AS n, {t} AS t, record::text AS record
+        "{prefix}SELECT inner_id, {n} AS n, {t} AS t, record::text AS record
          FROM processed_data WHERE is_active"
     ));
     push_filters(&mut query, &request.filter);
@@ -213,25 +252,42 @@ fn select(request: &PageRequest) -> QueryBuilder<'static, Postgres> {
 }
 
 fn push_filters(query: &mut QueryBuilder<'static, Postgres>, f: &OfferFilter) {
-    let lower = [("mark", &f.mark), ("model", &f.model), ("city", &f.city)];
-    for (column, value) in lower {
-        if let Some(value) = value {
-            query.push(format_args!(" AND lower({column}) = lower("));
-            query.push_bind(value.clone()).push(")");
-        }
-    }
-    let exact = [
-        ("body_type", &f.body_type),
-        ("engine_type", &f.engine_type),
-        ("transmission_type", &f.transmission_type),
-        ("drive_type", &f.drive_type),
-        ("seller_type", &f.seller_type),
+    // Any of the values. Each is its own bind (inside lower() where case is
+    // ignored), which a custom plan folds to a constant, so the planner
+    // sees the values themselves.
+    let lists = [
+        ("mark", &f.mark, true),
+        ("model", &f.model, true),
+        ("city", &f.city, true),
+        ("body_type", &f.body_type, false),
+        ("engine_type", &f.engine_type, false),
+        ("transmission_type", &f.transmission_type, false),
+        ("drive_type", &f.drive_type, false),
+        ("seller_type", &f.seller_type, false),
     ];
-    for (column, value) in exact {
-        if let Some(value) = value {
-            query.push(format_args!(" AND {column} = "));
-            query.push_bind(value.clone());
+    for (column, values, fold_case) in lists {
+        if values.is_empty() {
+            continue;
         }
+        if fold_case {
+            query.push(format_args!(" AND lower({column}) IN ("));
+        } else {
+            query.push(format_args!(" AND {column} IN ("));
+        }
+        let mut items = query.separated(", ");
+        for value in values {
+            if fold_case {
+                items.push("lower(");
+                items.push_bind_unseparated(value.clone());
+                items.push_unseparated(")");
+            } else {
+                items.push_bind(value.clone());
+            }
+        }
+        query.push(")");
+    }
+    if let Some(is_dealer) = f.is_dealer {
+        query.push(" AND is_dealer = ").push_bind(is_dealer);
     }
     let ranges = [
         ("year", ">=", f.year_from.map(i64::from)),
@@ -246,9 +302,6 @@ fn push_filters(query: &mut QueryBuilder<'static, Postgres>, f: &OfferFilter) {
             query.push(format_args!(" AND {column} {op} "));
             query.push_bind(value);
         }
-    }
-    if let Some(is_dealer) = f.is_dealer {
-        query.push(" AND is_dealer = ").push_bind(is_dealer);
     }
 }
 

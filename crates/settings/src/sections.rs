@@ -113,6 +113,11 @@ pub struct ApiSettings {
     pub trusted_proxies: Vec<String>,
     pub client_ip_header: String,
     pub rate_limit: RateLimitSettings,
+    /// Every api statement is cancelled after this (Postgres `statement_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// Requests one token may have in flight at once; more are a 429.
+    pub max_in_flight_per_token: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +126,9 @@ pub struct RateLimitSettings {
     pub enabled: bool,
     pub per_second: i64,
     pub burst: i64,
+    /// Token lookups in the database per client address (before the lookup).
+    pub lookups_per_second: i64,
+    pub lookups_burst: i64,
 }
 
 /// An address range from `api.trusted_proxies`: `10.0.0.0/8`, `::1`, `127.0.0.1`.
@@ -309,7 +317,26 @@ impl ApiSettings {
             1,
             1_000_000,
         )?;
-        in_range("api.rate_limit.burst", self.rate_limit.burst, 1, 1_000_000)
+        in_range("api.rate_limit.burst", self.rate_limit.burst, 1, 1_000_000)?;
+        in_range(
+            "api.rate_limit.lookups_per_second",
+            self.rate_limit.lookups_per_second,
+            1,
+            1_000_000,
+        )?;
+        in_range(
+            "api.rate_limit.lookups_burst",
+            self.rate_limit.lookups_burst,
+            1,
+            1_000_000,
+        )?;
+        in_range(
+            "api.max_in_flight_per_token",
+            self.max_in_flight_per_token,
+            1,
+            1_000_000,
+        )?;
+        positive("api.statement_timeout", self.statement_timeout)
     }
 }
 

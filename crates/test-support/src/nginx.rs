@@ -9,12 +9,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The files of `nginx/`.
-pub const FILES: [&str; 5] = [
+pub const FILES: [&str; 6] = [
     "nginx.conf",
     "nginx.prod.conf",
     "carfeed-http.conf",
     "carfeed-proxy.conf",
     "api-locations.conf",
+    "security-headers.conf",
 ];
 
 /// The nginx executable: on PATH, else Debian's place.
@@ -115,23 +116,39 @@ pub fn prepare(dir: &Path, api: SocketAddr, http: u16, https: u16) {
     assert!(status.success());
 }
 
-/// nginx in the foreground running nginx.conf; stopped when dropped.
+/// nginx in the foreground running nginx.conf (or nginx.prod.conf, over
+/// TLS); stopped when dropped.
 pub struct Nginx {
     child: Child,
     port: u16,
+    tls: bool,
     _dir: tempfile::TempDir,
 }
 
 impl Nginx {
     pub fn start(binary: &Path, api: SocketAddr) -> Self {
+        Self::start_conf(binary, api, false)
+    }
+
+    /// nginx.prod.conf; `url` is its HTTPS side (self-signed certificate).
+    pub fn start_tls(binary: &Path, api: SocketAddr) -> Self {
+        Self::start_conf(binary, api, true)
+    }
+
+    fn start_conf(binary: &Path, api: SocketAddr, tls: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        prepare(dir.path(), api, port, free_port());
+        let (http, https) = (free_port(), free_port());
+        prepare(dir.path(), api, http, https);
+        let (conf, port) = if tls {
+            ("nginx.prod.conf", https)
+        } else {
+            ("nginx.conf", http)
+        };
         let child = Command::new(binary)
             .arg("-p")
             .arg(dir.path())
             .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
+            .arg(dir.path().join(conf))
             .args(["-g", "daemon off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -148,12 +165,14 @@ impl Nginx {
         Self {
             child,
             port,
+            tls,
             _dir: dir,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.port)
     }
 }
 

@@ -20,11 +20,12 @@ use domain::token::Token;
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
+use crate::limit;
 use crate::state::AppState;
 
 /// How often `last_used_at` may be written for one token.
 pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(60);
-/// Cached lookups kept at most; past this the cache starts afresh.
+/// Cached lookups kept at most; past this the least useful are evicted.
 const MAX_CACHED: usize = 100_000;
 
 /// The rate-limit key: a valid token, else the client's address.
@@ -52,36 +53,40 @@ const REVOKED: &str = "the token has been revoked";
 /// When a token's hash was looked up, and what was found.
 type Lookup = (Instant, Option<TokenGrant>);
 
-/// Token lookups by keyed hash, and which tokens were used lately.
-#[derive(Debug, Default)]
+/// Token lookups by keyed hash (known and unknown tokens alike, in a
+/// bounded cache that evicts), and which tokens were used lately.
+#[derive(Debug)]
 pub struct TokenCache {
-    lookups: Mutex<HashMap<[u8; 32], Lookup>>,
+    lookups: quick_cache::sync::Cache<[u8; 32], Lookup>,
     /// Per token: when its use was last queued for writing.
     touched: Mutex<HashMap<i64, Instant>>,
     /// Tokens used since the last flush, to write `last_used_at` for.
     pending: Mutex<HashSet<i64>>,
 }
 
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self {
+            lookups: quick_cache::sync::Cache::new(MAX_CACHED),
+            touched: Mutex::default(),
+            pending: Mutex::default(),
+        }
+    }
+}
+
 impl TokenCache {
-    async fn lookup(
-        &self,
-        pool: &PgPool,
-        config: &ApiConfig,
-        token: &Token,
-    ) -> Result<Option<TokenGrant>, ApiError> {
-        let hash = token.hash(&config.secret_key);
-        let now = Instant::now();
-        if let Some((at, grant)) = lock(&self.lookups).get(&hash) {
-            if now.duration_since(*at) < config.token_cache_ttl {
-                return Ok(grant.clone());
-            }
-        }
+    /// The cached lookup of `hash`, if it is younger than `ttl`.
+    fn cached(&self, hash: &[u8; 32], ttl: Duration) -> Option<Option<TokenGrant>> {
+        self.lookups
+            .get(hash)
+            .filter(|(at, _)| at.elapsed() < ttl)
+            .map(|(_, grant)| grant)
+    }
+
+    /// Looks `hash` up in the database and caches the answer.
+    async fn fetch(&self, pool: &PgPool, hash: [u8; 32]) -> Result<Option<TokenGrant>, ApiError> {
         let grant = db::tokens::find_by_hash(pool, &hash).await?;
-        let mut lookups = lock(&self.lookups);
-        if lookups.len() >= MAX_CACHED {
-            lookups.clear();
-        }
-        lookups.insert(hash, (now, grant.clone()));
+        self.lookups.insert(hash, (Instant::now(), grant.clone()));
         Ok(grant)
     }
 
@@ -124,14 +129,26 @@ pub async fn identify(State(state): State<AppState>, mut request: Request, next:
                 caller: Caller::Address(address),
                 refusal: Some(MALFORMED),
             },
-            Ok(token) => match state
-                .tokens
-                .lookup(&state.pool, &state.config, &token)
-                .await
-            {
-                Err(err) => return err.into_response(),
-                Ok(grant) => identity_of(grant, address, &state),
-            },
+            Ok(token) => {
+                let hash = token.hash(&state.config.secret_key);
+                let grant = match state.tokens.cached(&hash, state.config.token_cache_ttl) {
+                    Some(grant) => grant,
+                    None => {
+                        // Before the database: random tokens from one
+                        // address are refused here.
+                        if let Some(limiter) = &state.lookup_limiter {
+                            if let Some(refusal) = limit::check_lookup(limiter, address) {
+                                return refusal;
+                            }
+                        }
+                        match state.tokens.fetch(&state.pool, hash).await {
+                            Ok(grant) => grant,
+                            Err(err) => return err.into_response(),
+                        }
+                    }
+                };
+                identity_of(grant, address, &state)
+            }
         },
     };
     request.extensions_mut().insert(identity);
@@ -160,14 +177,16 @@ fn identity_of(grant: Option<TokenGrant>, address: IpAddr, state: &AppState) -> 
     }
 }
 
-/// Middleware for data endpoints: 401 without a valid token.
+/// Middleware for data endpoints: 401 without a valid token, 429 when the
+/// token already has `max_in_flight_per_token` requests in flight.
 pub async fn require_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
+    let identity = request.extensions().get::<Identity>();
     if state.config.require_token {
-        let refusal = match request.extensions().get::<Identity>() {
+        let refusal = match identity {
             Some(identity) => identity.refusal,
             None => Some(NO_TOKEN),
         };
@@ -175,6 +194,16 @@ pub async fn require_token(
             return ApiError::Unauthorized(refusal).into_response();
         }
     }
+    let _in_flight = match (
+        identity.map(|i| &i.caller),
+        state.config.max_in_flight_per_token,
+    ) {
+        (Some(Caller::Token(id)), Some(cap)) => match state.in_flight.enter(*id, cap) {
+            Some(guard) => Some(guard),
+            None => return limit::too_many_in_flight(cap),
+        },
+        _ => None,
+    };
     next.run(request).await
 }
 

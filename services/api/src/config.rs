@@ -22,6 +22,13 @@ pub struct ApiConfig {
     pub trusted_proxies: Vec<IpRange>,
     pub client_ip_header: HeaderName,
     pub rate_limit: Option<RateLimit>,
+    /// Token lookups in the database per client address, checked before the
+    /// lookup (None: unlimited, as when `api.rate_limit.enabled` is false).
+    pub lookup_limit: Option<RateLimit>,
+    /// Postgres' `statement_timeout` on the api's connections (see `pool`).
+    pub statement_timeout: Duration,
+    /// Requests one token may have in flight (None: no cap, bench only).
+    pub max_in_flight_per_token: Option<u32>,
     /// Whether data endpoints demand a token. Always true in `api serve`;
     /// only the bench turns it off, to measure what authentication costs.
     pub require_token: bool,
@@ -77,6 +84,14 @@ impl ApiConfig {
                 per_second: u32::try_from(api.rate_limit.per_second).unwrap_or(u32::MAX),
                 burst: u32::try_from(api.rate_limit.burst).unwrap_or(u32::MAX),
             }),
+            lookup_limit: api.rate_limit.enabled.then(|| RateLimit {
+                per_second: u32::try_from(api.rate_limit.lookups_per_second).unwrap_or(u32::MAX),
+                burst: u32::try_from(api.rate_limit.lookups_burst).unwrap_or(u32::MAX),
+            }),
+            statement_timeout: api.statement_timeout,
+            max_in_flight_per_token: Some(
+                u32::try_from(api.max_in_flight_per_token).unwrap_or(u32::MAX),
+            ),
             require_token: true,
         })
     }
@@ -99,6 +114,12 @@ impl ApiConfig {
                 per_second: 1000,
                 burst: 1000,
             }),
+            lookup_limit: Some(RateLimit {
+                per_second: 1000,
+                burst: 1000,
+            }),
+            statement_timeout: Duration::from_secs(2),
+            max_in_flight_per_token: Some(32),
             require_token: true,
         }
     }

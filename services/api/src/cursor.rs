@@ -47,7 +47,7 @@ pub fn decode(text: &str, sort: SortKey, direction: Direction) -> Result<Positio
     ) else {
         return Err(CursorError::Malformed);
     };
-    if inner_id.is_empty() || inner_id.len() > 64 {
+    if inner_id.is_empty() || inner_id.len() > 64 || inner_id.chars().any(char::is_control) {
         return Err(CursorError::Malformed);
     }
     if cursor_sort != sort.column() || cursor_dir != direction_name(direction) {
@@ -125,6 +125,7 @@ mod tests {
             "!!!",
             "djE",
             &URL_SAFE_NO_PAD.encode("v1.price.asc.nx.1"),
+            &URL_SAFE_NO_PAD.encode("v1.price.asc.n1.1\u{0}2"),
         ] {
             assert_eq!(
                 decode(bad, SortKey::Price, Direction::Asc),

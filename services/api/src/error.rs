@@ -3,8 +3,12 @@
 //!
 //! ```json
 //! {"error": {"status": 400, "code": "invalid_parameter",
-//!            "message": "year_from must be a whole number", "parameter": "year_from"}}
+//!            "message": "year_from must be a whole number", "parameter": "year_from",
+//!            "request_id": "5f0c..."}}
 //! ```
+//!
+//! `request_id` is the request's `X-Request-Id` (nginx's, or one the api
+//! made), also on every log line of the request: [`uniform_errors`] adds it.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -14,15 +18,19 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// The request id's header: nginx sets it, else the api makes one.
+pub const REQUEST_ID: &str = "x-request-id";
+
 /// Every error response's body.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// The HTTP status, repeated for clients that only see the body.
+    #[schema(minimum = 400, maximum = 599, example = 400)]
     pub status: u16,
     /// Stable machine-readable code: `invalid_parameter`, `unauthorized`,
     /// `not_found`, `rate_limited`, `method_not_allowed`,
@@ -33,6 +41,9 @@ pub struct ErrorDetail {
     /// The query parameter at fault, for `invalid_parameter`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parameter: Option<String>,
+    /// The request's id (`X-Request-Id`): quote it when reporting a problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +71,11 @@ impl ApiError {
 
 impl From<db::DbError> for ApiError {
     fn from(err: db::DbError) -> Self {
+        if err.is_unavailable() {
+            // Busy or unreachable, not broken: the client may try again.
+            tracing::warn!("Database unavailable: {:#}", anyhow::Error::new(err));
+            return Self::Unavailable("the database did not answer in time; try again".into());
+        }
         Self::Internal(anyhow::Error::new(err))
     }
 }
@@ -106,10 +122,11 @@ pub fn error_response(
             code,
             message,
             parameter,
+            request_id: None,
         },
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();
-    (
+    let mut response = (
         status,
         [(
             header::CONTENT_TYPE,
@@ -117,14 +134,30 @@ pub fn error_response(
         )],
         json,
     )
-        .into_response()
+        .into_response();
+    // Kept so that `uniform_errors` can render it again with the request id.
+    response.extensions_mut().insert(body);
+    response
 }
 
 /// Gives error responses that layers or axum made (plain text or empty
-/// bodies) the api's JSON shape, keeping their status and headers.
+/// bodies) the api's JSON shape, keeping their status and headers, and puts
+/// the request id into every error body.
 pub async fn uniform_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut response = next.run(request).await;
     let status = response.status();
+    if let Some(mut body) = response.extensions_mut().remove::<ErrorBody>() {
+        body.error.request_id = request_id;
+        let (mut parts, _) = response.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        return Response::from_parts(parts, Body::from(json));
+    }
     if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
         return response;
     }
@@ -157,7 +190,11 @@ pub async fn uniform_errors(request: Request, next: Next) -> Response {
         _ => ("bad_request", "the request was refused".to_owned()),
     };
     let (mut parts, _) = response.into_parts();
-    let fresh = error_response(status, code, message, None);
+    let mut fresh = error_response(status, code, message, None);
+    if let Some(mut body) = fresh.extensions_mut().remove::<ErrorBody>() {
+        body.error.request_id = request_id;
+        fresh = Response::new(Body::from(serde_json::to_vec(&body).unwrap_or_default()));
+    }
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,

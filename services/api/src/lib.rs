@@ -14,6 +14,7 @@ pub mod error;
 pub mod limit;
 pub mod metrics;
 pub mod params;
+pub mod pool;
 pub mod routes;
 pub mod state;
 pub mod tokens;
@@ -34,7 +35,9 @@ use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 pub use config::ApiConfig;
 pub use state::AppState;
@@ -70,9 +73,32 @@ pub fn app(state: AppState) -> Router {
             state.config.request_timeout,
         ))
         .layer(cors(&state.config))
-        .layer(CompressionLayer::new().gzip(true))
         .layer(from_fn(error::uniform_errors))
+        .layer(CompressionLayer::new().gzip(true))
+        // Outermost: every request has an id (nginx's X-Request-Id, else a
+        // new one), sent back, and a span carrying it around all its logs.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(())
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+        .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
         .with_state(state)
+}
+
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(error::REQUEST_ID);
+
+/// The span every log line of a request carries.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", request_id = id, path = request.uri().path())
 }
 
 fn cors(config: &ApiConfig) -> CorsLayer {
@@ -121,7 +147,9 @@ pub async fn serve(
     let listener = TcpListener::bind(&settings.api.bind)
         .await
         .with_context(|| format!("Failed to listen on {}", settings.api.bind))?;
-    run(listener, AppState::new(pool, config), shutdown).await
+    let bounded = pool::bounded(&pool, config.statement_timeout);
+    pool.close().await;
+    run(listener, AppState::new(bounded, config), shutdown).await
 }
 
 /// Serves `app(state)` on `listener` until `shutdown`, then finishes the
@@ -169,6 +197,9 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
             _ = forget.tick() => {
                 if let Some(limiter) = &state.limiter {
                     limiter.limiter().retain_recent();
+                }
+                if let Some(limiter) = &state.lookup_limiter {
+                    limiter.retain_recent();
                 }
             }
         }

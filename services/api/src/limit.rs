@@ -1,9 +1,21 @@
 //! Rate limiting (SPEC 5.3) with tower-governor: one quota for every token,
 //! keyed by the token, or by client address for requests without a valid
 //! token. Over the quota: 429 with `Retry-After` and `x-ratelimit-*` headers.
+//!
+//! Two guards around it: token lookups in the database are limited per
+//! client address *before* the lookup ([`LookupLimiter`]), so a flood of
+//! random tokens never reaches Postgres; and each token may have at most
+//! `max_in_flight_per_token` requests in flight ([`InFlight`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use axum::response::Response;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 
 use axum::http::{HeaderValue, Request};
 use governor::middleware::StateInformationMiddleware;
@@ -53,26 +65,34 @@ pub fn layer(limiter: &Limiter) -> GovernorLayer<CallerKey, StateInformationMidd
     }
 }
 
+/// A 429 saying to retry after `wait` seconds (at least 1: governor rounds
+/// down, and a client must not retry at once).
+fn refused(wait: u64, message: &str) -> Response {
+    let wait = wait.max(1);
+    let mut response = error_response(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("{message}; retry after {wait} s"),
+        None,
+    );
+    let headers = response.headers_mut();
+    headers.insert("retry-after", HeaderValue::from(wait));
+    headers.insert("x-ratelimit-after", HeaderValue::from(wait));
+    response
+}
+
 fn too_many_requests(error: GovernorError) -> axum::response::Response {
     match error {
         GovernorError::TooManyRequests { wait_time, headers } => {
-            // governor rounds the wait down; a client must not retry at once.
-            let wait = wait_time.max(1);
-            let mut response = error_response(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many requests; retry after {wait} s"),
-                None,
-            );
+            let mut response = refused(wait_time, "too many requests");
             if let Some(headers) = headers {
-                response.headers_mut().extend(headers);
+                // Keeps the retry-after of `refused` (governor's may be 0).
+                for (name, value) in &headers {
+                    if !response.headers().contains_key(name) {
+                        response.headers_mut().insert(name, value.clone());
+                    }
+                }
             }
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from(wait));
-            response
-                .headers_mut()
-                .insert("x-ratelimit-after", HeaderValue::from(wait));
             response
         }
         other => {
@@ -83,6 +103,74 @@ fn too_many_requests(error: GovernorError) -> axum::response::Response {
                 "internal error; it has been logged".into(),
                 None,
             )
+        }
+    }
+}
+
+/// Token lookups per client address (keyed by IP).
+pub type LookupLimiter = Arc<DefaultKeyedRateLimiter<IpAddr>>;
+
+pub fn lookup_limiter(limit: RateLimit) -> LookupLimiter {
+    let per_second = NonZeroU32::new(limit.per_second).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+    Arc::new(DefaultKeyedRateLimiter::keyed(
+        Quota::per_second(per_second).allow_burst(burst),
+    ))
+}
+
+/// None when `address` may have one more token looked up, else the 429.
+pub fn check_lookup(limiter: &LookupLimiter, address: IpAddr) -> Option<Response> {
+    limiter.check_key(&address).err().map(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        refused(
+            wait.as_secs_f64().ceil() as u64,
+            "too many token lookups from this address",
+        )
+    })
+}
+
+/// Requests in flight per token.
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashMap<i64, u32>>);
+
+impl InFlight {
+    /// Counts one more request of `token`, or None when it already has
+    /// `cap` in flight. The count drops when the guard does.
+    pub fn enter(self: &Arc<Self>, token: i64, cap: u32) -> Option<InFlightGuard> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(token).or_default();
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(InFlightGuard {
+            counts: self.clone(),
+            token,
+        })
+    }
+}
+
+/// The 429 of a token over its cap of requests in flight.
+pub fn too_many_in_flight(cap: u32) -> Response {
+    refused(
+        1,
+        &format!("this token already has {cap} requests in flight"),
+    )
+}
+
+pub struct InFlightGuard {
+    counts: Arc<InFlight>,
+    token: i64,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.token) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.token);
+            }
         }
     }
 }

@@ -5,6 +5,9 @@ use std::str::FromStr;
 
 use crate::error::ApiError;
 
+/// Values one multi-value filter takes at most.
+pub const MAX_VALUES: usize = 20;
+
 /// The query string's `name=value` pairs, checked against the names an
 /// endpoint knows.
 pub struct Params(Vec<(String, String)>);
@@ -15,7 +18,15 @@ impl Params {
             serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|_| {
                 ApiError::parameter("query", "the query string is not valid URL encoding")
             })?;
-        for (i, (name, _)) in pairs.iter().enumerate() {
+        for (i, (name, value)) in pairs.iter().enumerate() {
+            // A NUL or other control character is never part of a value
+            // (and Postgres refuses NUL in text).
+            if name.chars().chain(value.chars()).any(char::is_control) {
+                return Err(ApiError::parameter(
+                    name,
+                    format!("{name:?} contains a control character"),
+                ));
+            }
             if !known.contains(&name.as_str()) {
                 return Err(ApiError::parameter(
                     name,
@@ -41,6 +52,27 @@ impl Params {
             return Err(ApiError::parameter(name, format!("{name} is too long")));
         }
         Ok(Some(value.to_owned()))
+    }
+
+    /// Comma-separated values (`mark=BMW,Audi`), each trimmed, empty ones
+    /// dropped; at most [`MAX_VALUES`] of them.
+    pub fn list(&self, name: &str) -> Result<Vec<String>, ApiError> {
+        let Some(value) = self.text(name)? else {
+            return Ok(Vec::new());
+        };
+        let values: Vec<String> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if values.len() > MAX_VALUES {
+            return Err(ApiError::parameter(
+                name,
+                format!("{name} takes at most {MAX_VALUES} comma-separated values"),
+            ));
+        }
+        Ok(values)
     }
 
     /// A whole number within `min..=max`.
@@ -149,6 +181,24 @@ mod tests {
         );
         assert_eq!(params.number("price_to", 0i64, i64::MAX).unwrap(), Some(5));
         assert_eq!(params.number::<i64>("missing", 0, 1).unwrap(), None);
+    }
+
+    #[test]
+    fn lists_are_comma_separated_trimmed_and_bounded() {
+        let params = Params::parse(Some("mark=BMW,%20Audi,,&city="), &["mark", "city"]).unwrap();
+        assert_eq!(params.list("mark").unwrap(), ["BMW", "Audi"]);
+        assert!(params.list("city").unwrap().is_empty());
+        let many = vec!["x"; MAX_VALUES + 1].join(",");
+        let params = Params::parse(Some(&format!("mark={many}")), &["mark"]).unwrap();
+        assert_eq!(parameter_of(params.list("mark").unwrap_err()), "mark");
+    }
+
+    #[test]
+    fn control_characters_are_refused_by_name() {
+        for query in ["mark=BM%00W", "mark=%1B", "mark=a%7Fb", "mar%00k=BMW"] {
+            let err = Params::parse(Some(query), &["mark"]).err().unwrap();
+            assert!(parameter_of(err).starts_with("mar"), "{query}");
+        }
     }
 
     #[test]

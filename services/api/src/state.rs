@@ -10,7 +10,7 @@ use db::PgPool;
 use crate::auth::TokenCache;
 use crate::config::ApiConfig;
 use crate::error::ApiError;
-use crate::limit::{self, Limiter};
+use crate::limit::{self, InFlight, Limiter, LookupLimiter};
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -19,6 +19,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     pub tokens: Arc<TokenCache>,
     pub limiter: Option<Limiter>,
+    pub lookup_limiter: Option<LookupLimiter>,
+    pub in_flight: Arc<InFlight>,
     pub filters: Arc<TtlCache>,
     pub stats: Arc<TtlCache>,
     pub metrics: Arc<Metrics>,
@@ -29,6 +31,8 @@ impl AppState {
         Self {
             pool,
             limiter: config.rate_limit.map(limit::limiter),
+            lookup_limiter: config.lookup_limit.map(limit::lookup_limiter),
+            in_flight: Arc::default(),
             config: Arc::new(config),
             tokens: Arc::default(),
             filters: Arc::default(),

@@ -212,3 +212,58 @@ async fn with_a_key_file_serve_generates_the_key_and_tokens_issued_from_the_comm
         .unwrap();
     assert_eq!(answer.status(), 200);
 }
+
+/// Issue 14: a request's log lines carry its request id (nginx's
+/// X-Request-Id), and a query cut off by `api.statement_timeout` is a 503.
+#[sqlx::test(migrations = false)]
+async fn a_request_s_log_lines_carry_its_request_id(_: PgPoolOptions, options: PgConnectOptions) {
+    use sqlx::Connection;
+    let url = migrated(&options);
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("SECRET_KEY", SECRET),
+        ("API_BIND", "127.0.0.1:0"),
+        ("CARFEED__API__INITIAL_TOKENS", "0"),
+        ("CARFEED__API__STATEMENT_TIMEOUT", "300ms"),
+    ];
+    let out = run(BIN, &["tokens", "issue"], &env);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let mut service = Running::start(BIN, &["serve"], &env);
+    let listening = service.wait_for_line("API listening on", Duration::from_secs(20));
+    let address = listening.rsplit(' ').next().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let offers = format!("http://{address}/api/v1/offers");
+    let answer = client
+        .get(&offers)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    let mut lock = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE processed_data IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let answer = client
+        .get(&offers)
+        .bearer_auth(&token)
+        .header("x-request-id", "req-0c8f3e2a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()["x-request-id"], "req-0c8f3e2a");
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(body["error"]["request_id"], "req-0c8f3e2a");
+    let line = service.wait_for_line("Database unavailable", Duration::from_secs(10));
+    assert!(line.contains("req-0c8f3e2a"), "{line}");
+    drop(lock);
+
+    service.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(service.wait_exit(Duration::from_secs(15)).success());
+}

@@ -79,6 +79,9 @@ async fn through_nginx_the_api_answers_as_directly_and_metrics_stay_internal(poo
 
     let health = client.get(nginx.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    // HSTS only over TLS; the other security headers everywhere.
+    assert!(!health.headers().contains_key("strict-transport-security"));
+    assert_eq!(health.headers()["x-content-type-options"], "nosniff");
     assert_eq!(
         health.json::<serde_json::Value>().await.unwrap()["status"],
         "ok"
@@ -220,4 +223,72 @@ async fn through_nginx_a_forged_x_forwarded_for_does_not_change_the_bucket(pool:
         .unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.headers()["x-ratelimit-remaining"], "2");
+}
+
+/// nginx's own answers keep the security headers: a location with an
+/// add_header of its own (Retry-After) would drop the server's.
+fn assert_security_headers(headers: &reqwest::header::HeaderMap, what: &str) {
+    let hsts = headers
+        .get("strict-transport-security")
+        .unwrap_or_else(|| panic!("{what}: no HSTS in {headers:?}"));
+    assert!(
+        hsts.to_str().unwrap().contains("max-age=31536000"),
+        "{what}"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
+    assert_eq!(headers["x-frame-options"], "DENY", "{what}");
+    let ids: Vec<_> = headers.get_all("x-request-id").iter().collect();
+    assert_eq!(ids.len(), 1, "{what}: {ids:?}");
+    assert_eq!(ids[0].len(), 32, "{what}");
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn over_tls_nginx_s_own_429_and_503_keep_hsts_and_the_security_headers(pool: PgPool) {
+    let Some(binary) = binary_or_skip() else {
+        return;
+    };
+    let (api, stop) = serve(&pool, None).await;
+    let nginx = Nginx::start_tls(&binary, api);
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+
+    let health = client.get(nginx.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_security_headers(health.headers(), "200");
+    let refused = client
+        .get(nginx.url("/api/v1/offers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_security_headers(refused.headers(), "401 from the api");
+
+    // Far more than the per-address burst (100) at once: nginx's own 429.
+    let answers =
+        futures::future::join_all((0..400).map(|_| client.get(nginx.url("/health")).send())).await;
+    let limited = answers
+        .into_iter()
+        .map(Result::unwrap)
+        .find(|a| a.status() == 429)
+        .expect("nginx never answered 429");
+    assert_security_headers(limited.headers(), "429");
+    assert_eq!(limited.headers()["retry-after"], "1");
+    let request_id = limited.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(body["error"]["request_id"], request_id.as_str());
+
+    // The api gone: nginx's own 503 (after the limit has refilled).
+    drop(stop);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let down = client.get(nginx.url("/health")).send().await.unwrap();
+    assert_eq!(down.status(), 503);
+    assert_security_headers(down.headers(), "503");
+    let body: serde_json::Value = down.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
 }

@@ -305,3 +305,71 @@ async fn a_bad_parameter_is_a_400_naming_it(pool: PgPool) {
         ("invalid_parameter".into(), Some("cursor".into()))
     );
 }
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn several_comma_separated_values_match_any_of_them(pool: PgPool) {
+    let offers = generate(300, IDS, 9);
+    insert(&pool, &offers).await;
+    let state = state(&pool);
+    let token = token(&pool).await;
+    fn any_ci(v: &Option<String>, wants: &[&str]) -> bool {
+        v.as_deref()
+            .is_some_and(|v| wants.iter().any(|w| w.to_lowercase() == v.to_lowercase()))
+    }
+    fn any(v: &Option<String>, wants: &[&str]) -> bool {
+        v.as_deref().is_some_and(|v| wants.contains(&v))
+    }
+    type Pred = Box<dyn Fn(&Offer) -> bool>;
+    let cases: Vec<(&str, Pred)> = vec![
+        (
+            "mark=bmw,Audi",
+            Box::new(|o| any_ci(&o.mark, &["BMW", "Audi"])),
+        ),
+        (
+            "model=x5,%20camry",
+            Box::new(|o| any_ci(&o.model, &["X5", "Camry"])),
+        ),
+        (
+            "city=shenzhen,%E5%8C%97%E4%BA%AC",
+            Box::new(|o| any_ci(&o.city, &["Shenzhen", "北京"])),
+        ),
+        (
+            "body_type=SUV,MPV",
+            Box::new(|o| any(&o.body_type, &["SUV", "MPV"])),
+        ),
+        (
+            "engine_type=Electric,Hybrid",
+            Box::new(|o| any(&o.engine_type, &["Electric", "Hybrid"])),
+        ),
+        (
+            "transmission_type=CVT,Manual",
+            Box::new(|o| any(&o.transmission_type, &["CVT", "Manual"])),
+        ),
+        (
+            "drive_type=AWD,RWD",
+            Box::new(|o| any(&o.drive_type, &["AWD", "RWD"])),
+        ),
+        (
+            "seller_type=dealer,private",
+            Box::new(|o| any(&o.seller_type, &["dealer", "private"])),
+        ),
+        (
+            "mark=BMW,Audi&body_type=SUV,Sedan&year_from=2015",
+            Box::new(|o| {
+                any_ci(&o.mark, &["BMW", "Audi"])
+                    && any(&o.body_type, &["SUV", "Sedan"])
+                    && o.year.is_some_and(|y| y >= 2015)
+            }),
+        ),
+    ];
+    for (query, wanted) in cases {
+        let matching: Vec<&Offer> = offers.iter().filter(|o| o.is_active && wanted(o)).collect();
+        assert!(!matching.is_empty(), "{query}");
+        let got = walk(&state, &token, &format!("{query}&limit=13")).await;
+        assert_eq!(
+            got,
+            reference_order(&matching, "listed_at", true),
+            "{query}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ use db::offers::{Direction, OfferFilter, PageRequest, SortKey};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::config::ApiConfig;
 use crate::cursor;
 use crate::error::{ApiError, ErrorBody};
 use crate::params::Params;
@@ -51,31 +52,37 @@ const KNOWN: &[&str] = &[
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OffersQuery {
-    /// Make, case-insensitive (`BMW`, `bmw`).
+    /// Make, case-insensitive (`BMW`, `bmw`); several comma-separated match
+    /// any of them (`BMW,Audi`, at most 20).
     mark: Option<String>,
-    /// Model, case-insensitive.
+    /// Model, case-insensitive; several comma-separated match any.
     model: Option<String>,
     /// Model year from (inclusive).
+    #[param(minimum = 1900, maximum = 2100)]
     year_from: Option<i32>,
     /// Model year to (inclusive).
+    #[param(minimum = 1900, maximum = 2100)]
     year_to: Option<i32>,
     /// Price from, CNY (inclusive).
+    #[param(minimum = 0)]
     price_from: Option<i64>,
     /// Price to, CNY (inclusive).
+    #[param(minimum = 0)]
     price_to: Option<i64>,
     /// Mileage up to, km (inclusive).
+    #[param(minimum = 0)]
     km_age_to: Option<i32>,
-    /// City, case-insensitive (values from `/filters`).
+    /// City, case-insensitive (values from `/filters`); several comma-separated match any.
     city: Option<String>,
-    /// Body type, exact (values from `/filters`).
+    /// Body type, exact (values from `/filters`); several comma-separated match any.
     body_type: Option<String>,
-    /// Fuel / engine type, exact (values from `/filters`).
+    /// Fuel / engine type, exact (values from `/filters`); several comma-separated match any.
     engine_type: Option<String>,
-    /// Transmission, exact (values from `/filters`).
+    /// Transmission, exact (values from `/filters`); several comma-separated match any.
     transmission_type: Option<String>,
-    /// Drive, exact (values from `/filters`).
+    /// Drive, exact (values from `/filters`); several comma-separated match any.
     drive_type: Option<String>,
-    /// Seller type, exact (values from `/filters`).
+    /// Seller type, exact (values from `/filters`); several comma-separated match any.
     seller_type: Option<String>,
     /// Only dealers (`true`) or only private sellers (`false`).
     is_dealer: Option<bool>,
@@ -85,6 +92,7 @@ pub struct OffersQuery {
     /// `desc` (default) or `asc`.
     order: Option<String>,
     /// Offers per page: 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page, unchanged; keep the other parameters.
     cursor: Option<String>,
@@ -111,14 +119,15 @@ pub struct OffersPage {
         (status = 200, description = "One page of active offers", body = OffersPage),
         (status = 400, description = "A parameter is invalid; `parameter` names it", body = ErrorBody),
         (status = 401, description = "Missing, malformed, unknown, expired or revoked token", body = ErrorBody),
-        (status = 429, description = "Over the rate limit; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Over the rate limit, or the token has too many requests in flight; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The database did not answer in time; try again", body = ErrorBody),
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let request = page_request(query.as_deref(), &state)?;
+    let request = page_request(query.as_deref(), &state.config)?;
     let page = db::offers::page(&state.pool, &request).await?;
     let next = page
         .next
@@ -146,22 +155,23 @@ pub async fn list(
     Ok(json(body))
 }
 
-fn page_request(query: Option<&str>, state: &AppState) -> Result<PageRequest, ApiError> {
+/// What a query string of `GET /offers` asks the database for.
+pub fn page_request(query: Option<&str>, config: &ApiConfig) -> Result<PageRequest, ApiError> {
     let p = Params::parse(query, KNOWN)?;
     let filter = OfferFilter {
-        mark: p.text("mark")?,
-        model: p.text("model")?,
+        mark: p.list("mark")?,
+        model: p.list("model")?,
         year_from: p.number("year_from", 1900, 2100)?,
         year_to: p.number("year_to", 1900, 2100)?,
         price_from: p.number("price_from", 0, i64::MAX)?,
         price_to: p.number("price_to", 0, i64::MAX)?,
         km_age_to: p.number("km_age_to", 0, i32::MAX)?,
-        city: p.text("city")?,
-        body_type: p.text("body_type")?,
-        engine_type: p.text("engine_type")?,
-        transmission_type: p.text("transmission_type")?,
-        drive_type: p.text("drive_type")?,
-        seller_type: p.text("seller_type")?,
+        city: p.list("city")?,
+        body_type: p.list("body_type")?,
+        engine_type: p.list("engine_type")?,
+        transmission_type: p.list("transmission_type")?,
+        drive_type: p.list("drive_type")?,
+        seller_type: p.list("seller_type")?,
         is_dealer: p.boolean("is_dealer")?,
     };
     let sorts: Vec<(&str, SortKey)> = SortKey::ALL.iter().map(|k| (k.column(), *k)).collect();
@@ -173,8 +183,8 @@ fn page_request(query: Option<&str>, state: &AppState) -> Result<PageRequest, Ap
         )?
         .unwrap_or(Direction::Desc);
     let limit = p
-        .number("limit", 1, state.config.max_page_size)?
-        .unwrap_or(state.config.default_page_size);
+        .number("limit", 1, config.max_page_size)?
+        .unwrap_or(config.default_page_size);
     let after = match p.text("cursor")? {
         Some(text) => Some(
             cursor::decode(&text, sort, direction)
@@ -201,7 +211,10 @@ fn page_request(query: Option<&str>, state: &AppState) -> Result<PageRequest, Ap
     responses(
         (status = 200, description = "The whole normalised offer", body = Object),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 400, description = "inner_id contains a control character", body = ErrorBody),
         (status = 404, description = "Unknown or inactive offer", body = ErrorBody),
+        (status = 429, description = "Over the rate limit; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The database did not answer in time; try again", body = ErrorBody),
     )
 )]
 pub async fn one(
@@ -209,6 +222,12 @@ pub async fn one(
     Path(inner_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound(format!("no active offer with inner_id {inner_id:?}"));
+    if inner_id.chars().any(char::is_control) {
+        return Err(ApiError::parameter(
+            "inner_id",
+            "inner_id contains a control character",
+        ));
+    }
     if inner_id.is_empty() || inner_id.len() > 64 {
         return Err(not_found());
     }

@@ -1,0 +1,29 @@
+//! The api's connections: every statement runs under `statement_timeout`,
+//! so a slow query gives its connection back instead of stalling every
+//! client of a small pool.
+
+use std::time::Duration;
+
+use db::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// A pool like `pool` (same server, size and acquire timeout) whose
+/// connections cancel any statement after `statement_timeout`. Set as
+/// startup options, so they cost no round trip. Connects lazily.
+///
+/// Also `plan_cache_mode = force_custom_plan`: a filter's values decide
+/// its plan (a rare model: the terms' index; a common body type: walk the
+/// sort's index), which a cached generic plan, blind to the values, would
+/// get wrong for one or the other.
+pub fn bounded(pool: &PgPool, statement_timeout: Duration) -> PgPool {
+    let millis = statement_timeout.as_millis().max(1).to_string();
+    let connect = (*pool.connect_options()).clone().options([
+        ("statement_timeout", millis.as_str()),
+        ("plan_cache_mode", "force_custom_plan"),
+    ]);
+    let options = pool.options();
+    PgPoolOptions::new()
+        .max_connections(options.get_max_connections())
+        .acquire_timeout(options.get_acquire_timeout())
+        .connect_lazy_with(connect)
+}
