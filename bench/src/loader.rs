@@ -18,8 +18,9 @@ use anyhow::Context;
 use che168_sim::{Faults, RunningSim, SimConfig};
 use db::commit::Commit;
 use db::copy::BinaryCopyWriter;
-use db::initial_pages::{PagePipeline, PageSpan};
+use db::load_state::PageSpan;
 use domain::change::OfferItem;
+use loader::pipeline::{PagePipeline, PageRows};
 use loader::{DailyOptions, InitialOptions};
 use settings::{Env, Settings};
 use sqlx::PgPool;
@@ -309,7 +310,17 @@ async fn write_chunks(
             count: 1,
             next: Some(page + 1),
         };
-        if let Some(stored) = pipeline.submit(span, chunk.to_vec(), Vec::new()).await? {
+        if let Some(stored) = pipeline
+            .submit(
+                span,
+                vec![PageRows {
+                    page,
+                    items: chunk.to_vec(),
+                    rejected: Vec::new(),
+                }],
+            )
+            .await?
+        {
             inserted += stored.inserted;
         }
     }

@@ -10,6 +10,8 @@ use crate::rng::hash;
 const POISON_STREAM: u64 = 41;
 /// Stands for `1e400` until the body is serialised (serde_json cannot hold it).
 const HUGE_MARK: &str = "__sim_poison_huge_number__";
+/// Stands for a lone surrogate escape until the body is serialised.
+const SURROGATE_MARK: &str = "__sim_poison_lone_surrogate__";
 
 /// How a poisoned listing is broken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,15 +26,19 @@ pub enum PoisonKind {
     HugeNumber,
     /// `data.extra_nesting` 200 arrays deep (beyond serde_json's limit).
     DeepNesting,
+    /// A lone `\ud800` surrogate escape in `data.title`: well-formed JSON
+    /// text to a reader that only checks it, refused by Postgres' jsonb.
+    LoneSurrogate,
 }
 
 impl PoisonKind {
-    pub const ALL: [PoisonKind; 5] = [
+    pub const ALL: [PoisonKind; 6] = [
         Self::NulEscape,
         Self::LongInnerId,
         Self::AncientTimestamp,
         Self::HugeNumber,
         Self::DeepNesting,
+        Self::LoneSurrogate,
     ];
 }
 
@@ -83,6 +89,7 @@ pub fn poison_body(seed: u64, body: &[u8], rate: f64, kinds: &[PoisonKind]) -> V
     }
     let text = page.to_string();
     text.replace(&format!("\"{HUGE_MARK}\""), "1e400")
+        .replace(SURROGATE_MARK, r"poisoned\ud800title")
         .into_bytes()
 }
 
@@ -99,5 +106,6 @@ fn poison(item: &mut Value, inner_id: &str, kind: PoisonKind) {
             }
             item["data"]["extra_nesting"] = deep;
         }
+        PoisonKind::LoneSurrogate => item["data"]["title"] = json!(SURROGATE_MARK),
     }
 }

@@ -54,6 +54,20 @@ pub async fn lock_states(
     Ok(states)
 }
 
+/// Which of `inner_ids` are stored (no lock: the daily update asks before
+/// its transaction, to know which listings to fetch with `/offer`).
+pub async fn stored_ids(
+    db: impl PgExecutor<'_>,
+    inner_ids: &[&str],
+) -> Result<Vec<String>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT inner_id FROM raw_data WHERE inner_id = ANY($1)")
+            .bind(inner_ids)
+            .fetch_all(db)
+            .await?,
+    )
+}
+
 /// What one upsert did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
@@ -157,6 +171,7 @@ mod tests {
             .await
             .unwrap();
         let mut conn = pool.acquire().await.unwrap();
+        assert_eq!(stored_ids(&pool, &["a", "z"]).await.unwrap(), vec!["a"]);
         let stored = lock_states(&mut conn, &["a", "z"]).await.unwrap();
         assert_eq!(stored.len(), 1);
         let same: Vec<_> = stored.clone().into_iter().collect();

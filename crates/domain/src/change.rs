@@ -90,6 +90,21 @@ pub struct RowState {
     pub active_status: ActiveStatus,
 }
 
+impl RowState {
+    /// A listing's full record as `/offer` sends it, for a `changed` or
+    /// `removed` event about a listing we did not have: the events of the
+    /// page then apply on top of it as on a stored row.
+    pub fn full_record(data: Map<String, Value>) -> Self {
+        Self {
+            upstream_id: None,
+            change_type: ChangeType::Added,
+            created_at: None,
+            data,
+            active_status: ActiveStatus::Active,
+        }
+    }
+}
+
 /// The `new_` merge: every key of `changes` is stored without its `new_`
 /// prefix (`new_price` sets `price`); an unprefixed key sets itself; every
 /// other stored key is untouched.
@@ -103,18 +118,29 @@ pub fn merge_changed(data: &mut Map<String, Value>, changes: &Map<String, Value>
     }
 }
 
-/// Applies one change to a row (`None`: we do not have the listing).
+/// Applies one change to a row (`None`: we do not have the listing, and
+/// `/offer` gave no full record either).
 ///
 /// An event whose id is not above the row's `upstream_id` is already
 /// reflected in the row (ids are one increasing number space) and changes
 /// nothing: re-running a date, or an old date after newer ones, never
 /// rewinds a listing and writes no tuples.
+///
+/// A `changed` event for a listing we do not have gives a row holding only
+/// the changed fields: it stays inactive until a full record (`added`)
+/// arrives, so a listing with only a price is never served. `created_at`
+/// is kept when the event carries none, and `removed` never overwrites it.
 pub fn apply(current: Option<RowState>, event: &ChangeEvent) -> RowState {
     let current = match current {
         Some(row) if row.upstream_id.is_some_and(|seen| seen >= event.id) => return row,
         other => other,
     };
     let payload = event.data.clone().unwrap_or_default();
+    let stored_created_at = current.as_ref().and_then(|row| row.created_at);
+    let created_at = match event.change_type {
+        ChangeType::Removed => stored_created_at.or(event.created_at),
+        ChangeType::Added | ChangeType::Changed => event.created_at.or(stored_created_at),
+    };
     let (data, active_status) = match (event.change_type, current) {
         // A full record: it replaces whatever we had and the listing is on sale.
         (ChangeType::Added, _) => (payload, ActiveStatus::Active),
@@ -126,7 +152,7 @@ pub fn apply(current: Option<RowState>, event: &ChangeEvent) -> RowState {
         (ChangeType::Changed, None) => {
             let mut data = Map::new();
             merge_changed(&mut data, &payload);
-            (data, ActiveStatus::Active)
+            (data, ActiveStatus::Inactive)
         }
         (ChangeType::Removed, Some(row)) => (row.data, ActiveStatus::Inactive),
         (ChangeType::Removed, None) => (Map::new(), ActiveStatus::Inactive),
@@ -134,7 +160,7 @@ pub fn apply(current: Option<RowState>, event: &ChangeEvent) -> RowState {
     RowState {
         upstream_id: Some(event.id),
         change_type: event.change_type,
-        created_at: event.created_at,
+        created_at,
         data,
         active_status,
     }
@@ -237,16 +263,80 @@ mod tests {
     }
 
     #[test]
-    fn changed_or_removed_for_an_unknown_listing_creates_it() {
+    fn changed_or_removed_for_an_unknown_listing_creates_it_inactive() {
         let changed = apply(
             None,
             &event(1, "a", ChangeType::Changed, Some(json!({"new_price": 2}))),
         );
-        assert_eq!(changed.active_status, ActiveStatus::Active);
-        assert_eq!(Value::Object(changed.data), json!({"price": 2}));
+        assert_eq!(changed.active_status, ActiveStatus::Inactive);
+        assert_eq!(Value::Object(changed.data.clone()), json!({"price": 2}));
+        let again = apply(
+            Some(changed),
+            &event(3, "a", ChangeType::Changed, Some(json!({"new_price": 4}))),
+        );
+        assert_eq!(
+            again.active_status,
+            ActiveStatus::Inactive,
+            "still no full record"
+        );
+        let full = apply(
+            Some(again),
+            &event(
+                5,
+                "a",
+                ChangeType::Added,
+                Some(json!({"price": 4, "mark": "VW"})),
+            ),
+        );
+        assert_eq!(full.active_status, ActiveStatus::Active);
         let removed = apply(None, &event(2, "b", ChangeType::Removed, None));
         assert_eq!(removed.active_status, ActiveStatus::Inactive);
         assert!(removed.data.is_empty());
+    }
+
+    #[test]
+    fn a_full_record_from_offer_takes_the_events_of_an_unknown_listing() {
+        let record = RowState::full_record(obj(json!({"price": 1, "mark": "VW"})));
+        let changed = apply(
+            Some(record.clone()),
+            &event(7, "a", ChangeType::Changed, Some(json!({"new_price": 2}))),
+        );
+        assert_eq!(changed.active_status, ActiveStatus::Active);
+        assert_eq!(
+            Value::Object(changed.data),
+            json!({"price": 2, "mark": "VW"})
+        );
+        let removed = apply(Some(record), &event(8, "a", ChangeType::Removed, None));
+        assert_eq!(removed.active_status, ActiveStatus::Inactive);
+        assert_eq!(
+            Value::Object(removed.data),
+            json!({"price": 1, "mark": "VW"})
+        );
+    }
+
+    #[test]
+    fn created_at_is_kept_when_an_event_has_none_and_removed_never_overwrites_it() {
+        let at = |d: u32| {
+            chrono::NaiveDate::from_ymd_opt(2024, 1, d)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc()
+        };
+        let mut row = stored(json!({"price": 1}), ActiveStatus::Active);
+        row.created_at = Some(at(1));
+        let changed = apply(
+            Some(row),
+            &event(5, "a", ChangeType::Changed, Some(json!({"new_price": 2}))),
+        );
+        assert_eq!(changed.created_at, Some(at(1)));
+        let mut removal = event(6, "a", ChangeType::Removed, None);
+        removal.created_at = Some(at(9));
+        let removed = apply(Some(changed), &removal);
+        assert_eq!(removed.created_at, Some(at(1)));
+        let mut readded = event(7, "a", ChangeType::Added, Some(json!({"price": 3})));
+        readded.created_at = Some(at(7));
+        assert_eq!(apply(Some(removed), &readded).created_at, Some(at(7)));
     }
 
     #[test]

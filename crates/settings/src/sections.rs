@@ -78,6 +78,9 @@ pub struct LoaderSettings {
     pub write_connections: i64,
     /// This many `/offers` pages failing in a row stop the run.
     pub max_consecutive_failed_pages: i64,
+    /// Rounds of fetching failed pages again before the load counts as
+    /// finished without them.
+    pub failed_page_rounds: i32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -254,6 +257,12 @@ impl LoaderSettings {
             self.max_consecutive_failed_pages,
             1,
             1_000_000,
+        )?;
+        in_range(
+            "loader.failed_page_rounds",
+            i64::from(self.failed_page_rounds),
+            1,
+            1000,
         )?;
         positive("loader.progress_interval", self.progress_interval)
     }

@@ -7,13 +7,29 @@
 //! A past date ends where the next date's first change starts, and is then
 //! marked done. Today has no end yet: it is applied up to the tip of the
 //! feed and stays open, so the next run resumes it from its cursor.
+//!
+//! The first run starts at the day the initial load started (not the day it
+//! runs), so changes made during a long initial load are applied; the
+//! per-row event-id check makes replaying them safe. A `changed` or
+//! `removed` event for a listing we do not have brings its full record from
+//! `/offer` (fetched before the page's transaction); without one the row
+//! stays inactive until a full record arrives. A row Postgres refuses is
+//! isolated by halving and kept in `rejected_items`; the rest of the page
+//! is applied.
+
+use std::collections::HashMap;
 
 use anyhow::Context;
 use chrono::NaiveDate;
 use db::PgPool;
+use domain::change::{ChangeEvent, RejectedItem, RowState};
+use domain::listing::ChangeType;
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use upstream::{ChangesPage, Client, UpstreamError};
 
+use crate::isolate;
 use crate::report::RunReport;
 
 /// `loader daily` options.
@@ -55,10 +71,17 @@ pub async fn update(
                 .acquire()
                 .await
                 .context("Failed to get a database connection")?;
-            let start = db::sync_state::resume_date(&mut conn)
+            let resume = db::sync_state::resume_date(&mut conn)
                 .await
-                .context("Failed to read sync_state")?
-                .unwrap_or(today);
+                .context("Failed to read sync_state")?;
+            let start = match resume {
+                Some(date) => date,
+                // The first daily run: from the day the initial load began.
+                None => db::load_state::get(&mut *conn)
+                    .await
+                    .context("Failed to read the initial-load cursor")?
+                    .map_or(today, |state| state.started_at.date_naive().min(today)),
+            };
             start.iter_days().take_while(|d| *d <= today).collect()
         }
     };
@@ -80,6 +103,7 @@ pub async fn update(
             options.date.is_some(),
             report,
         )
+        .instrument(tracing::info_span!("date", %date))
         .await;
         match outcome {
             Ok(DateOutcome::Finished) => {
@@ -198,14 +222,19 @@ async fn apply_date(
             (None, _) => last_applied.map_or(cursor, |id| id + 1),
         };
         if !events.is_empty() || !page.rejected.is_empty() || new_cursor != cursor {
+            let records = full_records(client, pool, &events)
+                .await
+                .context("Failed to fetch the full records of unknown listings")?;
             let write = apply_page(
                 pool,
                 date,
                 (cursor, new_cursor),
                 last_applied,
                 &events,
+                records,
                 &page.rejected,
-            );
+            )
+            .instrument(tracing::info_span!("page", change_id = cursor));
             // While the page is written, the next one downloads (one stream).
             let more = next.is_some() && end.is_none_or(|end| new_cursor < end);
             let written = if more && !shutdown.is_cancelled() {
@@ -219,6 +248,7 @@ async fn apply_date(
             report.inserted += written.inserted;
             report.updated += written.updated;
             report.skipped += written.unchanged;
+            report.malformed += written.refused;
             tracing::debug!(
                 "Applied changes {cursor}..{new_cursor} of {date} ({} changes, {} new rows, {} updated)",
                 events.len(),
@@ -236,25 +266,126 @@ async fn apply_date(
     }
 }
 
+/// The full records, from `/offer`, of the listings whose first event in
+/// the page is `changed` or `removed` and which we do not have. A listing
+/// `/offer` does not know (404), or cannot send now, gets none: its row
+/// stays inactive until a full record arrives. Fetched before the page's
+/// transaction, so no transaction waits on the network.
+async fn full_records(
+    client: &Client,
+    pool: &PgPool,
+    events: &[ChangeEvent],
+) -> anyhow::Result<HashMap<String, Map<String, Value>>> {
+    let mut first: HashMap<&str, &ChangeEvent> = HashMap::new();
+    for event in events {
+        let seen = first.entry(&event.inner_id).or_insert(event);
+        if event.id < seen.id {
+            *seen = event;
+        }
+    }
+    let partial: Vec<&str> = first
+        .values()
+        .filter(|e| e.change_type != ChangeType::Added)
+        .map(|e| e.inner_id.as_str())
+        .collect();
+    let mut records = HashMap::new();
+    if partial.is_empty() {
+        return Ok(records);
+    }
+    let stored = db::raw::stored_ids(pool, &partial)
+        .await
+        .context("Failed to read which listings are stored")?;
+    for inner_id in partial {
+        if stored.iter().any(|s| s == inner_id) {
+            continue;
+        }
+        match client.offer(inner_id).await {
+            Ok(Some(record)) => {
+                records.insert(inner_id.to_owned(), record);
+            }
+            Ok(None) => tracing::debug!(
+                inner_id = %inner_id.escape_debug(),
+                "/offer does not know the listing: kept inactive until a full record arrives"
+            ),
+            Err(err) if err.is_fatal() || matches!(err, UpstreamError::Cancelled { .. }) => {
+                return Err(err.into())
+            }
+            Err(err) => tracing::warn!(
+                inner_id = %inner_id.escape_debug(),
+                "No full record from /offer ({err}): the listing is kept inactive until one arrives"
+            ),
+        }
+    }
+    Ok(records)
+}
+
+/// What a page's write did.
+#[derive(Debug, Clone, Copy, Default)]
+struct PageWritten {
+    inserted: u64,
+    updated: u64,
+    unchanged: u64,
+    /// Listings whose row Postgres refused (kept in `rejected_items`).
+    refused: u64,
+}
+
 /// One page of changes in one transaction: the rows it touches, locked and
-/// folded in order, written by one statement, and the date's cursor.
-/// The page's rejected items are recorded in the same transaction.
+/// folded in order (over the full records fetched for unknown listings),
+/// written by one statement (halved around rows Postgres refuses), and the
+/// date's cursor. The page's rejected items are recorded in the same
+/// transaction.
 async fn apply_page(
     pool: &PgPool,
     date: NaiveDate,
     (cursor, new_cursor): (i64, i64),
     last_applied: Option<i64>,
-    events: &[domain::change::ChangeEvent],
-    rejected: &[domain::change::RejectedItem],
-) -> anyhow::Result<db::raw::Written> {
+    events: &[ChangeEvent],
+    records: HashMap<String, Map<String, Value>>,
+    rejected: &[RejectedItem],
+) -> anyhow::Result<PageWritten> {
+    let origin = db::rejected::Origin::Changes(cursor);
     let mut tx = pool.begin().await.context("begin changes transaction")?;
-    db::rejected::record(&mut tx, db::rejected::Origin::Changes(cursor), rejected)
+    db::rejected::record(&mut tx, origin, rejected)
         .await
         .context("Failed to record the page's rejected items")?;
     let ids: Vec<&str> = events.iter().map(|e| e.inner_id.as_str()).collect();
-    let stored = db::raw::lock_states(&mut tx, &ids).await?;
+    let mut stored = db::raw::lock_states(&mut tx, &ids).await?;
+    for (inner_id, record) in records {
+        stored
+            .entry(inner_id)
+            .or_insert_with(|| RowState::full_record(record));
+    }
     let rows = domain::change::fold_page(stored, events);
-    let written = db::raw::upsert_states(&mut *tx, &rows).await?;
+    let done = isolate::write_isolating(&mut tx, &rows, |conn, rows| {
+        Box::pin(db::raw::upsert_states(conn, rows))
+    })
+    .await
+    .context("Failed to write the page's rows")?;
+    let mut written = PageWritten {
+        refused: done.refused.len() as u64,
+        ..PageWritten::default()
+    };
+    for w in &done.written {
+        written.inserted += w.inserted;
+        written.updated += w.updated;
+        written.unchanged += w.unchanged;
+    }
+    let refused: Vec<RejectedItem> = done
+        .refused
+        .into_iter()
+        .map(|(index, reason)| {
+            let inner_id = &rows[index].0;
+            tracing::warn!(
+                inner_id = %inner_id.escape_debug(),
+                "Rejected a listing's changes: {}",
+                reason.escape_debug()
+            );
+            RejectedItem::new(Some(inner_id), reason, &events_text(events, inner_id))
+        })
+        .collect();
+    db::rejected::record(&mut tx, origin, &refused)
+        .await
+        .context("Failed to record the rows Postgres refused")?;
     db::sync_state::advance(
         &mut tx,
         date,
@@ -267,4 +398,22 @@ async fn apply_page(
     .context("the sync_state cursor moved (another run?)")?;
     tx.commit().await.context("commit changes transaction")?;
     Ok(written)
+}
+
+/// The page's events about `inner_id`, as JSON text for `rejected_items`.
+fn events_text(events: &[ChangeEvent], inner_id: &str) -> String {
+    let list: Vec<Value> = events
+        .iter()
+        .filter(|e| e.inner_id == inner_id)
+        .map(|e| {
+            serde_json::json!({
+                "id": e.id,
+                "inner_id": e.inner_id,
+                "change_type": e.change_type.as_str(),
+                "created_at": e.created_at.map(|at| at.to_rfc3339()),
+                "data": e.data,
+            })
+        })
+        .collect();
+    Value::Array(list).to_string()
 }

@@ -5,17 +5,18 @@
 //! latency every page is written as soon as it lands, and when the database
 //! is the slower side pages queue up and go in as one larger write. Up to
 //! `loader.write_connections` writes are in flight at once and commit in
-//! page order (`db::initial_pages::PagePipeline`). A killed load resumes at
+//! page order (`crate::pipeline::PagePipeline`). A killed load resumes at
 //! the first page not stored and never stores a page twice.
 
 use anyhow::Context;
 use db::commit::Commit;
-use db::initial_pages::{PagePipeline, PageSpan, StoredPages, WriteFailed};
+use db::load_state::PageSpan;
 use db::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use upstream::{Client, OffersPage, UpstreamError};
 
+use crate::pipeline::{PagePipeline, PageRows, StoredPages, WriteFailed};
 use crate::refetch;
 use crate::report::RunReport;
 use telemetry::progress::Progress;
@@ -52,18 +53,19 @@ pub async fn load(
             .await
             .context("Failed to read the initial-load cursor")?
     };
-    if let Some(finished) = state.finished_at {
-        if !state.failed_pages.is_empty() {
-            return refetch::failed_pages(client, pool, shutdown, report).await;
+    if state.feed_ended_at.is_some() {
+        if let (Some(finished), true) = (state.finished_at, state.failed_pages.is_empty()) {
+            tracing::info!(
+                "The initial load already finished at {finished} ({} records); nothing to do",
+                state.records_stored
+            );
+            report
+                .notes
+                .push("nothing new: the initial load was already finished".into());
+            return Ok(());
         }
-        tracing::info!(
-            "The initial load already finished at {finished} ({} records); nothing to do",
-            state.records_stored
-        );
-        report
-            .notes
-            .push("nothing new: the initial load was already finished".into());
-        return Ok(());
+        // The feed was read to its end: only its failed pages remain.
+        return refetch::round(client, pool, shutdown, settings.failed_page_rounds, report).await;
     }
     let first_page = u32::try_from(state.next_page).unwrap_or(1).max(1);
     if first_page > 1 {
@@ -113,7 +115,7 @@ pub async fn load(
                     "feed ended far below loader.expected_total ({stored} of {expected_total})"
                 ));
             }
-            refetch::failed_pages(client, pool, shutdown, report).await?;
+            refetch::round(client, pool, shutdown, settings.failed_page_rounds, report).await?;
         }
         FetchEnd::MaxPages(next) => tracing::info!(
             "Stopping after {max_pages} page(s) as asked (--max-pages); the load resumes at page {next}"
@@ -291,20 +293,16 @@ impl Writer<'_> {
             count: to_i32(u32::try_from(self.pending.len()).unwrap_or(u32::MAX)),
             next: last.next_page.map(to_i32),
         };
-        let mut items = Vec::with_capacity(self.pending_rows());
-        let mut rejected = Vec::new();
+        let mut pages = Vec::with_capacity(self.pending.len());
         for (page, offers) in self.pending.drain(..) {
-            items.extend(offers.items);
             self.report.malformed += offers.malformed as u64;
-            if !offers.rejected.is_empty() {
-                rejected.push((to_i32(page), offers.rejected));
-            }
+            pages.push(PageRows {
+                page: to_i32(page),
+                items: offers.items,
+                rejected: offers.rejected,
+            });
         }
-        let finished = self
-            .pipeline
-            .submit(span, items, rejected)
-            .await
-            .map_err(failed)?;
+        let finished = self.pipeline.submit(span, pages).await.map_err(failed)?;
         if let Some(stored) = finished {
             self.record(stored);
         }
@@ -324,13 +322,15 @@ impl Writer<'_> {
             span,
             received,
             inserted,
+            refused,
         } = stored;
         self.report.pages += u64::try_from(span.count).unwrap_or(0);
         self.report.received += received;
         self.report.inserted += inserted;
-        self.report.skipped += received - inserted;
+        self.report.malformed += refused;
+        self.report.skipped += received.saturating_sub(inserted + refused);
         tracing::info!(
-            "Stored {} ({received} listings, {inserted} new)",
+            "Stored {} ({received} listings, {inserted} new, {refused} refused by Postgres)",
             span.label()
         );
         self.progress.add(inserted);

@@ -9,7 +9,9 @@
 
 mod daily;
 mod initial;
+mod isolate;
 mod lock;
+pub mod pipeline;
 mod refetch;
 mod report;
 mod serve;
@@ -66,12 +68,22 @@ pub async fn run_daily(
     Ok(report)
 }
 
-/// Whether the initial load still has to run (never started, or unfinished).
+/// Whether the initial load still has to run (never started, or unfinished:
+/// the feed not read to its end, or failed pages left and rounds to go).
 pub async fn initial_load_pending(pool: &PgPool) -> anyhow::Result<bool> {
     let state = db::load_state::get(pool)
         .await
         .context("Failed to read the initial-load cursor")?;
     Ok(state.is_none_or(|s| s.finished_at.is_none()))
+}
+
+/// Pages of the initial load that failed every attempt and are not stored
+/// yet (the next `loader initial` or `loader serve` run fetches them again).
+pub async fn missing_pages(pool: &PgPool) -> anyhow::Result<Vec<i32>> {
+    let state = db::load_state::get(pool)
+        .await
+        .context("Failed to read the initial-load cursor")?;
+    Ok(state.map(|s| s.failed_pages).unwrap_or_default())
 }
 
 /// A run under way: its lock, its client, when it started.

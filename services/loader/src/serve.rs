@@ -1,5 +1,8 @@
 //! `loader serve`: finishes an unfinished initial load, then runs the daily
 //! update on the cron schedule of `loader.schedule` (UTC) until shutdown.
+//! Pages of the initial load that failed every attempt are fetched again by
+//! every run: while the load has rounds to go (`loader.failed_page_rounds`)
+//! one `upstream.retry.interval` apart, then before each daily update.
 
 use anyhow::Context;
 use chrono::Utc;
@@ -7,7 +10,9 @@ use db::PgPool;
 use settings::Settings;
 use tokio_util::sync::CancellationToken;
 
-use crate::{initial_load_pending, run_daily, run_initial, DailyOptions, InitialOptions};
+use crate::{
+    initial_load_pending, missing_pages, run_daily, run_initial, DailyOptions, InitialOptions,
+};
 
 /// Runs until `shutdown` is cancelled. A failed run is logged (and recorded
 /// by the run itself); the schedule goes on.
@@ -29,8 +34,13 @@ pub async fn serve(
         settings.loader.schedule
     );
     loop {
-        if initial_load_pending(&pool).await? {
-            tracing::info!("The initial load is not finished: running it first");
+        let pending = initial_load_pending(&pool).await?;
+        if pending || !missing_pages(&pool).await?.is_empty() {
+            if pending {
+                tracing::info!("The initial load is not finished: running it first");
+            } else {
+                tracing::info!("The initial load has pages missing: fetching them again");
+            }
             if let Err(err) = run_initial(
                 settings,
                 pool.clone(),
@@ -44,6 +54,19 @@ pub async fn serve(
         }
         if shutdown.is_cancelled() {
             break;
+        }
+        if initial_load_pending(&pool).await? && !missing_pages(&pool).await?.is_empty() {
+            // Only failed pages hold the load back: the next round comes
+            // after one retry interval, not the next daily schedule.
+            let pause = settings.upstream.retry.interval;
+            tracing::info!(
+                "Fetching the missing pages again in {}",
+                humantime::format_duration(pause)
+            );
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => continue,
+            }
         }
         let now = Utc::now();
         let next = schedule

@@ -16,6 +16,8 @@ const RATE: f64 = 0.05;
 
 /// endpoint, page, inner_id, reason, raw.
 type Rejected = (String, Option<i32>, Option<String>, String, String);
+/// endpoint, change_id, inner_id, reason, raw.
+type RejectedChange = (String, Option<i64>, Option<String>, String, String);
 
 fn poisoned(kinds: &[PoisonKind]) -> Faults {
     Faults {
@@ -204,4 +206,97 @@ async fn bad_listings_in_the_changes_feed_are_rejected_and_the_rest_of_their_pag
         .await
         .unwrap();
     assert_eq!(after as usize, rejected.len(), "nothing is rejected twice");
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_listing_only_postgres_refuses_is_isolated_by_halving_and_the_rest_of_its_page_stored(
+    pool: PgPool,
+) {
+    // A lone surrogate escape passes every check before the write; only
+    // jsonb refuses it, so the COPY fails and the rows go in by halves.
+    let reasons = one_kind_costs_only_its_listings(pool, PoisonKind::LoneSurrogate).await;
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.contains("Postgres refused it: invalid input syntax for type json")),
+        "{reasons:?}"
+    );
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_change_only_postgres_refuses_is_isolated_by_halving_and_the_rest_of_its_page_applied(
+    pool: PgPool,
+) {
+    let sim = support::sim(Faults::default()).await;
+    initial(&sim, &pool).await;
+    // A rule only the database knows (a check an operator added): the
+    // changes of one listing break it.
+    let events = sim.catalogue().changes(2);
+    let victim = events[7].inner_id.clone();
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.inner_id = '{victim}' THEN
+             RAISE EXCEPTION 'refuse_one: % is refused', NEW.inner_id
+               USING ERRCODE = 'check_violation';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_one BEFORE INSERT OR UPDATE ON raw_data
+           FOR EACH ROW EXECUTE FUNCTION refuse_one();"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let settings = support::settings_for(&sim);
+    let report = run_daily(
+        &settings,
+        pool.clone(),
+        CancellationToken::new(),
+        DailyOptions::default(),
+    )
+    .await
+    .unwrap();
+    let rejected: Vec<RejectedChange> = sqlx::query_as(
+        "SELECT endpoint, change_id, inner_id, reason, raw FROM rejected_items ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let (endpoint, change_id, inner_id, reason, raw) = &rejected[0];
+    assert_eq!(endpoint, "/changes");
+    assert!(change_id.is_some());
+    assert_eq!(inner_id.as_deref(), Some(victim.as_str()));
+    assert!(reason.contains("refuse_one"), "{reason}");
+    assert!(raw.contains(&victim), "{raw}");
+    assert_eq!(report.malformed, 1);
+    assert_eq!(
+        report.received,
+        support::CHANGES_PER_DAY as u64,
+        "every change of the day was read"
+    );
+    // Every other listing the day names carries one of the day's events.
+    let ids: Vec<i64> = events
+        .iter()
+        .map(|e| i64::try_from(e.id).unwrap())
+        .collect();
+    let named: std::collections::HashSet<&str> =
+        events.iter().map(|e| e.inner_id.as_str()).collect();
+    let applied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM raw_data WHERE upstream_id = ANY($1)")
+            .bind(&ids)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(applied as usize, named.len() - 1);
+    let again = run_daily(
+        &settings,
+        pool.clone(),
+        CancellationToken::new(),
+        DailyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.received, 0, "the page is not applied twice");
 }

@@ -66,7 +66,8 @@ fn model(sim: &RunningSim, days: std::ops::Range<u32>) -> Model {
                     entry.insert_entry((payload, 0, kind, id));
                 }
                 "changed" => {
-                    let row = entry.or_insert_with(|| (Map::new(), 0, String::new(), 0));
+                    // A listing nobody sent in full stays inactive.
+                    let row = entry.or_insert_with(|| (Map::new(), 1, String::new(), 0));
                     for (k, v) in payload {
                         let name = k.strip_prefix("new_").unwrap_or(&k).to_owned();
                         row.0.insert(name, v);
@@ -131,7 +132,10 @@ async fn daily_update_applies_added_changed_removed_with_the_new_merge(pool: PgP
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
-async fn changed_or_removed_for_an_unknown_inner_id_creates_the_row(pool: PgPool) {
+async fn changed_or_removed_for_a_listing_we_do_not_have_fetches_its_full_record_or_keeps_it_inactive(
+    pool: PgPool,
+) {
+    // No initial load: every listing the day names is one we do not have.
     let sim = support::sim(Faults::default()).await;
     support::mark_done(&pool, day(-1)).await;
     daily_with(
@@ -144,52 +148,64 @@ async fn changed_or_removed_for_an_unknown_inner_id_creates_the_row(pool: PgPool
     )
     .await;
     let events = sim.catalogue().changes(0);
-    let mut last: HashMap<&str, &str> = HashMap::new();
+    let mut last: HashMap<&str, &che168_sim::ChangeEvent> = HashMap::new();
     for e in &events {
-        last.insert(&e.inner_id, e.change_type.as_str());
+        last.insert(&e.inner_id, e);
     }
-    let removed: Vec<&str> = last
-        .iter()
-        .filter(|(_, k)| **k == "removed")
-        .map(|(i, _)| *i)
-        .collect();
-    let changed_unknown: Vec<&str> = events
-        .iter()
-        .filter(|e| {
-            e.change_type.as_str() == "changed"
-                && events
-                    .iter()
-                    .all(|o| o.inner_id != e.inner_id || o.change_type.as_str() == "changed")
-        })
-        .map(|e| e.inner_id.as_str())
-        .collect();
-    assert!(!removed.is_empty() && !changed_unknown.is_empty());
-    for id in removed {
-        let (active, source): (i32, String) =
-            sqlx::query_as("SELECT active_status, source FROM raw_data WHERE inner_id = $1")
-                .bind(id)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!(
-            (active, source.as_str()),
-            (1, "daily_update"),
-            "removed {id}"
-        );
+    let only_changed = |id: &str| {
+        events
+            .iter()
+            .all(|o| o.inner_id != id || o.change_type.as_str() == "changed")
+    };
+    let row = |id: String| {
+        let pool = pool.clone();
+        async move {
+            let row: (i32, String, Value) = sqlx::query_as(
+                "SELECT active_status, source, data FROM raw_data WHERE inner_id = $1",
+            )
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            row
+        }
+    };
+    let (mut unknown_changed, mut full_changed, mut removed) = (0, 0, 0);
+    for (id, e) in &last {
+        let (active, source, data) = row((*id).to_owned()).await;
+        assert_eq!(source, "daily_update", "{id}");
+        let offered = sim.catalogue().current_listing(id).is_some();
+        match (e.change_type.as_str(), offered) {
+            ("removed", _) => {
+                removed += 1;
+                assert_eq!(active, 1, "removed {id}");
+            }
+            ("changed", false) if only_changed(id) => {
+                // /offer does not know it: only a price, never served.
+                unknown_changed += 1;
+                assert_eq!(active, 1, "changed {id} without a full record");
+                assert!(
+                    data.get("price").is_some() && data.get("new_price").is_none(),
+                    "{data}"
+                );
+            }
+            ("changed", true) if only_changed(id) => {
+                // /offer sent the full record: the listing is on sale.
+                full_changed += 1;
+                assert_eq!(active, 0, "changed {id} with its full record");
+                assert!(
+                    data.get("mark").is_some() && data.get("price").is_some(),
+                    "{data}"
+                );
+            }
+            _ => {}
+        }
     }
-    for id in changed_unknown {
-        let (active, data): (i32, Value) =
-            sqlx::query_as("SELECT active_status, data FROM raw_data WHERE inner_id = $1")
-                .bind(id)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!(active, 0, "changed {id}");
-        assert!(
-            data.get("price").is_some() && data.get("new_price").is_none(),
-            "{data}"
-        );
-    }
+    assert!(
+        unknown_changed > 0 && full_changed > 0 && removed > 0,
+        "{unknown_changed} {full_changed} {removed}"
+    );
+    assert!(sim.requests("offer") > 0, "full records came from /offer");
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
