@@ -9,6 +9,7 @@ mod listings;
 mod loader;
 mod normalizer;
 mod worker;
+mod worker_reclaim;
 
 use std::process::ExitCode;
 
@@ -22,9 +23,10 @@ use clap::{Parser, ValueEnum};
 struct Cli {
     /// Which benchmark to run.
     name: BenchName,
-    /// Measured runs per figure (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
+    /// Measured runs per figure (the median is reported; default 3). The
+    /// worker's kill -9 figure kills this many times (default 10, at most).
+    #[arg(long)]
+    runs: Option<usize>,
     /// Unmeasured warm-up runs before the measured ones.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
@@ -48,8 +50,11 @@ enum BenchName {
     /// and through nginx; page 1,000 vs 1; limiter and auth on vs off; RSS.
     Api,
     /// The worker fleet: no-op coordination tasks/s for 1, 2, 4 workers
-    /// against claim-one/complete-one autocommit; the 50 ms latency curve.
+    /// against claim-one/complete-one autocommit; the 50 ms latency curve;
+    /// kill -9 to full reclaim of real `worker run` processes.
     Worker,
+    /// Only the worker's kill -9 to full reclaim figure (worst of 10 kills).
+    WorkerReclaim,
 }
 
 fn main() -> ExitCode {
@@ -61,9 +66,10 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let plan = harness::Plan {
-        runs: cli.runs.max(1),
+        runs: cli.runs.unwrap_or(3).max(1),
         warmup: cli.warmup,
     };
+    let kills = cli.runs.unwrap_or(10).clamp(1, 10);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         let database = harness::BenchDatabase::provision().await?;
@@ -72,7 +78,8 @@ fn main() -> ExitCode {
             BenchName::Normalizer => normalizer::run(&database, plan, cli.rows).await,
             BenchName::Loader => loader::run(&database, plan, cli.rows).await,
             BenchName::Api => api::run(&database, plan, cli.rows).await,
-            BenchName::Worker => worker::run(&database, plan, cli.rows).await,
+            BenchName::Worker => worker::run(&database, plan, cli.rows, kills).await,
+            BenchName::WorkerReclaim => worker::reclaim_only(&database, kills).await,
         };
         database.drop_database().await?;
         report
