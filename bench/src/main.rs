@@ -12,6 +12,7 @@ mod normalizer;
 mod slow_link;
 mod sync;
 mod worker;
+mod worker_reclaim;
 
 use std::process::ExitCode;
 
@@ -25,9 +26,10 @@ use clap::{Parser, ValueEnum};
 struct Cli {
     /// Which benchmark to run.
     name: BenchName,
-    /// Measured runs per figure (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
+    /// Measured runs per figure (the median is reported; default 3). The
+    /// worker's kill -9 figure kills this many times (default 10, at most).
+    #[arg(long)]
+    runs: Option<usize>,
     /// Unmeasured warm-up runs before the measured ones.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
@@ -82,7 +84,8 @@ enum BenchName {
     /// and through nginx; page 1,000 vs 1; limiter and auth on vs off; RSS.
     Api,
     /// The worker fleet: no-op coordination tasks/s for 1, 2, 4 workers
-    /// against claim-one/complete-one autocommit; the 50 ms latency curve.
+    /// against claim-one/complete-one autocommit; the 50 ms latency curve;
+    /// kill -9 to full reclaim of real `worker run` processes.
     Worker,
     /// Browser workers: render_url pages/s and peak memory at 1, 2, 4 tabs
     /// against fetch_url on the same pages in the same run.
@@ -91,6 +94,8 @@ enum BenchName {
     /// COPY pipe; incremental push of 15,000 changes; verify; full push over
     /// a 50 ms link against row-by-row upserts.
     Sync,
+    /// Only the worker's kill -9 to full reclaim figure (worst of 10 kills).
+    WorkerReclaim,
 }
 
 fn main() -> ExitCode {
@@ -102,9 +107,10 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let plan = harness::Plan {
-        runs: cli.runs.max(1),
+        runs: cli.runs.unwrap_or(3).max(1),
         warmup: cli.warmup,
     };
+    let kills = cli.runs.unwrap_or(10).clamp(1, 10);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         let database = harness::BenchDatabase::provision().await?;
@@ -117,7 +123,8 @@ fn main() -> ExitCode {
             BenchName::Normalizer => normalizer::run(&database, plan, cli.rows).await,
             BenchName::Loader => loader::run(&database, plan, cli.rows).await,
             BenchName::Api => api::run(&database, plan, cli.rows).await,
-            BenchName::Worker => worker::run(&database, plan, cli.rows).await,
+            BenchName::Worker => worker::run(&database, plan, cli.rows, kills).await,
+            BenchName::WorkerReclaim => worker::reclaim_only(&database, kills).await,
             BenchName::Browser => browser::run(&database, plan, cli.rows).await,
             BenchName::Sync => sync::run(&database, plan, cli.rows).await,
         };

@@ -2,8 +2,8 @@
 //! zero-latency origin through a local proxy, save, complete) for 1, 2 and 4
 //! in-process workers against a claim-one/complete-one autocommit loop in
 //! the same run, with SQL transactions per task; and the 50 ms latency curve
-//! (tasks/s as slots grow against a fixed number of proxies).
-//! Not measured here yet: kill -9 to full reclaim (see the crash test).
+//! (tasks/s as slots grow against a fixed number of proxies); and kill -9 to
+//! full reclaim of real processes (`worker_reclaim`).
 
 use std::time::{Duration, Instant};
 
@@ -162,7 +162,23 @@ fn figure(
     }
 }
 
-pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow::Result<Report> {
+/// Only the kill -9 figure.
+pub async fn reclaim_only(db: &BenchDatabase, kills: usize) -> anyhow::Result<Report> {
+    Ok(Report {
+        bench: "worker",
+        context: format!(
+            "{kills} kill(s) of a real `worker run` beside a survivor; heartbeat 5 s, stale after 15 s, sweep every 5 s"
+        ),
+        figures: crate::worker_reclaim::figures(db, kills).await?,
+    })
+}
+
+pub async fn run(
+    db: &BenchDatabase,
+    plan: Plan,
+    rows: Option<usize>,
+    kills: usize,
+) -> anyhow::Result<Report> {
     let tasks = rows.unwrap_or(DEFAULT_TASKS);
     let origin = Origin::start(Duration::ZERO).await;
     let mut proxies = Vec::new();
@@ -228,10 +244,11 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             None,
         ));
     }
+    figures.extend(crate::worker_reclaim::figures(db, kills).await?);
     Ok(Report {
         bench: "worker",
         context: format!(
-            "{tasks} no-op tasks, in-process workers, local proxies; other helpers share the CPU"
+            "{tasks} no-op tasks, in-process workers, local proxies; {kills} kill(s) of a real worker; other helpers share the CPU"
         ),
         figures,
     })
