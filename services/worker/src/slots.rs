@@ -84,14 +84,14 @@ impl Claimer {
                 permits.push(p);
             }
             let worker_id = self.identity.get();
-            let claimed =
-                match claim(&self.pool, worker_id, permits.len(), self.fetcher.kinds()).await {
-                    Ok(claimed) => claimed,
-                    Err(err) => {
-                        tracing::warn!("Failed to claim tasks, retrying: {err:#}");
-                        Vec::new()
-                    }
-                };
+            let kinds = self.fetcher.kinds();
+            let claimed = match claim(&self.pool, worker_id, permits.len(), kinds).await {
+                Ok(claimed) => claimed,
+                Err(err) => {
+                    tracing::warn!("Failed to claim tasks, retrying: {err:#}");
+                    Vec::new()
+                }
+            };
             if claimed.is_empty() {
                 drop(permits);
                 tokio::select! {
