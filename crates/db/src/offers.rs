@@ -95,6 +95,10 @@ pub struct OfferFilter {
     pub is_dealer: Option<bool>,
 }
 
+/// The offer's filter terms, exactly as migration 0008 indexes them (GIN).
+const TERMS: &str = "api_filter_terms(model, city, body_type, engine_type, \
+     transmission_type, drive_type, seller_type, is_dealer)";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageRequest {
     pub filter: OfferFilter,
@@ -143,10 +147,25 @@ where
     let mut rows: Vec<Row> = Vec::new();
     let in_null_tail = matches!(&request.after, Some(p) if p.value.is_none());
     if !in_null_tail {
-        rows = first_statement(request, "")
-            .build_query_as()
-            .fetch_all(db)
-            .await?;
+        if is_guarded(request) {
+            rows = first_statement(request, "", Shape::Walk)
+                .build_query_as()
+                .fetch_all(db)
+                .await?;
+            if rows.len() < want as usize {
+                // Fewer matches than a page in the walk: the filter is
+                // selective (or the list ends), so its index finds them.
+                rows = first_statement(request, "", Shape::Matching)
+                    .build_query_as()
+                    .fetch_all(db)
+                    .await?;
+            }
+        } else {
+            rows = first_statement(request, "", Shape::Direct)
+                .build_query_as()
+                .fetch_all(db)
+                .await?;
+        }
     }
     let missing = want - rows.len() as i64;
     if missing > 0 {
@@ -162,10 +181,84 @@ where
     })
 }
 
+/// Rows of the sort's index a guarded page walks at most before it looks
+/// the filter's matches up instead.
+const WALK_ROWS: i64 = 5_000;
+
+/// How the first statement finds its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One statement; the planner chooses. For no filter or only mark,
+    /// whose (mark, sort column) indexes serve every sort.
+    Direct,
+    /// Walk the sort's index, at most `WALK_ROWS` rows, filtering on the
+    /// way: a common value fills a page within a few rows. The planner
+    /// cannot be trusted to choose this well by itself: a value that
+    /// matches nothing once walked all 1,000,000 rows (3.7 s).
+    Walk,
+    /// The filter's matches first (by its indexes), then sorted: after a
+    /// walk found less than a page, so there are few matches.
+    Matching,
+}
+
+/// Whether a page needs the walk-then-matching guard: any filter but one
+/// mark alone, sorted by a column with a (mark, column) index (0004).
+fn is_guarded(request: &PageRequest) -> bool {
+    let filter = &request.filter;
+    let mark_only = OfferFilter {
+        mark: filter.mark.clone(),
+        ..OfferFilter::default()
+    };
+    let served = *filter == OfferFilter::default()
+        || (*filter == mark_only && filter.mark.len() == 1 && request.sort != SortKey::KmAge);
+    !served
+}
+
 /// The page's first statement (the offers with a value for the sort
-/// column), after `prefix` (`EXPLAIN` for [`explain`]).
-fn first_statement(request: &PageRequest, prefix: &str) -> QueryBuilder<'static, Postgres> {
-    let mut query = select(request, prefix);
+/// column), after `prefix` (`EXPLAIN` for [`explain`]), in `shape`.
+fn first_statement(
+    request: &PageRequest,
+    prefix: &str,
+    shape: Shape,
+) -> QueryBuilder<'static, Postgres> {
+    let col = request.sort.column();
+    let dir = request.direction.sql();
+    let (n, t) = sort_outputs(request.sort);
+    let outputs = format!("inner_id, {n} AS n, {t} AS t, record::text AS record");
+    let mut query = QueryBuilder::new(prefix.to_owned());
+    match shape {
+        Shape::Direct => {
+            query.push(format_args!(
+                "SELECT {outputs} FROM processed_data WHERE is_active"
+            ));
+            push_filters(&mut query, &request.filter);
+            push_position(&mut query, request);
+        }
+        Shape::Walk => {
+            query.push("SELECT ").push(&outputs);
+            query.push(" FROM (SELECT * FROM processed_data WHERE is_active");
+            push_position(&mut query, request);
+            query.push(format_args!(
+                " ORDER BY {col} {dir}, inner_id {dir} LIMIT {WALK_ROWS}) AS walk WHERE true"
+            ));
+            push_filters(&mut query, &request.filter);
+        }
+        Shape::Matching => {
+            query.push(
+                "WITH matching AS MATERIALIZED (SELECT * FROM processed_data WHERE is_active",
+            );
+            push_filters(&mut query, &request.filter);
+            push_position(&mut query, request);
+            query.push(format_args!(") SELECT {outputs} FROM matching"));
+        }
+    }
+    query.push(format_args!(" ORDER BY {col} {dir}, inner_id {dir} LIMIT "));
+    query.push_bind(i64::from(request.limit) + 1);
+    query
+}
+
+/// `AND <sort column> IS NOT NULL`, and after the cursor's position.
+fn push_position(query: &mut QueryBuilder<'static, Postgres>, request: &PageRequest) {
     query.push(format_args!(" AND {} IS NOT NULL", request.sort.column()));
     if let Some(Position {
         value: Some(value),
@@ -183,13 +276,6 @@ fn first_statement(request: &PageRequest, prefix: &str) -> QueryBuilder<'static,
         };
         query.push(", ").push_bind(inner_id.clone()).push(")");
     }
-    query.push(format_args!(
-        " ORDER BY {col} {dir}, inner_id {dir} LIMIT ",
-        col = request.sort.column(),
-        dir = request.direction.sql()
-    ));
-    query.push_bind(i64::from(request.limit) + 1);
-    query
 }
 
 /// The statement for the offers without a value for the sort column, which
@@ -217,32 +303,48 @@ fn null_tail_statement(
     query
 }
 
-/// The plans of a page's two statements, as `EXPLAIN` prints them (for
-/// the tests that check every filter is served by an index).
-pub async fn explain<'c, E>(db: E, request: &PageRequest) -> Result<[String; 2], DbError>
+/// The plans of a page's statements (the first one in every shape it may
+/// take, then the NULL tail), as `EXPLAIN` prints them, for the tests that
+/// check every filter is served by an index.
+pub async fn explain<'c, E>(db: E, request: &PageRequest) -> Result<Vec<(String, String)>, DbError>
 where
     E: PgExecutor<'c> + Copy,
 {
     let want = i64::from(request.limit) + 1;
-    let first: Vec<String> = first_statement(request, "EXPLAIN ")
-        .build_query_scalar()
-        .fetch_all(db)
-        .await?;
+    let shapes: &[Shape] = if is_guarded(request) {
+        &[Shape::Walk, Shape::Matching]
+    } else {
+        &[Shape::Direct]
+    };
+    let mut plans = Vec::new();
+    for shape in shapes {
+        let lines: Vec<String> = first_statement(request, "EXPLAIN ", *shape)
+            .build_query_scalar()
+            .fetch_all(db)
+            .await?;
+        plans.push((format!("{shape:?}"), lines.join("\n")));
+    }
     let tail: Vec<String> = null_tail_statement(request, "EXPLAIN ", want)
         .build_query_scalar()
         .fetch_all(db)
         .await?;
-    Ok([first.join("\n"), tail.join("\n")])
+    plans.push(("null tail".to_owned(), tail.join("\n")));
+    Ok(plans)
 }
 
-/// `SELECT ... WHERE is_active AND <filters>`, ready for more conditions.
-fn select(request: &PageRequest, prefix: &str) -> QueryBuilder<'static, Postgres> {
-    let (n, t) = match request.sort {
+/// The sort value's output columns: `n` (numbers) and `t` (times).
+const fn sort_outputs(sort: SortKey) -> (&'static str, &'static str) {
+    match sort {
         SortKey::Price => ("price", "NULL::timestamptz"),
         SortKey::Year => ("year::bigint", "NULL::timestamptz"),
         SortKey::KmAge => ("km_age::bigint", "NULL::timestamptz"),
         SortKey::ListedAt => ("NULL::bigint", "listed_at"),
-    };
+    }
+}
+
+/// `SELECT ... WHERE is_active AND <filters>`, ready for more conditions.
+fn select(request: &PageRequest, prefix: &str) -> QueryBuilder<'static, Postgres> {
+    let (n, t) = sort_outputs(request.sort);
     let mut query = QueryBuilder::new(format!(
         "{prefix}SELECT inner_id, {n} AS n, {t} AS t, record::text AS record
          FROM processed_data WHERE is_active"
@@ -252,12 +354,44 @@ fn select(request: &PageRequest, prefix: &str) -> QueryBuilder<'static, Postgres
 }
 
 fn push_filters(query: &mut QueryBuilder<'static, Postgres>, f: &OfferFilter) {
-    // Any of the values. Each is its own bind (inside lower() where case is
-    // ignored), which a custom plan folds to a constant, so the planner
-    // sees the values themselves.
-    let lists = [
-        ("mark", &f.mark, true),
-        ("model", &f.model, true),
+    // mark: the (lower(mark), sort column) indexes of 0004. Each value is
+    // its own bind inside lower(), which a custom plan folds to a constant,
+    // so the planner sees the values themselves.
+    if !f.mark.is_empty() {
+        query.push(" AND lower(mark) IN (");
+        let mut values = query.separated(", ");
+        for mark in &f.mark {
+            values.push("lower(");
+            values.push_bind_unseparated(mark.clone());
+            values.push_unseparated(")");
+        }
+        query.push(")");
+    }
+    // model with mark: the (lower(mark), lower(model)) index of 0001.
+    let model_with_mark = !f.mark.is_empty() && !f.model.is_empty();
+    if model_with_mark {
+        query.push(" AND lower(model) IN (");
+        let mut values = query.separated(", ");
+        for model in &f.model {
+            values.push("lower(");
+            values.push_bind_unseparated(model.clone());
+            values.push_unseparated(")");
+        }
+        query.push(")");
+    }
+    // The rest: the filter terms' GIN index (0008). One value: the terms
+    // contain it; several: they contain any of them.
+    let no_values = Vec::new();
+    let terms = [
+        (
+            "model",
+            if model_with_mark {
+                &no_values
+            } else {
+                &f.model
+            },
+            true,
+        ),
         ("city", &f.city, true),
         ("body_type", &f.body_type, false),
         ("engine_type", &f.engine_type, false),
@@ -265,29 +399,30 @@ fn push_filters(query: &mut QueryBuilder<'static, Postgres>, f: &OfferFilter) {
         ("drive_type", &f.drive_type, false),
         ("seller_type", &f.seller_type, false),
     ];
-    for (column, values, fold_case) in lists {
+    for (name, values, fold_case) in terms {
         if values.is_empty() {
             continue;
         }
-        if fold_case {
-            query.push(format_args!(" AND lower({column}) IN ("));
-        } else {
-            query.push(format_args!(" AND {column} IN ("));
-        }
+        let op = if values.len() == 1 { "@>" } else { "&&" };
+        query.push(format_args!(" AND {TERMS} {op} ARRAY["));
         let mut items = query.separated(", ");
         for value in values {
+            items.push(format_args!("'{name}=' || "));
             if fold_case {
-                items.push("lower(");
-                items.push_bind_unseparated(value.clone());
+                items.push_unseparated("lower(");
+            }
+            items.push_bind_unseparated(value.clone());
+            items.push_unseparated("::text");
+            if fold_case {
                 items.push_unseparated(")");
-            } else {
-                items.push_bind(value.clone());
             }
         }
-        query.push(")");
+        query.push("]");
     }
     if let Some(is_dealer) = f.is_dealer {
-        query.push(" AND is_dealer = ").push_bind(is_dealer);
+        query.push(format_args!(
+            " AND {TERMS} @> ARRAY['is_dealer={is_dealer}']"
+        ));
     }
     let ranges = [
         ("year", ">=", f.year_from.map(i64::from)),

@@ -283,3 +283,30 @@ async fn every_answer_carries_a_request_id_and_errors_repeat_it(pool: PgPool) {
         assert_eq!(answer.json()["error"]["request_id"], id.as_str(), "{uri}");
     }
 }
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn filters_may_take_longer_than_the_statement_timeout(pool: PgPool) {
+    insert(&pool, &generate(20, 42_000_000, 3)).await;
+    let token = token(&pool).await;
+    let mut config = ApiConfig::for_tests();
+    config.statement_timeout = Duration::from_millis(100);
+    let state = bounded_state(&pool, config, 4);
+    assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);
+    let lock = lock_offers(&pool).await;
+    let request = tokio::spawn({
+        let (state, token) = (state.clone(), token.clone());
+        async move { get(&state, "/api/v1/filters", &token).await }
+    });
+    waiting_for_lock(&pool, 1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    drop(lock);
+    let answer = request.await.unwrap();
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert!(answer.json()["total"].as_i64().unwrap() > 0);
+    state.pool.close().await;
+}

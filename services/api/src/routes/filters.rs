@@ -77,7 +77,20 @@ pub async fn filters(State(state): State<AppState>) -> Result<Response, ApiError
     let body = state
         .filters
         .get_or_refresh(ttl, || async {
-            let rows = db::offers::facets(&state.pool).await?;
+            // One scan of every active offer (seconds at 1,000,000 rows),
+            // cached: it may run up to the request timeout, not the
+            // statement timeout meant for the per-request queries.
+            let mut tx = state.pool.begin().await.map_err(db::DbError::from)?;
+            let timeout = format!(
+                "SET LOCAL statement_timeout = {}",
+                state.config.request_timeout.as_millis()
+            );
+            sqlx::query(&timeout)
+                .execute(&mut *tx)
+                .await
+                .map_err(db::DbError::from)?;
+            let rows = db::offers::facets(&mut *tx).await?;
+            tx.commit().await.map_err(db::DbError::from)?;
             let body = serde_json::to_vec(&assemble(rows)).map_err(anyhow::Error::from)?;
             Ok(body.into())
         })
