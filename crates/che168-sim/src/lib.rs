@@ -105,6 +105,11 @@ pub struct Faults {
     pub next_page_zero: bool,
     /// These `/offers` pages always answer 503.
     pub fail_pages: HashSet<u32>,
+    /// These `/offers` pages name themselves as `next_page` (a feed that
+    /// would loop).
+    pub next_page_not_after: HashSet<u32>,
+    /// These `/offers` pages have no `next_page` in their `meta`.
+    pub next_page_missing: HashSet<u32>,
     /// `/changes?change_id=` with these ids always answers 503.
     pub fail_change_ids: HashSet<u64>,
     /// Share of listings (in `/offers` and `/changes`) sent with a value the
@@ -128,6 +133,8 @@ impl Default for Faults {
             empty_tip: false,
             next_page_zero: false,
             fail_pages: HashSet::new(),
+            next_page_not_after: HashSet::new(),
+            next_page_missing: HashSet::new(),
             fail_change_ids: HashSet::new(),
             poison_rate: 0.0,
             poison_kinds: PoisonKind::ALL.to_vec(),

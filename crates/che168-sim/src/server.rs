@@ -86,9 +86,22 @@ async fn offers(State(state): State<Arc<SimState>>, Query(params): Params) -> Re
         Some(_) => return message(StatusCode::BAD_REQUEST, "page must be a positive integer"),
     };
     let faults = state.faults();
-    let body = state
+    let mut body = state
         .catalogue
         .offers_page_bytes(page, faults.next_page_zero);
+    let not_after = faults.next_page_not_after.contains(&page);
+    if not_after || faults.next_page_missing.contains(&page) {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&body).expect("a page always parses");
+        if let Some(meta) = value.get_mut("meta").and_then(|m| m.as_object_mut()) {
+            if not_after {
+                meta.insert("next_page".into(), json!(page));
+            } else {
+                meta.remove("next_page");
+            }
+        }
+        body = value.to_string().into_bytes();
+    }
     json_body(StatusCode::OK, poisoned(&state, &faults, body))
 }
 

@@ -66,3 +66,28 @@ where
     }
     Ok(counts)
 }
+
+/// Where the initial load stands, for `/stats`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct InitialLoadStatus {
+    /// No failed page remains, or the rounds of fetching them ran out.
+    pub finished: bool,
+    /// Pages that failed every attempt and are not stored yet.
+    pub missing_pages: Vec<i32>,
+    /// Rounds of fetching the failed pages again so far.
+    pub refetch_rounds: i32,
+    /// Upstream items the loader could not store (`rejected_items`).
+    pub rejected_items: i64,
+}
+
+/// `None` when no initial load ever started.
+pub async fn initial_load(db: impl PgExecutor<'_>) -> Result<Option<InitialLoadStatus>, DbError> {
+    let status = sqlx::query_as(
+        "SELECT finished_at IS NOT NULL AS finished, failed_pages AS missing_pages,
+                refetch_rounds, (SELECT count(*) FROM rejected_items) AS rejected_items
+           FROM initial_load_state WHERE id = 1",
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(status)
+}

@@ -182,6 +182,31 @@ async fn stats_count_the_pipeline_and_show_the_last_operation_of_each_kind(pool:
     .unwrap();
     let body = get(&state, "/api/v1/stats", &token).await.json();
     assert_eq!(body["fleet"]["workers"], 3);
+    assert_eq!(
+        body["initial_load"],
+        serde_json::Value::Null,
+        "never started"
+    );
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn stats_name_the_pages_the_initial_load_is_missing(pool: PgPool) {
+    sqlx::raw_sql(
+        "INSERT INTO initial_load_state (id, next_page, feed_ended_at, failed_pages, refetch_rounds)
+         VALUES (1, 31, now(), '{7,12}', 1);
+         INSERT INTO rejected_items (endpoint, page, inner_id, reason, raw)
+         VALUES ('/offers', 3, 'x', 'bad', '{}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let state = state(&pool);
+    let token = token(&pool).await;
+    let body = get(&state, "/api/v1/stats", &token).await.json();
+    assert_eq!(
+        body["initial_load"],
+        serde_json::json!({"finished": false, "missing_pages": [7, 12], "rejected_items": 1})
+    );
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]

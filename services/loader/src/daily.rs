@@ -54,6 +54,7 @@ enum DateOutcome {
     Interrupted,
 }
 
+#[tracing::instrument(name = "daily_update", skip_all)]
 pub async fn update(
     client: &Client,
     pool: &PgPool,

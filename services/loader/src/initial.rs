@@ -14,6 +14,7 @@ use db::load_state::PageSpan;
 use db::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use upstream::{Client, OffersPage, UpstreamError};
 
 use crate::pipeline::{PagePipeline, PageRows, StoredPages, WriteFailed};
@@ -36,6 +37,7 @@ pub struct InitialOptions {
 
 /// The load itself; counts go into `report` as they happen, so a failed run
 /// still reports what it did.
+#[tracing::instrument(name = "initial_load", skip_all)]
 pub async fn load(
     client: &Client,
     pool: &PgPool,
@@ -172,7 +174,8 @@ async fn fetch_pages(
             return FetchEnd::MaxPages(page);
         }
         tracing::debug!("Starting page {page} loading");
-        let (item, next) = match client.offers_page(page).await {
+        let request = client.offers_page(page);
+        let (item, next) = match request.instrument(tracing::info_span!("page", page)).await {
             Ok(offers) => {
                 fetched += 1;
                 let next = offers.next_page;
@@ -336,6 +339,7 @@ impl Writer<'_> {
         self.progress.add(inserted);
     }
 
+    #[tracing::instrument(skip_all, fields(page = page))]
     async fn skip_failed(&mut self, page: u32, err: &UpstreamError) -> anyhow::Result<()> {
         tracing::error!("Page {page} failed every attempt and is skipped: {err}");
         let mut conn = self

@@ -10,6 +10,7 @@
 use anyhow::Context;
 use db::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use upstream::{Client, UpstreamError};
 
 use crate::pipeline::{store_refetched_page, PageRows};
@@ -93,7 +94,9 @@ async fn fetch_again(
             report.interrupted = true;
             break;
         }
-        match client.offers_page(u32::try_from(page).unwrap_or(0)).await {
+        let request = client.offers_page(u32::try_from(page).unwrap_or(0));
+        let span = tracing::info_span!("page", page);
+        match request.instrument(span.clone()).await {
             Ok(offers) => {
                 let mut conn = pool
                     .acquire()
@@ -107,6 +110,7 @@ async fn fetch_again(
                     rejected: offers.rejected,
                 };
                 let stored = store_refetched_page(&mut conn, rows)
+                    .instrument(span)
                     .await
                     .with_context(|| format!("Failed to store page {page}"))?;
                 let Some((inserted, refused)) = stored else {

@@ -34,38 +34,24 @@ pub async fn serve(
         settings.loader.schedule
     );
     loop {
-        let pending = initial_load_pending(&pool).await?;
-        if pending || !missing_pages(&pool).await?.is_empty() {
-            if pending {
-                tracing::info!("The initial load is not finished: running it first");
-            } else {
-                tracing::info!("The initial load has pages missing: fetching them again");
+        if initial_load_pending(&pool).await? {
+            tracing::info!("The initial load is not finished: running it first");
+            initial(settings, &pool, &shutdown).await;
+            if shutdown.is_cancelled() {
+                break;
             }
-            if let Err(err) = run_initial(
-                settings,
-                pool.clone(),
-                shutdown.clone(),
-                InitialOptions::default(),
-            )
-            .await
-            {
-                tracing::error!("The initial load failed: {err:#}");
-            }
-        }
-        if shutdown.is_cancelled() {
-            break;
-        }
-        if initial_load_pending(&pool).await? && !missing_pages(&pool).await?.is_empty() {
-            // Only failed pages hold the load back: the next round comes
-            // after one retry interval, not the next daily schedule.
-            let pause = settings.upstream.retry.interval;
-            tracing::info!(
-                "Fetching the missing pages again in {}",
-                humantime::format_duration(pause)
-            );
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(pause) => continue,
+            if initial_load_pending(&pool).await? && !missing_pages(&pool).await?.is_empty() {
+                // Only failed pages hold the load back: the next round
+                // comes after one retry interval, not the next schedule.
+                let pause = settings.upstream.retry.interval;
+                tracing::info!(
+                    "Fetching the missing pages again in {}",
+                    humantime::format_duration(pause)
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => continue,
+                }
             }
         }
         let now = Utc::now();
@@ -81,6 +67,10 @@ pub async fn serve(
         if initial_load_pending(&pool).await? {
             continue;
         }
+        if !missing_pages(&pool).await?.is_empty() {
+            tracing::info!("The initial load has pages missing: fetching them again first");
+            initial(settings, &pool, &shutdown).await;
+        }
         if let Err(err) = run_daily(
             settings,
             pool.clone(),
@@ -94,4 +84,12 @@ pub async fn serve(
     }
     tracing::info!("Loader stopped");
     Ok(())
+}
+
+/// One `loader initial` run; a failure is logged (the run recorded it).
+async fn initial(settings: &Settings, pool: &PgPool, shutdown: &CancellationToken) {
+    let options = InitialOptions::default();
+    if let Err(err) = run_initial(settings, pool.clone(), shutdown.clone(), options).await {
+        tracing::error!("The initial load failed: {err:#}");
+    }
 }

@@ -7,6 +7,8 @@
 
 mod support;
 
+use std::collections::HashSet;
+
 use che168_sim::{Faults, PoisonKind, RunningSim};
 use loader::{run_daily, run_initial, DailyOptions, InitialOptions, RunReport};
 use sqlx::PgPool;
@@ -299,4 +301,109 @@ async fn a_change_only_postgres_refuses_is_isolated_by_halving_and_the_rest_of_i
     .await
     .unwrap();
     assert_eq!(again.received, 0, "the page is not applied twice");
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_next_page_not_after_the_current_page_stops_the_load_with_an_error_after_storing_the_page(
+    pool: PgPool,
+) {
+    let sim = support::sim(Faults {
+        next_page_not_after: HashSet::from([5]),
+        ..Faults::default()
+    })
+    .await;
+    let settings = support::settings_for(&sim);
+    let err = run_initial(
+        &settings,
+        pool.clone(),
+        CancellationToken::new(),
+        InitialOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("Page 5 names page 5 as the next one"),
+        "{err:#}"
+    );
+    assert_eq!(sim.page_requests(6), 0, "the load did not march on");
+    assert_eq!(
+        support::checksum(&pool).await.0,
+        100,
+        "pages 1-5 are stored"
+    );
+    let ops = support::operations(&pool).await;
+    assert_eq!(ops[0].0, "ERROR");
+    assert!(ops[0].1.contains("Page 5 names page 5"), "{ops:?}");
+
+    // The upstream mends its feed: the next run goes on from page 5, and
+    // stores nothing twice.
+    sim.set_faults(Faults::default());
+    let again = initial(&sim, &pool).await;
+    assert_eq!(again.inserted, support::LISTINGS as u64 - 100);
+    assert_eq!(support::checksum(&pool).await.0, support::LISTINGS as i64);
+    assert!(!loader::initial_load_pending(&pool).await.unwrap());
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_page_whose_meta_has_no_next_page_is_retried_as_malformed_then_fetched_again_later(
+    pool: PgPool,
+) {
+    let sim = support::sim(Faults {
+        next_page_missing: HashSet::from([4]),
+        ..Faults::default()
+    })
+    .await;
+    let settings = support::settings_with(&sim, &[("CARFEED__UPSTREAM__RETRY__MAX_ATTEMPTS", "2")]);
+    let report = run_initial(
+        &settings,
+        pool.clone(),
+        CancellationToken::new(),
+        InitialOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.failed_pages, vec![4]);
+    assert_eq!(report.missing_pages, vec![4]);
+    assert_eq!(
+        sim.page_requests(4),
+        4,
+        "two attempts in order, two at the end"
+    );
+    assert_eq!(
+        support::checksum(&pool).await.0,
+        support::LISTINGS as i64 - 20,
+        "the feed did not end at page 4: every other page is stored"
+    );
+    sim.set_faults(Faults::default());
+    let again = run_initial(
+        &settings,
+        pool.clone(),
+        CancellationToken::new(),
+        InitialOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.pages, again.inserted), (1, 20));
+    assert_eq!(support::checksum(&pool).await.0, support::LISTINGS as i64);
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_feed_ending_far_below_the_expected_total_is_a_warning_recorded_in_operations_log(
+    pool: PgPool,
+) {
+    let sim = support::sim(Faults::default()).await;
+    let settings = support::settings_with(&sim, &[("CARFEED__LOADER__EXPECTED_TOTAL", "10000")]);
+    let report = run_initial(
+        &settings,
+        pool.clone(),
+        CancellationToken::new(),
+        InitialOptions::default(),
+    )
+    .await
+    .unwrap();
+    let note = "feed ended far below loader.expected_total (600 of 10000)";
+    assert!(report.notes.iter().any(|n| n == note), "{:?}", report.notes);
+    let ops = support::operations(&pool).await;
+    assert!(ops[0].1.contains(note), "{ops:?}");
+    assert_eq!(ops[0].0, "OK", "a warning, not an error");
 }

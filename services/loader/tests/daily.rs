@@ -310,6 +310,31 @@ async fn without_any_sync_state_the_daily_update_starts_today(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
+async fn the_first_daily_run_starts_at_the_day_the_initial_load_started(pool: PgPool) {
+    let sim = support::sim(Faults::default()).await;
+    initial(&sim, &pool).await;
+    // The initial load took two days: it began at the first simulated day.
+    sqlx::query("UPDATE initial_load_state SET started_at = $1::date + time '10:00'")
+        .bind(day(0))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let report = daily(&sim, &pool).await;
+    assert_eq!(report.dates_completed, vec![day(0), day(1)]);
+    assert_eq!(
+        report.received,
+        3 * support::CHANGES_PER_DAY as u64,
+        "the changes made during the load are applied"
+    );
+    let expected = model(&sim, 0..support::DAYS);
+    let actual = stored(&pool).await;
+    assert_eq!(actual.len(), expected.len());
+    for (inner_id, row) in &expected {
+        assert_eq!(actual.get(inner_id), Some(row), "listing {inner_id}");
+    }
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
 async fn a_date_that_cannot_be_completed_stays_unfinished_and_the_next_run_resumes_from_the_last_applied_change(
     pool: PgPool,
 ) {

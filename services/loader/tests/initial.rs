@@ -182,6 +182,58 @@ async fn a_page_that_fails_every_attempt_is_skipped_fetched_again_at_the_end_and
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
+async fn the_load_is_finished_only_when_no_failed_page_remains_or_the_rounds_run_out_and_names_the_missing_pages(
+    pool: PgPool,
+) {
+    let sim = support::sim(Faults {
+        fail_pages: HashSet::from([7]),
+        ..Faults::default()
+    })
+    .await;
+    let settings = support::settings_with(
+        &sim,
+        &[
+            ("CARFEED__UPSTREAM__RETRY__MAX_ATTEMPTS", "2"),
+            ("CARFEED__LOADER__FAILED_PAGE_ROUNDS", "2"),
+        ],
+    );
+    // Round 1 (the end of the feed): page 7 still fails; not finished.
+    let first = initial(&settings, &pool, None).await;
+    assert_eq!(first.missing_pages, vec![7]);
+    assert!(loader::initial_load_pending(&pool).await.unwrap());
+    // Round 2: the rounds run out; the load counts as finished, saying so.
+    let second = initial(&settings, &pool, None).await;
+    assert_eq!((second.pages, second.missing_pages.clone()), (0, vec![7]));
+    assert!(!loader::initial_load_pending(&pool).await.unwrap());
+    assert_eq!(loader::missing_pages(&pool).await.unwrap(), vec![7]);
+    let ops = support::operations(&pool).await;
+    assert_eq!(ops.len(), 2);
+    assert_eq!(ops[1].0, "ERROR");
+    assert!(
+        ops[1].1.contains("missing pages: 7")
+            && ops[1]
+                .1
+                .contains("initial load finished after 2 rounds with pages missing"),
+        "{ops:?}"
+    );
+    let stats = db::stats::initial_load(&pool).await.unwrap().unwrap();
+    assert_eq!(
+        (stats.finished, stats.missing_pages, stats.refetch_rounds),
+        (true, vec![7], 2)
+    );
+    // Later runs keep fetching it; once it comes, nothing is missing.
+    sim.set_faults(Faults::default());
+    let third = initial(&settings, &pool, None).await;
+    assert_eq!((third.pages, third.inserted), (1, 20));
+    assert!(third.missing_pages.is_empty());
+    assert!(loader::missing_pages(&pool).await.unwrap().is_empty());
+    assert_eq!(support::checksum(&pool).await.0, support::LISTINGS as i64);
+    for page in [1, 6, 8, 30] {
+        assert_eq!(sim.page_requests(page), 1, "page {page} fetched once");
+    }
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
 async fn consecutive_failed_pages_stop_the_load_instead_of_marking_every_page_failed(pool: PgPool) {
     let sim = support::sim(Faults {
         fail_pages: (4..=30).collect(),

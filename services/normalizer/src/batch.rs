@@ -88,7 +88,8 @@ fn normalise_all(rows: Vec<QueuedRow>) -> Split {
 /// leaves its raw rows unprocessed, so they are simply normalised again.
 /// `hold_before_commit` keeps the transaction open that much longer before
 /// committing (zero in production; crash tests use it to kill mid-batch).
-#[tracing::instrument(level = "info", skip_all, fields(after, batch_size))]
+// The span names the batch (the raw id it starts after) on every line of it.
+#[tracing::instrument(level = "info", skip_all, fields(batch = after, batch_size = batch_size))]
 pub async fn run_batch(
     pool: &PgPool,
     after: i64,
@@ -147,7 +148,8 @@ impl Attempt {
         let last_id = rows.iter().map(|r| r.id).max().unwrap_or(self.after);
         // The CPU-heavy part runs on a blocking thread: the async workers stay
         // free to drive this and other connections' I/O meanwhile.
-        let mut split = tokio::task::spawn_blocking(move || normalise_all(rows))
+        let span = tracing::Span::current(); // the blocking thread logs in the batch's span
+        let mut split = tokio::task::spawn_blocking(move || span.in_scope(|| normalise_all(rows)))
             .await
             .context("The normalising task failed")?;
         let upserted = if careful {
@@ -155,7 +157,10 @@ impl Attempt {
                 .await
                 .context("Failed to write the batch into processed_data")?;
             for (id, reason) in done.refused {
-                tracing::warn!("Cannot store raw row {id} in processed_data: {reason}");
+                tracing::warn!(
+                    "Cannot store raw row {id} in processed_data: {}",
+                    reason.escape_debug()
+                );
                 split.good_ids.retain(|good| *good != id);
                 split.failed_ids.push(id);
                 split.reasons.push(reason);

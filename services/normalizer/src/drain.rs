@@ -66,6 +66,7 @@ impl Summary {
 /// Drains the queue once. Stops between batches when `shutdown` is
 /// cancelled; an infrastructure error ends the drain (its batch rolled back)
 /// and is returned after the run is logged as ERROR.
+#[tracing::instrument(name = "normalizer_run", skip_all)]
 pub async fn run_once(
     pool: &PgPool,
     options: &Options,

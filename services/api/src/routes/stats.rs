@@ -25,6 +25,21 @@ pub struct Stats {
     /// Rows in the worker fleet's tables (`tasks`, `proxies`, `workers`,
     /// `results`), for those that exist.
     pub fleet: std::collections::BTreeMap<String, i64>,
+    /// The initial load, once it started: whether it is finished and which
+    /// pages it is missing.
+    pub initial_load: Option<InitialLoad>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InitialLoad {
+    /// No failed page remains, or the rounds of fetching them again ran out
+    /// (`loader.failed_page_rounds`).
+    pub finished: bool,
+    /// Pages that failed every attempt and are not stored yet; every loader
+    /// run fetches them again.
+    pub missing_pages: Vec<i32>,
+    /// Upstream items the loader could not store (table `rejected_items`).
+    pub rejected_items: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -73,6 +88,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> 
             let counts = db::stats::pipeline_counts(&state.pool).await?;
             let operations = db::operations::latest_per_type(&state.pool).await?;
             let fleet = db::stats::fleet_counts(&state.pool).await?;
+            let initial_load = db::stats::initial_load(&state.pool).await?;
             let stats = Stats {
                 listings: Listings {
                     loaded: counts.loaded,
@@ -93,6 +109,11 @@ pub async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> 
                     })
                     .collect(),
                 fleet: fleet.into_iter().map(|(t, n)| (t.to_owned(), n)).collect(),
+                initial_load: initial_load.map(|l| InitialLoad {
+                    finished: l.finished,
+                    missing_pages: l.missing_pages,
+                    rejected_items: l.rejected_items,
+                }),
             };
             let body = serde_json::to_vec(&stats).map_err(anyhow::Error::from)?;
             Ok(body.into())
