@@ -57,7 +57,10 @@ impl Catalogue {
                         upstream_id: event.id,
                         change_type: event.change_type,
                         data: Map::new(),
-                        active: event.change_type != ChangeKind::Removed,
+                        // A `changed` or `removed` for a listing the loader
+                        // does not have is kept inactive until a full record
+                        // arrives (`/offer` knows only the catalogue's).
+                        active: event.change_type == ChangeKind::Added,
                         source: "daily_update",
                     });
                 row.upstream_id = event.id;

@@ -417,9 +417,11 @@ fn expected_rows_follow_the_daily_update_rules() {
             .find(|e| e.change_type != ChangeKind::Changed);
         match removed_last {
             Some(e) => assert_eq!(row.active, e.change_type == ChangeKind::Added, "{inner_id}"),
+            // Only `changed` events: a listing the loader never had stays
+            // inactive (no full record arrived).
             None => assert_eq!(
                 row.active,
-                before.get(inner_id.as_str()).is_none_or(|r| r.active),
+                before.get(inner_id.as_str()).is_some_and(|r| r.active),
                 "{inner_id}"
             ),
         }
