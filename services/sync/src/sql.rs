@@ -99,9 +99,9 @@ pub fn create_staging(spec: &TableSpec, staging: &str) -> String {
     )
 }
 
-pub fn copy_in(spec: &TableSpec, staging: &str) -> String {
+pub fn copy_in(spec: &TableSpec, into: &str) -> String {
     format!(
-        "COPY {staging} ({}) FROM STDIN (FORMAT binary)",
+        "COPY {into} ({}) FROM STDIN (FORMAT binary)",
         spec.column_list()
     )
 }

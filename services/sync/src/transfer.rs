@@ -2,6 +2,12 @@
 //! session-local staging table, then one statement upserts them, rewriting
 //! only rows that really differ (or, on a dry run, only counts what it would
 //! do). Three round trips per batch: COPY start, COPY data, merge.
+//!
+//! Into a target table that is empty when the transfer opens (a first, full
+//! push) there is nothing to compare against: batches are COPYed straight
+//! into it, which saves writing every row twice. Each COPY is still one
+//! statement, so a batch lands whole or not at all, and the target's
+//! greatest key afterwards is the batch's last key (rows go in key order).
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -25,6 +31,8 @@ pub struct Target<'a> {
     spec: &'a TableSpec,
     staging: String,
     dry_run: bool,
+    /// COPY batches straight into the (empty at open) target table.
+    direct: bool,
 }
 
 impl<'a> Target<'a> {
@@ -38,24 +46,49 @@ impl<'a> Target<'a> {
             .execute(&mut *conn)
             .await
             .with_context(|| format!("Failed to create the staging table for {}", spec.name))?;
+        let direct = !dry_run
+            && sqlx::query_scalar::<_, Option<Vec<String>>>(&sql::greatest_key(spec))
+                .fetch_optional(&mut *conn)
+                .await
+                .with_context(|| format!("Failed to see whether {} is empty", spec.name))?
+                .is_none();
         Ok(Self {
             conn,
             spec,
             staging,
             dry_run,
+            direct,
         })
     }
 
     pub async fn send(&mut self, batch: &Batch) -> anyhow::Result<Outcome> {
+        let into = if self.direct {
+            &self.spec.qualified
+        } else {
+            &self.staging
+        };
         let mut copy = self
             .conn
-            .copy_in_raw(&sql::copy_in(self.spec, &self.staging))
+            .copy_in_raw(&sql::copy_in(self.spec, into))
             .await
             .with_context(|| format!("Failed to start the COPY into {}", self.spec.name))?;
         copy.send(batch.payload.clone()).await?;
         copy.finish()
             .await
             .with_context(|| format!("Failed to COPY a batch of {}", self.spec.name))?;
+        if self.direct {
+            let last_key = sqlx::query_scalar(&sql::greatest_key(self.spec))
+                .fetch_optional(&mut *self.conn)
+                .await
+                .with_context(|| {
+                    format!("Failed to read the last key sent of {}", self.spec.name)
+                })?;
+            return Ok(Outcome {
+                inserted: i64::try_from(batch.rows).unwrap_or(i64::MAX),
+                updated: 0,
+                last_key,
+            });
+        }
         let statement = if self.dry_run {
             sql::dry_counts(self.spec, &self.staging)
         } else {
