@@ -10,7 +10,7 @@
 #   SCHEMATHESIS_EXAMPLES: examples per operation (default 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${CARGO_TARGET_DIR:-target}"
+target="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 bin="$target/debug"
 venv="$target/schemathesis-venv"
 
@@ -69,13 +69,14 @@ pids+=($!)
 wait_for "http://$API_BIND/api/v1/openapi.json"
 
 status=0
-"$venv/bin/schemathesis" --config-file scripts/schemathesis/schemathesis.toml run "http://$API_BIND/api/v1/openapi.json" \
+# From $work: hypothesis keeps its example database in the current directory.
+(cd "$work" && "$venv/bin/schemathesis" --config-file "$OLDPWD/scripts/schemathesis/schemathesis.toml" run "http://$API_BIND/api/v1/openapi.json" \
     --checks all \
     --header "Authorization: Bearer $token" \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" \
     --seed "${SCHEMATHESIS_SEED:-1}" \
     --no-color \
-    "$@" || status=$?
+    "$@") || status=$?
 if [ "$status" -ne 0 ]; then
     echo "schemathesis.sh: findings (api log tail below)" >&2
     tail -n 40 "$work/api.log" >&2
