@@ -70,6 +70,8 @@ pub struct Range {
     responses(
         (status = 200, description = "Filter values and ranges with counts", body = Filters),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 429, description = "Over the rate limit, or the token has too many requests in flight; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The database did not answer in time; try again", body = ErrorBody),
     )
 )]
 pub async fn filters(State(state): State<AppState>) -> Result<Response, ApiError> {

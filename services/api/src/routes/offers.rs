@@ -46,6 +46,31 @@ const KNOWN: &[&str] = &[
     "cursor",
 ];
 
+// Patterns (literals: utoipa takes no constants): no control character
+// (`char::is_control`: C0, DEL, C1), which `Params` refuses; a multi-value
+// filter as `Params::list` reads it: comma-separated pieces, at most 20 that
+// are not only spaces (pieces of spaces are dropped).
+
+/// `sort` of `GET /offers`.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum SortParam {
+    ListedAt,
+    Price,
+    Year,
+    KmAge,
+}
+
+/// `order` of `GET /offers`.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum OrderParam {
+    Desc,
+    Asc,
+}
+
 /// Query parameters of `GET /offers` (for the OpenAPI document; parsing is
 /// strict and done by hand so that every error names its parameter).
 #[allow(dead_code)]
@@ -54,47 +79,100 @@ const KNOWN: &[&str] = &[
 pub struct OffersQuery {
     /// Make, case-insensitive (`BMW`, `bmw`); several comma-separated match
     /// any of them (`BMW,Audi`, at most 20).
+    #[param(
+        max_length = 200,
+        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
+        example = "BMW,Audi"
+    )]
     mark: Option<String>,
     /// Model, case-insensitive; several comma-separated match any.
+    #[param(
+        max_length = 200,
+        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
+        example = "X5"
+    )]
     model: Option<String>,
     /// Model year from (inclusive).
-    #[param(minimum = 1900, maximum = 2100)]
+    #[param(minimum = 1900, maximum = 2100, example = 2015)]
     year_from: Option<i32>,
     /// Model year to (inclusive).
-    #[param(minimum = 1900, maximum = 2100)]
+    #[param(minimum = 1900, maximum = 2100, example = 2020)]
     year_to: Option<i32>,
     /// Price from, CNY (inclusive).
-    #[param(minimum = 0)]
+    #[param(
+        minimum = 0,
+        maximum = 9_223_372_036_854_775_807_i64,
+        example = 100_000
+    )]
     price_from: Option<i64>,
     /// Price to, CNY (inclusive).
-    #[param(minimum = 0)]
+    #[param(
+        minimum = 0,
+        maximum = 9_223_372_036_854_775_807_i64,
+        example = 300_000
+    )]
     price_to: Option<i64>,
     /// Mileage up to, km (inclusive).
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 2_147_483_647, example = 80_000)]
     km_age_to: Option<i32>,
     /// City, case-insensitive (values from `/filters`); several comma-separated match any.
+    #[param(
+        max_length = 200,
+        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
+        example = "Beijing"
+    )]
     city: Option<String>,
     /// Body type, exact (values from `/filters`); several comma-separated match any.
+    #[param(
+        max_length = 200,
+        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
+        example = "SUV"
+    )]
     body_type: Option<String>,
     /// Fuel / engine type, exact (values from `/filters`); several comma-separated match any.
+    #[param(
+        max_length = 200,
+        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
+        example = "petrol"
+    )]
     engine_type: Option<String>,
     /// Transmission, exact (values from `/filters`); several comma-separated match any.
+    #[param(
+        max_length = 200,
+        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
+        example = "automatic"
+    )]
     transmission_type: Option<String>,
     /// Drive, exact (values from `/filters`); several comma-separated match any.
+    #[param(
+        max_length = 200,
+        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
+        example = "4wd"
+    )]
     drive_type: Option<String>,
     /// Seller type, exact (values from `/filters`); several comma-separated match any.
+    #[param(
+        max_length = 200,
+        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
+        example = "dealer"
+    )]
     seller_type: Option<String>,
     /// Only dealers (`true`) or only private sellers (`false`).
+    #[param(example = true)]
     is_dealer: Option<bool>,
     /// Sort by `listed_at` (default), `price`, `year` or `km_age`; ties by `inner_id`.
     /// Offers without a value for the sort column come last.
+    #[param(inline, value_type = Option<SortParam>, example = "price")]
     sort: Option<String>,
     /// `desc` (default) or `asc`.
+    #[param(inline, value_type = Option<OrderParam>, example = "asc")]
     order: Option<String>,
     /// Offers per page: 1 to 100, default 20.
-    #[param(minimum = 1, maximum = 100)]
+    #[param(minimum = 1, maximum = 100, example = 20)]
     limit: Option<u32>,
-    /// `next_cursor` of the previous page, unchanged; keep the other parameters.
+    /// `next_cursor` of the previous page, unchanged, with the same other
+    /// parameters; anything else is a 400. Opaque (base64url).
+    #[param(max_length = 200, pattern = r"^[A-Za-z0-9_-]*$")]
     cursor: Option<String>,
 }
 
@@ -206,7 +284,8 @@ pub fn page_request(query: Option<&str>, config: &ApiConfig) -> Result<PageReque
     get,
     path = "/api/v1/offers/{inner_id}",
     tag = "offers",
-    params(("inner_id" = String, Path, description = "The listing's id on che168")),
+    params(("inner_id" = String, Path, description = "The listing's id on che168",
+        min_length = 1, max_length = 64, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$", example = "57419083")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The whole normalised offer", body = Object),

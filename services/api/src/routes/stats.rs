@@ -78,6 +78,8 @@ pub struct Operation {
     responses(
         (status = 200, description = "Counts and last operations", body = Stats),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 429, description = "Over the rate limit, or the token has too many requests in flight; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The database did not answer in time; try again", body = ErrorBody),
     )
 )]
 pub async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
