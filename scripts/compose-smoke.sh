@@ -40,6 +40,13 @@ SCRATCH=$(mktemp -d /tmp/carfeed-compose-smoke.XXXXXX)
 PROJECT=carfeed-smoke
 # Debian's CLI drives BuildKit here (COMPOSE-HERE.md): put it first.
 export PATH=/usr/bin:/usr/sbin:$PATH DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1
+# A docker CLI without its buildx plugin may refuse BuildKit builds
+# ("buildx component is missing"): fall back to the legacy builder, which
+# the Dockerfile supports for the prebuilt target (it comes before the Rust
+# stages).
+if ! docker buildx version >/dev/null 2>&1; then
+    export DOCKER_BUILDKIT=0
+fi
 
 # ---- timing and logging ----------------------------------------------------
 PHASES=()
