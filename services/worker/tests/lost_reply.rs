@@ -15,11 +15,6 @@ use tokio_util::sync::CancellationToken;
 use support::cut::CuttingRelay;
 use support::{count, fast, wait_until};
 
-// KNOWN DEFECT, to fix first: after merging the browser branch this test
-// fails every time (the relay counts 0 cuts, so the claim's COMMIT was not
-// seen or not the one cut); on the workerfix branch alone it passed. Ignored
-// so the rest lands; issue 11 stays open on it (session 5 note).
-#[ignore = "fails since the browser merge: the relay sees no claim COMMIT; see issue 11's note"]
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn a_claim_whose_commit_reply_was_lost_is_handed_back_by_the_live_worker_and_done_once(
     pool: PgPool,

@@ -82,10 +82,13 @@ async fn relay(
         let commit = chunk.windows(6).any(|w| w == b"COMMIT");
         if commit && armed.swap(false, Ordering::SeqCst) {
             cut.store(true, Ordering::SeqCst);
+            // Counted now: the downstream half ends as soon as the reply
+            // arrives, so the client may see the break (and recover) long
+            // before this relay wakes from the sleep below.
+            cuts.fetch_add(1, Ordering::SeqCst);
             to_server.write_all(chunk).await?;
             // Let the server commit before it sees the connection end.
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            cuts.fetch_add(1, Ordering::SeqCst);
             down.abort();
             return Ok(());
         }
