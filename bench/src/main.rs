@@ -96,6 +96,9 @@ enum BenchName {
     Sync,
     /// Only the worker's kill -9 to full reclaim figure (worst of 10 kills).
     WorkerReclaim,
+    /// Only the worker's no-op coordination figures (1, 2, 4 workers against
+    /// claim-one/complete-one autocommit, with transactions per task).
+    WorkerNoop,
 }
 
 fn main() -> ExitCode {
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
             BenchName::Api => api::run(&database, plan, cli.rows).await,
             BenchName::Worker => worker::run(&database, plan, cli.rows, kills).await,
             BenchName::WorkerReclaim => worker::reclaim_only(&database, kills).await,
+            BenchName::WorkerNoop => worker::noop_only(&database, plan, cli.rows).await,
             BenchName::Browser => browser::run(&database, plan, cli.rows).await,
             BenchName::Sync => sync::run(&database, plan, cli.rows).await,
         };

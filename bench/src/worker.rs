@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use test_support::origin::Origin;
 use test_support::proxy::TestProxy;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +38,12 @@ async fn reset(pool: &PgPool) -> anyhow::Result<()> {
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// `commits` once the backends that just closed have reported theirs.
+async fn settled_commits(pool: &PgPool) -> anyhow::Result<i64> {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    commits(pool).await
 }
 
 async fn commits(pool: &PgPool) -> anyhow::Result<i64> {
@@ -75,9 +81,14 @@ async fn fleet(
             worker::run(&settings, pool, stop).await
         }));
     }
+    // Polled on a connection of its own, closed before the count: a backend
+    // reports its transactions to pg_stat_database by the time it exits.
+    let mut poller = sqlx::postgres::PgConnection::connect(&db.url()).await?;
+    let mut polls = 0i64;
     loop {
+        polls += 1;
         let done: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status = 'completed'")
-            .fetch_one(pool)
+            .fetch_one(&mut poller)
             .await?;
         if done == tasks as i64 {
             break;
@@ -85,25 +96,27 @@ async fn fleet(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = start.elapsed();
-    let after = commits(pool).await?;
+    poller.close().await?;
     stop.cancel();
     for run in running {
         run.await??;
     }
+    let after = settled_commits(pool).await?;
     Ok((
         per_second(tasks, elapsed),
-        (after - before) as f64 / tasks as f64,
+        (after - before - polls) as f64 / tasks as f64,
     ))
 }
 
 /// The baseline: one connection, autocommit, claim one task, fetch it
-/// through a proxy, save its result, complete it, release the proxy.
+/// through a proxy, save its result, complete it. Tasks/s and
+/// transactions/task.
 async fn one_by_one(
     db: &BenchDatabase,
     origin: &Origin,
     proxy_url: &str,
     tasks: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64)> {
     let pool = &db.pool;
     reset(pool).await?;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/b/{i}"))).collect();
@@ -112,7 +125,8 @@ async fn one_by_one(
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::all(proxy_url)?)
         .build()?;
-    let mut conn = pool.acquire().await?;
+    let before = commits(pool).await?;
+    let mut conn = sqlx::postgres::PgConnection::connect(&db.url()).await?;
     let start = Instant::now();
     loop {
         let Some(task) = db::tasks::acquire_task(&mut conn, worker_id, 1)
@@ -141,7 +155,10 @@ async fn one_by_one(
         .await?;
         db::tasks::mark_task_completed(&mut conn, &[lease], &["ok"]).await?;
     }
-    Ok(per_second(tasks, start.elapsed()))
+    let rate = per_second(tasks, start.elapsed());
+    conn.close().await?;
+    let after = settled_commits(pool).await?;
+    Ok((rate, (after - before) as f64 / tasks as f64))
 }
 
 fn figure(
@@ -173,13 +190,8 @@ pub async fn reclaim_only(db: &BenchDatabase, kills: usize) -> anyhow::Result<Re
     })
 }
 
-pub async fn run(
-    db: &BenchDatabase,
-    plan: Plan,
-    rows: Option<usize>,
-    kills: usize,
-) -> anyhow::Result<Report> {
-    let tasks = rows.unwrap_or(DEFAULT_TASKS);
+/// The fleet's local origin and proxies, the proxies registered.
+async fn rig(db: &BenchDatabase) -> anyhow::Result<(Origin, Vec<TestProxy>, Vec<String>)> {
     let origin = Origin::start(Duration::ZERO).await;
     let mut proxies = Vec::new();
     for _ in 0..PROXIES {
@@ -187,24 +199,63 @@ pub async fn run(
     }
     let urls: Vec<String> = proxies.iter().map(|p| p.url(None)).collect();
     db::proxies::insert(&db.pool, &urls).await?;
+    Ok((origin, proxies, urls))
+}
 
+/// Only the no-op coordination figures.
+pub async fn noop_only(
+    db: &BenchDatabase,
+    plan: Plan,
+    rows: Option<usize>,
+) -> anyhow::Result<Report> {
+    let tasks = rows.unwrap_or(DEFAULT_TASKS);
+    let (origin, _proxies, urls) = rig(db).await?;
+    Ok(Report {
+        bench: "worker",
+        context: format!("{tasks} no-op tasks, in-process workers, {PROXIES} local proxies"),
+        figures: noop_figures(db, plan, &origin, &urls, tasks).await?,
+    })
+}
+
+/// No-op coordination: 1, 2 and 4 workers x 8 slots against the
+/// claim-one/complete-one baseline, with SQL transactions per task.
+async fn noop_figures(
+    db: &BenchDatabase,
+    plan: Plan,
+    origin: &Origin,
+    urls: &[String],
+    tasks: usize,
+) -> anyhow::Result<Vec<Figure>> {
+    let baseline_tx = std::sync::Mutex::new(Vec::new());
     let baseline = plan
-        .measure("claim_one_complete_one", || {
-            one_by_one(db, &origin, &urls[0], tasks)
+        .measure("claim_one_complete_one", || async {
+            let (rate, tx) = one_by_one(db, origin, &urls[0], tasks).await?;
+            baseline_tx.lock().unwrap().push(tx);
+            Ok(rate)
         })
         .await?;
-    let mut figures = vec![figure(
-        "baseline: claim one, complete one",
-        "tasks/s",
-        baseline.clone(),
-        None,
-        None,
-    )];
+    let baseline_tx = Measured::from_runs(baseline_tx.into_inner().unwrap());
+    let mut figures = vec![
+        figure(
+            "baseline: claim one, complete one",
+            "tasks/s",
+            baseline.clone(),
+            None,
+            None,
+        ),
+        figure(
+            "  baseline SQL transactions per task",
+            "tx/task",
+            baseline_tx.clone(),
+            None,
+            None,
+        ),
+    ];
     for workers in [1, 2, 4] {
         let per_task = std::sync::Mutex::new(Vec::new());
         let measured = plan
             .measure(&format!("noop_{workers}_workers"), || async {
-                let (rate, tx) = fleet(db, &origin, workers, 8, tasks).await?;
+                let (rate, tx) = fleet(db, origin, workers, 8, tasks).await?;
                 per_task.lock().unwrap().push(tx);
                 Ok(rate)
             })
@@ -221,10 +272,22 @@ pub async fn run(
             &format!("  SQL transactions per task ({workers}w)"),
             "tx/task",
             Measured::from_runs(per_task),
-            Some(("baseline: 3 autocommit + claim", 4.0)),
+            Some(("claim one, complete one", baseline_tx.median)),
             None,
         ));
     }
+    Ok(figures)
+}
+
+pub async fn run(
+    db: &BenchDatabase,
+    plan: Plan,
+    rows: Option<usize>,
+    kills: usize,
+) -> anyhow::Result<Report> {
+    let tasks = rows.unwrap_or(DEFAULT_TASKS);
+    let (origin, _proxies, urls) = rig(db).await?;
+    let mut figures = noop_figures(db, plan, &origin, &urls, tasks).await?;
     origin.set_latency(Duration::from_millis(50));
     let small = (tasks / 10).max(200);
     for slots in [1, 2, 4, 8, 16, 32] {
@@ -248,7 +311,7 @@ pub async fn run(
     Ok(Report {
         bench: "worker",
         context: format!(
-            "{tasks} no-op tasks, in-process workers, local proxies; {kills} kill(s) of a real worker; other helpers share the CPU"
+            "{tasks} no-op tasks, in-process workers, local proxies; {kills} kill(s) of a real worker"
         ),
         figures,
     })

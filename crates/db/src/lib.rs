@@ -8,6 +8,7 @@
 //! Queries are runtime-checked (`sqlx::query_as`); every one is exercised by a
 //! test against a real Postgres.
 
+pub mod claims;
 pub mod commit;
 pub mod copy;
 mod error;

@@ -61,6 +61,9 @@ pub async fn acquire_proxy(
 
 /// Frees claimed proxies. Returns how many leases were still current.
 pub async fn release_proxy(conn: &mut PgConnection, leases: &[Lease]) -> Result<u64, DbError> {
+    if leases.is_empty() {
+        return Ok(0);
+    }
     let (ids, numbers): (Vec<i64>, Vec<i64>) = leases.iter().map(|l| (l.id, l.lease)).unzip();
     let done = sqlx::query(
         "UPDATE proxies AS p SET status = 'free', worker_id = NULL
@@ -81,6 +84,9 @@ pub async fn mark_proxy_blocked(
     leases: &[Lease],
     cooldown: Duration,
 ) -> Result<u64, DbError> {
+    if leases.is_empty() {
+        return Ok(0);
+    }
     let (ids, numbers): (Vec<i64>, Vec<i64>) = leases.iter().map(|l| (l.id, l.lease)).unzip();
     let done = sqlx::query(
         "UPDATE proxies AS p

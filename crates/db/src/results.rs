@@ -28,6 +28,9 @@ pub async fn save_result(
     conn: &mut PgConnection,
     results: &[NewResult],
 ) -> Result<Vec<i64>, DbError> {
+    if results.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut ids = Vec::with_capacity(results.len());
     let mut leases = Vec::with_capacity(results.len());
     let mut workers = Vec::with_capacity(results.len());

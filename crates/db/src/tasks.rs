@@ -114,6 +114,10 @@ pub async fn mark_task_completed(
     leases: &[Lease],
     outcomes: &[&str],
 ) -> Result<Vec<i64>, DbError> {
+    // Batches are often empty: no round trip for nothing.
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
     let (ids, numbers) = split(leases);
     let done = sqlx::query_scalar(
         "UPDATE tasks AS t
@@ -148,6 +152,9 @@ pub async fn increment_task_attempts(
     errors: &[String],
     rule: RetryRule,
 ) -> Result<Vec<(i64, String)>, DbError> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
     let (ids, numbers) = split(leases);
     let rows = sqlx::query_as(include_str!("tasks_attempt.sql"))
         .bind(ids)
@@ -168,6 +175,9 @@ pub async fn retry_elsewhere(
     leases: &[Lease],
     reasons: &[String],
 ) -> Result<Vec<i64>, DbError> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
     let (ids, numbers) = split(leases);
     let done = sqlx::query_scalar(
         "UPDATE tasks AS t

@@ -481,3 +481,113 @@ async fn handing_back_what_no_slot_holds_keeps_the_claims_named(pool: PgPool) {
         .unwrap();
     assert_eq!(in_use, vec![keep_proxy]);
 }
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_claim_pairs_each_due_task_of_its_kinds_with_a_free_proxy_and_leaves_the_rest(
+    pool: PgPool,
+) {
+    let w = worker(&pool).await;
+    proxies::insert(
+        &pool,
+        &[
+            "http://p1:1".into(),
+            "http://p2:2".into(),
+            "http://p3:3".into(),
+        ],
+    )
+    .await
+    .unwrap();
+    tasks::insert(&pool, "fetch_url", &targets(2))
+        .await
+        .unwrap();
+    tasks::insert(&pool, "render_url", &["r0".to_owned()])
+        .await
+        .unwrap();
+
+    let pairs = db::claims::claim_pairs(&pool, w, 8, &["fetch_url"])
+        .await
+        .unwrap();
+    assert_eq!(
+        pairs.len(),
+        2,
+        "two due fetch_url tasks, three free proxies"
+    );
+    assert!(pairs
+        .iter()
+        .all(|(t, p)| t.kind == "fetch_url" && t.lease == 1 && p.lease == 1));
+    let mut proxy_ids: Vec<i64> = pairs.iter().map(|(_, p)| p.id).collect();
+    proxy_ids.dedup();
+    assert_eq!(proxy_ids.len(), 2, "one proxy per task");
+    let held: Vec<(String, i64, Option<i64>)> =
+        sqlx::query_as("SELECT status, lease, worker_id FROM proxies ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        held.iter()
+            .filter(|(s, l, id)| s == "in_use" && *l == 1 && *id == Some(w))
+            .count(),
+        2
+    );
+    assert_eq!(
+        held.iter()
+            .filter(|(s, l, id)| s == "free" && *l == 0 && id.is_none())
+            .count(),
+        1,
+        "the surplus proxy is untouched"
+    );
+    let (status, _, _) = status_of(&pool, pairs[0].0.id).await;
+    assert_eq!(status, "running");
+    // The render_url task waits for a worker with a browser; one proxy is free.
+    assert!(db::claims::claim_pairs(&pool, w, 8, &["fetch_url"])
+        .await
+        .unwrap()
+        .is_empty());
+    let render = db::claims::claim_pairs(&pool, w, 8, &["fetch_url", "render_url"])
+        .await
+        .unwrap();
+    assert_eq!(render.len(), 1);
+    assert_eq!(render[0].0.target, "r0");
+    // No free proxy left: nothing is claimed, not even a task.
+    tasks::insert(&pool, "fetch_url", &["late".to_owned()])
+        .await
+        .unwrap();
+    assert!(db::claims::claim_pairs(&pool, w, 8, &["fetch_url"])
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tasks WHERE status = 'pending'")
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn concurrent_pair_claims_skip_what_the_other_holds(pool: PgPool) {
+    let w = worker(&pool).await;
+    let urls: Vec<String> = (0..6).map(|i| format!("http://p{i}:1")).collect();
+    proxies::insert(&pool, &urls).await.unwrap();
+    tasks::insert(&pool, "fetch_url", &targets(10))
+        .await
+        .unwrap();
+    let mut first = pool.begin().await.unwrap();
+    let a = db::claims::claim_pairs(&mut *first, w, 4, &["fetch_url"])
+        .await
+        .unwrap();
+    // Not committed yet: its tasks and proxies are locked and skipped.
+    let b = db::claims::claim_pairs(&pool, w, 4, &["fetch_url"])
+        .await
+        .unwrap();
+    first.commit().await.unwrap();
+    assert_eq!((a.len(), b.len()), (4, 2), "six proxies between them");
+    let mut tasks: Vec<i64> = a.iter().chain(&b).map(|(t, _)| t.id).collect();
+    let mut proxies: Vec<i64> = a.iter().chain(&b).map(|(_, p)| p.id).collect();
+    tasks.sort_unstable();
+    tasks.dedup();
+    proxies.sort_unstable();
+    proxies.dedup();
+    assert_eq!((tasks.len(), proxies.len()), (6, 6));
+}

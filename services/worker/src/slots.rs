@@ -4,12 +4,14 @@
 //! completer. With nothing to claim it sleeps until a write in this process
 //! frees something, or `idle_poll` passes: it never spins.
 //!
-//! A claim can commit while its reply is lost (the connection broke): the
-//! database then shows tasks and proxies under this live worker that no
-//! slot holds, and cleanup never takes them (the worker heartbeats). So
-//! after a failed claim, and every heartbeat interval, the claimer hands
-//! back whatever is held under its id that no slot's guard lists. It is the
-//! only place claims are made, so no claim is in flight at that moment.
+//! A claim can commit while its reply is lost (the connection broke), and
+//! a Postgres crash can lose a completion batch (committed without waiting
+//! for the WAL flush): either way the database shows tasks and proxies under
+//! this live worker that no slot holds, and cleanup never takes them (the
+//! worker heartbeats). So after a failed claim, and every heartbeat
+//! interval, the claimer hands back whatever is held under its id that no
+//! slot's guard lists. It is the only place claims are made, so no claim is
+//! in flight at that moment.
 
 use std::sync::Arc;
 
@@ -28,37 +30,17 @@ use crate::fetch::Fetcher;
 use crate::guard::{ClaimGuard, Held, Orphan};
 use crate::registry::Identity;
 
-/// Claims up to `limit` pairs for `worker_id`: proxies first, then as many
-/// tasks; surplus proxies are released in the same transaction.
+/// Claims up to `limit` (task, proxy) pairs for `worker_id`, in one
+/// autocommitted statement.
 pub async fn claim(
     pool: &PgPool,
     worker_id: i64,
     limit: usize,
     kinds: &[&str],
 ) -> anyhow::Result<Vec<(ClaimedTask, ClaimedProxy)>> {
-    let mut tx = pool.begin().await.context("begin claim transaction")?;
-    let proxies = db::proxies::acquire_proxy(&mut tx, worker_id, limit as i64).await?;
-    if proxies.is_empty() {
-        tx.rollback().await.ok();
-        return Ok(Vec::new());
-    }
-    let tasks = db::tasks::acquire_task_of(&mut tx, worker_id, proxies.len() as i64, kinds).await?;
-    if tasks.is_empty() {
-        tx.rollback().await.ok();
-        return Ok(Vec::new());
-    }
-    let surplus: Vec<Lease> = proxies[tasks.len()..]
-        .iter()
-        .map(|p| Lease {
-            id: p.id,
-            lease: p.lease,
-        })
-        .collect();
-    if !surplus.is_empty() {
-        db::proxies::release_proxy(&mut tx, &surplus).await?;
-    }
-    tx.commit().await.context("commit claim transaction")?;
-    Ok(tasks.into_iter().zip(proxies).collect())
+    db::claims::claim_pairs(pool, worker_id, limit as i64, kinds)
+        .await
+        .context("claim tasks and proxies")
 }
 
 pub struct Claimer {

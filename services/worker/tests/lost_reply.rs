@@ -1,5 +1,5 @@
 //! A claim that committed while its reply was lost (the connection broke
-//! after the COMMIT reached Postgres): the worker stays alive, so cleanup
+//! after Postgres committed it): the worker stays alive, so cleanup
 //! never takes those tasks and proxies; the worker itself hands them back
 //! and the task is done once.
 
@@ -42,7 +42,7 @@ async fn a_claim_whose_commit_reply_was_lost_is_handed_back_by_the_live_worker_a
         count(&pool, "SELECT count(*) FROM workers WHERE status = 'alive'").await == 1
     })
     .await;
-    // Idle claims find no task and roll back; the first COMMIT is a claim.
+    // Idle claims return no rows; the first claim with rows is cut.
     tokio::time::sleep(Duration::from_millis(300)).await;
     relay.arm();
     db::tasks::insert(&pool, "fetch_url", &[origin.url("/lost")])

@@ -1,13 +1,21 @@
 //! A TCP relay between workers and Postgres that can lose one reply: once
-//! armed, it forwards the next client message carrying COMMIT to the server
-//! (which commits) and cuts the connection before the answer gets back.
+//! armed, the next claim that returns pairs runs and commits on the server
+//! (its reply is held back up to ReadyForQuery, which Postgres sends after
+//! the commit), and the connection is cut before the reply gets back.
+//!
+//! A claim's reply is recognised by its rows: `db::claims::claim_pairs`
+//! returns 9 columns, no other statement of the worker does.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sqlx::postgres::PgConnectOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+
+/// Columns of a `claim_pairs` row.
+const CLAIM_COLUMNS: u16 = 9;
 
 pub struct CuttingRelay {
     port: u16,
@@ -29,7 +37,7 @@ impl CuttingRelay {
                 while let Ok((client, _)) = listener.accept().await {
                     let (upstream, armed, cuts) = (upstream.clone(), armed.clone(), cuts.clone());
                     tokio::spawn(async move {
-                        let _ = relay(client, &upstream, &armed, &cuts).await;
+                        let _ = relay(client, &upstream, armed, cuts).await;
                     });
                 }
             }
@@ -42,7 +50,7 @@ impl CuttingRelay {
         options.clone().host("127.0.0.1").port(self.port)
     }
 
-    /// The next COMMIT commits, and its reply is lost.
+    /// The next claim that returns pairs commits, and its reply is lost.
     pub fn arm(&self) {
         self.armed.store(true, Ordering::SeqCst);
     }
@@ -51,49 +59,82 @@ impl CuttingRelay {
 async fn relay(
     client: TcpStream,
     upstream: &str,
+    armed: Arc<AtomicBool>,
+    cuts: Arc<AtomicU64>,
+) -> std::io::Result<()> {
+    let server = TcpStream::connect(upstream).await?;
+    let (mut from_client, to_client) = client.into_split();
+    let (from_server, mut to_server) = server.into_split();
+    let up = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = from_client.read(&mut buf).await?;
+            if n == 0 {
+                return std::io::Result::Ok(());
+            }
+            to_server.write_all(&buf[..n]).await?;
+        }
+    });
+    // Returns when either side ends, or after the cut: dropping the halves
+    // and aborting the other direction closes both connections.
+    let _ = downstream(from_server, to_client, &armed, &cuts).await;
+    up.abort();
+    Ok(())
+}
+
+/// Relays the server's messages, whole; while armed, each reply is held
+/// until its ReadyForQuery and dropped (the cut) if it carried claim rows.
+async fn downstream(
+    mut from_server: OwnedReadHalf,
+    mut to_client: OwnedWriteHalf,
     armed: &AtomicBool,
     cuts: &AtomicU64,
 ) -> std::io::Result<()> {
-    let server = TcpStream::connect(upstream).await?;
-    let (mut from_client, mut to_client) = client.into_split();
-    let (mut from_server, mut to_server) = server.into_split();
-    let cut = Arc::new(AtomicBool::new(false));
-    let down = tokio::spawn({
-        let cut = cut.clone();
-        async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = from_server.read(&mut buf).await?;
-                // Set before the COMMIT went up: its answer is never relayed.
-                if n == 0 || cut.load(Ordering::SeqCst) {
-                    return std::io::Result::Ok(());
-                }
-                to_client.write_all(&buf[..n]).await?;
-            }
-        }
-    });
+    let mut pending: Vec<u8> = Vec::new();
+    let mut held: Vec<u8> = Vec::new();
+    let mut claim_rows = false;
     let mut buf = vec![0u8; 64 * 1024];
+    // The answer to sqlx's SSLRequest is one untyped byte ('N' here).
+    let mut first = true;
     loop {
-        let n = from_client.read(&mut buf).await?;
+        let n = from_server.read(&mut buf).await?;
         if n == 0 {
-            break;
-        }
-        let chunk = &buf[..n];
-        let commit = chunk.windows(6).any(|w| w == b"COMMIT");
-        if commit && armed.swap(false, Ordering::SeqCst) {
-            cut.store(true, Ordering::SeqCst);
-            // Counted now: the downstream half ends as soon as the reply
-            // arrives, so the client may see the break (and recover) long
-            // before this relay wakes from the sleep below.
-            cuts.fetch_add(1, Ordering::SeqCst);
-            to_server.write_all(chunk).await?;
-            // Let the server commit before it sees the connection end.
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            down.abort();
             return Ok(());
         }
-        to_server.write_all(chunk).await?;
+        pending.extend_from_slice(&buf[..n]);
+        if first {
+            first = false;
+            if pending[0] == b'N' || pending[0] == b'S' {
+                to_client.write_all(&pending[..1]).await?;
+                pending.drain(..1);
+            }
+        }
+        // Whole messages: type byte, then a length that counts itself.
+        while pending.len() >= 5 {
+            let len = u32::from_be_bytes(pending[1..5].try_into().unwrap()) as usize;
+            if pending.len() < 1 + len {
+                break;
+            }
+            let message: Vec<u8> = pending.drain(..1 + len).collect();
+            if !armed.load(Ordering::SeqCst) && held.is_empty() {
+                to_client.write_all(&message).await?;
+                continue;
+            }
+            if message[0] == b'D' && u16::from_be_bytes([message[5], message[6]]) == CLAIM_COLUMNS {
+                claim_rows = true;
+            }
+            held.extend_from_slice(&message);
+            if message[0] == b'Z' {
+                if claim_rows && armed.swap(false, Ordering::SeqCst) {
+                    // Committed (ReadyForQuery follows the commit); the
+                    // client never hears of it.
+                    cuts.fetch_add(1, Ordering::SeqCst);
+                    return Ok(());
+                }
+                to_client.write_all(&held).await?;
+                held.clear();
+                claim_rows = false;
+            }
+        }
     }
-    down.abort();
-    Ok(())
 }
