@@ -1,5 +1,6 @@
-//! The api under load (issue 3): `GET /offers` with a typical filter on
-//! 1,000,000 rows of processed_data, directly and through nginx.
+//! The api under load (issues 3 and 14): the filtered keyset page of
+//! `GET /offers` on 1,000,000 rows of processed_data, directly and through
+//! nginx, against pgbench replaying the api's own statement (`pgbench.rs`).
 //!
 //! Every variant runs at once, each api in its own process (`server.rs`),
 //! nginx in front of one more production api (limiter and auth on), all
@@ -8,15 +9,18 @@
 //! warm-up and measured runs, so drift of this shared machine lands on both
 //! sides of a ratio instead of looking like a cost. The load generator
 //! (`load.rs`) is in this process. Figures: peak req/s, p50/p99 at an open
-//! loop of half the peak, page 1,000 against page 1, limiter on against
-//! off, auth on against off, and peak resident memory. Each run also prints
+//! loop of half the peak, page 1,000 against page 1, the guards
+//! (statement_timeout, in-flight cap, limiter) on against off, auth on
+//! against off, and peak resident memory. Each run also prints
 //! the CPU used by the bench, the api, nginx and Postgres, and how late the
 //! generator sent its requests, so a latency can be explained. For tuning
 //! nginx, `CARFEED_BENCH_NGINX_CANDIDATE=dir1,dir2` adds edited copies of
 //! nginx/ to the alternation, at the repo config's rate (log only).
 
+mod filters;
 mod load;
 mod nginx;
+mod pgbench;
 mod server;
 
 use std::collections::HashMap;
@@ -27,16 +31,39 @@ use anyhow::Context;
 use sqlx::PgPool;
 
 use crate::harness::{BenchDatabase, Better, Figure, Measured, Plan, Report};
+pub use filters::run as run_filters;
 use load::{percentile, Load, CONNECTIONS};
 use nginx::Nginx;
+use pgbench::{Bind, Replay};
 pub use server::child_main;
-use server::{backends_of, cpu_seconds, with_children, Server, SECRET};
+use server::{
+    backends_of, cpu_seconds, with_children, Server, Variant, GUARDS_OFF, PRODUCTION, SECRET,
+};
 
 const DEFAULT_ROWS: usize = 1_000_000;
 const CHUNK_ROWS: usize = 100_000;
-/// The frontend's typical list: one mark, a price ceiling, newest first.
-const TYPICAL: &str =
-    "/api/v1/offers?mark=Toyota&price_to=200000&sort=listed_at&order=desc&limit=20";
+/// The filtered keyset page of issue 14: one mark, a model year floor,
+/// newest first (the default sort), 20 offers.
+const TYPICAL: &str = "/api/v1/offers?mark=Toyota&year_from=2015&limit=20";
+/// The binds the api sends for TYPICAL, known by the SQL just before each
+/// `$n`, with the types the api declares: the mark (in `lower()`), year_from
+/// (bound as bigint) and limit + 1.
+fn typical_bind(before: &str) -> Option<Bind> {
+    let (value, sql_type) = if before.ends_with("lower(") {
+        ("Toyota", "text")
+    } else if before.ends_with("year >= ") {
+        ("2015", "bigint")
+    } else if before.ends_with("LIMIT ") {
+        ("21", "bigint")
+    } else {
+        return None;
+    };
+    Some(Bind { value, sql_type })
+}
+/// The peak labels measured by pgbench, first in the alternation.
+const PGBENCH_LABELS: usize = 2;
+/// The api's session settings (api::pool::bounded), for pgbench.
+const API_SESSION: &str = "-c statement_timeout=2000 -c plan_cache_mode=force_custom_plan";
 /// Directories (comma-separated) with candidate copies of nginx/, to
 /// compare with the repo's.
 const CANDIDATE_ENV: &str = "CARFEED_BENCH_NGINX_CANDIDATE";
@@ -53,12 +80,17 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         .to_owned();
     let url = database_url(&db.pool).await?;
 
-    // The production variant, one with each feature off, and another
-    // production one for nginx: each process serves one variant's load only.
-    let full = Server::start(&url, true, true)?;
-    let no_limit = Server::start(&url, false, true)?;
-    let no_auth = Server::start(&url, true, false)?;
-    let proxied = Server::start(&url, true, true)?;
+    // The production variant, one with the guards off, one without auth,
+    // and another production one for nginx: each process serves one
+    // variant's load only.
+    let production = Variant::new("bench-api", PRODUCTION);
+    let full = Server::start(&url, &production)?;
+    let guards_off = Server::start(&url, &Variant::new("bench-api-guards-off", GUARDS_OFF))?;
+    let no_auth = Server::start(
+        &url,
+        &Variant::new("bench-api-auth-off", PRODUCTION).without_auth(),
+    )?;
+    let proxied = Server::start(&url, &Variant::new("bench-api-nginx", PRODUCTION))?;
     let binary = Nginx::binary();
     let nginx = match &binary {
         Some(binary) => Some(Nginx::start(binary, &Nginx::source(), &proxied.address)?),
@@ -76,12 +108,26 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             candidates.push((source.to_owned(), nginx));
         }
     }
-    let load = Load::new(token)?;
+    // Direct requests ask for no gzip, as nginx asks the api; nginx's
+    // clients ask for gzip, as browsers do.
+    let load = Load::new(token.clone(), false)?;
+    let load_nginx = Load::new(token, true)?;
+    // pgbench: the SQL the api sent for TYPICAL, with as many clients as
+    // the api has connections.
+    let pool_size = u32::try_from(production.settings()?.database.max_connections)?;
+    let replay = replay_typical(&db.pool, &url, &load, pool_size).await?;
+    // One request each first: the token is then in every api's cache, as in
+    // a steady state. (32 concurrent first requests would each look the
+    // token up, and those past api.rate_limit.lookups_burst get a 429.)
+    for server in [&full, &guards_off, &no_auth, &proxied] {
+        load.get(&format!("{}{TYPICAL}", server.base())).await?;
+    }
+    eprintln!("bench api: pgbench replays {}", replay.sql);
     if !load::raise_priority() {
         eprintln!("bench api: could not raise the load generator's priority; see its send lag");
     }
     let cpu = Cpu {
-        api: vec![full.pid(), no_limit.pid(), no_auth.pid(), proxied.pid()],
+        api: vec![full.pid(), guards_off.pid(), no_auth.pid(), proxied.pid()],
         nginx: nginx
             .iter()
             .chain(candidates.iter().map(|(_, c)| c))
@@ -92,11 +138,19 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             .await?,
     };
 
-    // Peaks. The production variant sits between the two it is compared to.
-    let mut labels: Vec<String> = ["peak_limiter_off", "peak_direct", "peak_auth_off"]
-        .map(String::from)
-        .into();
-    let mut bases = vec![no_limit.base(), full.base(), no_auth.base()];
+    // Peaks. The production variant sits between the two it is compared
+    // to; pgbench (the api's session settings, then Postgres' default plan
+    // cache) next to the guards-off variant.
+    let mut labels: Vec<String> = [
+        "peak_pgbench_api_session",
+        "peak_pgbench_default_plan_cache",
+        "peak_guards_off",
+        "peak_direct",
+        "peak_auth_off",
+    ]
+    .map(String::from)
+    .into();
+    let mut bases = vec![guards_off.base(), full.base(), no_auth.base()];
     if let Some(nginx) = &nginx {
         labels.push("peak_nginx".into());
         bases.push(nginx.base());
@@ -113,17 +167,31 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         warmup: plan.warmup * PEAK_SLICES,
     };
     let peaks = interleaved(&sliced, &labels, |i| {
-        let (load, cpu, url) = (&load, &cpu, &urls[i]);
+        let load = if i >= PGBENCH_LABELS + 3 {
+            &load_nginx
+        } else {
+            &load
+        };
+        let (cpu, replay) = (&cpu, &replay);
+        let url = (i >= PGBENCH_LABELS).then(|| urls[i - PGBENCH_LABELS].clone());
         async move {
             let before = cpu.snapshot();
-            let peak = load.peak(url).await?;
+            let peak = match (i, url) {
+                (0, _) => replay.run(1, API_SESSION)?,
+                (1, _) => replay.run(1, "")?,
+                (_, Some(url)) => load.peak(&url).await?,
+                (_, None) => unreachable!("every label has a url or is pgbench"),
+            };
             Ok((peak, cpu.since(&before)))
         }
     })
     .await?;
-    let [peak_no_limit, peak, peak_no_auth] =
+    let [pgbench_api, pgbench_default] = [0, 1].map(|i| Measured::from_runs(peaks[i].clone()));
+    let pgbench_ratio = paired("api / pgbench", &peaks[3], &peaks[0]);
+    let peaks = peaks[PGBENCH_LABELS..].to_vec();
+    let [peak_guards_off, peak, peak_no_auth] =
         [0, 1, 2].map(|i| Measured::from_runs(peaks[i].clone()));
-    let limiter_ratio = paired("limiter on / off", &peaks[1], &peaks[0]);
+    let guards_ratio = paired("guards on / off", &peaks[1], &peaks[0]);
     let auth_ratio = paired("auth on / off", &peaks[1], &peaks[2]);
     let peak_nginx = nginx
         .as_ref()
@@ -143,7 +211,9 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         }
     }
     let latencies = interleaved(&plan, &labels, |i| {
-        let (load, cpu, (url, rate)) = (&load, &cpu, &targets[i]);
+        // The first target is the api direct, the others nginx.
+        let load = if i == 0 { &load } else { &load_nginx };
+        let (cpu, (url, rate)) = (&cpu, &targets[i]);
         async move {
             let before = cpu.snapshot();
             let run = load.open_loop(url, *rate).await?;
@@ -175,14 +245,31 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     // The larger of the two production processes' high-water marks.
     let rss = full.peak_rss_mib()?.max(proxied.peak_rss_mib()?);
     drop((nginx, candidates));
-    drop((full, no_limit, no_auth, proxied));
+    drop((full, guards_off, no_auth, proxied));
 
     let mut figures = vec![
         figure(
             "peak direct",
             "req/s",
             peak.clone(),
+            Some(("pgbench, same SQL (interleaved)", pgbench_api.median)),
+            Better::Higher,
             None,
+        ),
+        // The goal is on the ratio of each pair of adjacent slices, as below.
+        figure(
+            "peak, api / pgbench",
+            "ratio",
+            pgbench_ratio,
+            Some(("same slice pair", 1.0)),
+            Better::Higher,
+            Some(0.8),
+        ),
+        figure(
+            "pgbench, default plan cache",
+            "req/s",
+            pgbench_default,
+            Some(("api's force_custom_plan", pgbench_api.median)),
             Better::Higher,
             None,
         ),
@@ -214,9 +301,9 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         // and off measured back to back), whose median shrugs off a burst of
         // noise that a ratio of two medians would not.
         figure(
-            "peak, limiter on / off",
+            "peak, guards on / off",
             "ratio",
-            limiter_ratio,
+            guards_ratio,
             Some(("same slice pair", 1.0)),
             Better::Higher,
             Some(0.95),
@@ -230,10 +317,10 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Some(0.90),
         ),
         figure(
-            "peak, limiter off",
+            "peak, guards off",
             "req/s",
-            peak_no_limit,
-            Some(("limiter on", peak.median)),
+            peak_guards_off,
+            Some(("guards on", peak.median)),
             Better::Higher,
             None,
         ),
@@ -286,7 +373,9 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             "{rows} rows in processed_data, GET {TYPICAL}, {CONNECTIONS} connections for the peak \
              ({PEAK_SLICES} x 1 s per run), \
              open loop at half the peak for latency, each api variant in its own process \
-             (8 pooled connections), compared variants measured in alternation"
+             with the shipped settings (a pool of database.max_connections), pgbench replaying \
+             the api's statement with as many clients, compared variants measured in alternation; \
+             guards: statement_timeout, in-flight cap, limiter"
         ),
         figures,
     })
@@ -492,6 +581,30 @@ async fn fill(pool: &PgPool, rows: usize) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// pgbench's replay of the statement the api sends for TYPICAL, read back
+/// from Postgres: a probe api with one connection answers TYPICAL (twice:
+/// the first also looks the token up), and that connection's last
+/// statement is the page's.
+async fn replay_typical(
+    pool: &PgPool,
+    url: &str,
+    load: &Load,
+    clients: u32,
+) -> anyhow::Result<Replay> {
+    let probe = Variant::new("bench-api-probe", PRODUCTION).pool(1);
+    let server = Server::start(url, &probe)?;
+    for _ in 0..2 {
+        let page = load
+            .get_json(&format!("{}{TYPICAL}", server.base()))
+            .await?;
+        let items = page["items"].as_array().map_or(0, Vec::len);
+        anyhow::ensure!(items == 20, "TYPICAL answered {items} offers");
+    }
+    let sql = pgbench::last_statement(pool, &probe.name).await?;
+    drop(server);
+    Replay::new(pool, &sql, typical_bind, 21, url, clients).await
 }
 
 /// The URL of the bench database, for the api child.

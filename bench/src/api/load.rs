@@ -77,8 +77,12 @@ pub struct OpenLoop {
 }
 
 impl Load {
-    pub fn new(token: String) -> anyhow::Result<Self> {
+    /// A generator sending `token`; `gzip`: asking for compressed answers,
+    /// as browsers ask nginx. Without: as nginx asks the api (it sends
+    /// `Accept-Encoding: ""` and compresses itself), so the api never gzips.
+    pub fn new(token: String, gzip: bool) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
+            .gzip(gzip)
             // Keep every connection a burst opened, so a run never pays for
             // connecting (nor does the server for accepting) once warm.
             .pool_max_idle_per_host(CONNECTIONS * 4)

@@ -47,14 +47,17 @@ impl Nginx {
             ),
         ];
         let mut applied = vec![false; replacements.len()];
-        for file in [
-            "nginx.conf",
-            "carfeed-http.conf",
-            "carfeed-proxy.conf",
-            "api-locations.conf",
-        ] {
-            let mut text = std::fs::read_to_string(source.join(file))
-                .with_context(|| format!("read nginx/{file}"))?;
+        // Every file nginx.conf may include (security-headers.conf, ...).
+        let mut files: Vec<PathBuf> = std::fs::read_dir(source)
+            .with_context(|| format!("read {}", source.display()))?
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+            .collect();
+        files.sort();
+        for path in files {
+            let file = path.file_name().context("a file name")?;
+            let mut text = std::fs::read_to_string(&path)
+                .with_context(|| format!("read {}", path.display()))?;
             for (i, (from, to)) in replacements.iter().enumerate() {
                 if text.contains(from) {
                     text = text.replace(from, to);

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Child, Command, ExitCode, Stdio};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 const SERVER_ENV: &str = "CARFEED_BENCH_API_SERVER";
 pub const SECRET: &[u8] = b"bench-secret-key-of-at-least-32-characters";
@@ -17,25 +17,124 @@ pub fn child_main() -> Option<ExitCode> {
     })
 }
 
-/// `url|limiter on|auth on`; serves until stdin closes.
+/// Settings overrides (`CARFEED__API__...` as in production's environment)
+/// the production variant runs with: the limiter on, with per-token quotas
+/// the load never reaches, so a figure is the limiter's cost, not its
+/// refusals; the same for the in-flight cap. The statement timeout stays
+/// as shipped.
+///
+/// The token's cached lookup is kept an hour: with the shipped 30 s, each
+/// expiry sends all 32 requests in flight to the database at once, and
+/// those past `api.rate_limit.lookups_burst` (20) from this one address get
+/// a 429 (a gap of the api the bench found: concurrent lookups of one
+/// token are not coalesced).
+pub const PRODUCTION: &[(&str, &str)] = &[
+    ("CARFEED__API__RATE_LIMIT__PER_SECOND", "1000000"),
+    ("CARFEED__API__RATE_LIMIT__BURST", "1000000"),
+    ("CARFEED__API__TOKEN_CACHE_TTL", "1h"),
+    // The cap checked on every request, as shipped, but never reached: the
+    // open loop at half the peak has more than 32 in flight in a stall.
+    ("CARFEED__API__MAX_IN_FLIGHT_PER_TOKEN", "1000000"),
+];
+
+/// The guards of issue 14 off: no limiter (nor the per-address limit on
+/// token lookups), no statement_timeout, no in-flight cap.
+pub const GUARDS_OFF: &[(&str, &str)] = &[
+    ("CARFEED__API__RATE_LIMIT__ENABLED", "false"),
+    ("CARFEED__API__STATEMENT_TIMEOUT", "0s"),
+    ("CARFEED__API__MAX_IN_FLIGHT_PER_TOKEN", "0"),
+];
+
+/// How one api child is set up.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// The connections' application_name (how the bench finds its backends).
+    pub name: String,
+    /// Settings overrides, as environment variables.
+    pub overrides: Vec<(String, String)>,
+    /// `false`: data endpoints serve without a token (bench only).
+    pub auth: bool,
+    /// The pool's size; None: `database.max_connections`, as `api serve`.
+    pub pool: Option<u32>,
+}
+
+impl Variant {
+    pub fn new(name: &str, overrides: &[(&str, &str)]) -> Self {
+        Self {
+            name: name.to_owned(),
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            auth: true,
+            pool: None,
+        }
+    }
+
+    pub fn without_auth(mut self) -> Self {
+        self.auth = false;
+        self
+    }
+
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.overrides.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn pool(mut self, size: u32) -> Self {
+        self.pool = Some(size);
+        self
+    }
+
+    /// The settings this variant's api reads: the shipped config.yaml with
+    /// the overrides, as `api serve` would load them from its environment.
+    pub fn settings(&self) -> anyhow::Result<settings::Settings> {
+        let pairs = self
+            .overrides
+            .iter()
+            .cloned()
+            .chain([("SECRET_KEY".to_owned(), secret_text().to_owned())]);
+        settings::load_from(&settings::Env::from_pairs(pairs)).context("api bench settings")
+    }
+}
+
+fn secret_text() -> &'static str {
+    std::str::from_utf8(SECRET).expect("the bench secret is text")
+}
+
+/// The child's spec: the database URL and the variant, as JSON.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Spec {
+    url: String,
+    name: String,
+    overrides: Vec<(String, String)>,
+    auth: bool,
+    pool: Option<u32>,
+}
+
+/// Serves the api as `api serve` would (its settings, its pool with the
+/// statement timeout) until stdin closes.
 async fn serve_child(spec: &str) -> anyhow::Result<()> {
-    let parts: Vec<&str> = spec.split('|').collect();
-    let [url, limiter, auth] = parts[..] else {
-        bail!("bad {SERVER_ENV}");
+    let spec: Spec = serde_json::from_str(spec).context("bad spec")?;
+    let variant = Variant {
+        name: spec.name,
+        overrides: spec.overrides,
+        auth: spec.auth,
+        pool: spec.pool,
     };
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(8)
-        .connect(url)
-        .await?;
-    let mut config = api::ApiConfig::for_tests();
-    config.secret_key = SECRET.to_vec();
-    // On: every request goes through the limiter, with a quota the load
-    // never reaches, so the figure is the limiter's cost, not its refusals.
-    config.rate_limit = (limiter == "on").then_some(api::config::RateLimit {
-        per_second: 10_000_000,
-        burst: 10_000_000,
-    });
-    config.require_token = auth == "on";
+    let settings = variant.settings()?;
+    let options = db::PoolOptions {
+        max_connections: variant
+            .pool
+            .unwrap_or(u32::try_from(settings.database.max_connections)?),
+        acquire_timeout: settings.database.acquire_timeout,
+        application_name: variant.name.clone(),
+    };
+    let pool = db::connect(&spec.url, &options).await?;
+    let mut config = api::ApiConfig::from_settings(&settings, SECRET.to_vec())?;
+    config.require_token = variant.auth;
+    let bounded = api::pool::bounded(&pool, config.statement_timeout);
+    pool.close().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening {}", listener.local_addr()?);
     std::io::stdout().flush()?;
@@ -46,7 +145,7 @@ async fn serve_child(spec: &str) -> anyhow::Result<()> {
         })
         .await;
     };
-    api::run(listener, api::AppState::new(pool, config), stdin_closed).await
+    api::run(listener, api::AppState::new(bounded, config), stdin_closed).await
 }
 
 /// The api in its own process, serving until dropped.
@@ -56,11 +155,18 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(url: &str, limiter: bool, auth: bool) -> anyhow::Result<Self> {
-        let on = |b: bool| if b { "on" } else { "off" };
+    pub fn start(url: &str, variant: &Variant) -> anyhow::Result<Self> {
+        variant.settings()?; // a bad override fails here, with its key
+        let spec = serde_json::to_string(&Spec {
+            url: url.to_owned(),
+            name: variant.name.clone(),
+            overrides: variant.overrides.clone(),
+            auth: variant.auth,
+            pool: variant.pool,
+        })?;
         let mut child = Command::new(std::env::current_exe()?)
             .arg("ceilings") // any name: the child never parses it
-            .env(SERVER_ENV, format!("{url}|{}|{}", on(limiter), on(auth)))
+            .env(SERVER_ENV, spec)
             .env_remove("DATABASE_URL")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

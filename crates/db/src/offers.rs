@@ -231,7 +231,7 @@ fn first_statement(
             query.push(format_args!(
                 "SELECT {outputs} FROM processed_data WHERE is_active"
             ));
-            push_filters(&mut query, &request.filter);
+            push_filters(&mut query, &request.filter, Test::Terms);
             push_position(&mut query, request);
         }
         Shape::Walk => {
@@ -241,13 +241,13 @@ fn first_statement(
             query.push(format_args!(
                 " ORDER BY {col} {dir}, inner_id {dir} LIMIT {WALK_ROWS}) AS walk WHERE true"
             ));
-            push_filters(&mut query, &request.filter);
+            push_filters(&mut query, &request.filter, Test::Columns);
         }
         Shape::Matching => {
             query.push(
                 "WITH matching AS MATERIALIZED (SELECT * FROM processed_data WHERE is_active",
             );
-            push_filters(&mut query, &request.filter);
+            push_filters(&mut query, &request.filter, Test::Terms);
             push_position(&mut query, request);
             query.push(format_args!(") SELECT {outputs} FROM matching"));
         }
@@ -349,11 +349,23 @@ fn select(request: &PageRequest, prefix: &str) -> QueryBuilder<'static, Postgres
         "{prefix}SELECT inner_id, {n} AS n, {t} AS t, record::text AS record
          FROM processed_data WHERE is_active"
     ));
-    push_filters(&mut query, &request.filter);
+    push_filters(&mut query, &request.filter, Test::Terms);
     query
 }
 
-fn push_filters(query: &mut QueryBuilder<'static, Postgres>, f: &OfferFilter) {
+/// How a statement tests the equality filters but mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Test {
+    /// Against the offer's filter terms, so their GIN index (0008) finds
+    /// the matches.
+    Terms,
+    /// Column by column, on rows already in hand (the walk), where no index
+    /// helps: building every walked row's terms array cost more than the
+    /// walk itself (a rare value walks 5,000 rows).
+    Columns,
+}
+
+fn push_filters(query: &mut QueryBuilder<'static, Postgres>, f: &OfferFilter, test: Test) {
     // mark: the (lower(mark), sort column) indexes of 0004. Each value is
     // its own bind inside lower(), which a custom plan folds to a constant,
     // so the planner sees the values themselves.
@@ -403,6 +415,27 @@ fn push_filters(query: &mut QueryBuilder<'static, Postgres>, f: &OfferFilter) {
         if values.is_empty() {
             continue;
         }
+        if test == Test::Columns {
+            // The same test as the terms': equal (without case for model
+            // and city) to one of the values; NULL matches none.
+            let column = if fold_case {
+                format!("lower({name})")
+            } else {
+                name.to_owned()
+            };
+            query.push(format_args!(" AND {column} IN ("));
+            let mut items = query.separated(", ");
+            for value in values {
+                items.push(if fold_case { "lower(" } else { "" });
+                items.push_bind_unseparated(value.clone());
+                items.push_unseparated("::text");
+                if fold_case {
+                    items.push_unseparated(")");
+                }
+            }
+            query.push(")");
+            continue;
+        }
         let op = if values.len() == 1 { "@>" } else { "&&" };
         query.push(format_args!(" AND {TERMS} {op} ARRAY["));
         let mut items = query.separated(", ");
@@ -419,10 +452,16 @@ fn push_filters(query: &mut QueryBuilder<'static, Postgres>, f: &OfferFilter) {
         }
         query.push("]");
     }
-    if let Some(is_dealer) = f.is_dealer {
-        query.push(format_args!(
-            " AND {TERMS} @> ARRAY['is_dealer={is_dealer}']"
-        ));
+    match (f.is_dealer, test) {
+        (Some(is_dealer), Test::Terms) => {
+            query.push(format_args!(
+                " AND {TERMS} @> ARRAY['is_dealer={is_dealer}']"
+            ));
+        }
+        (Some(is_dealer), Test::Columns) => {
+            query.push(format_args!(" AND is_dealer = {is_dealer}"));
+        }
+        (None, _) => {}
     }
     let ranges = [
         ("year", ">=", f.year_from.map(i64::from)),

@@ -25,9 +25,11 @@ pub struct ApiConfig {
     /// Token lookups in the database per client address, checked before the
     /// lookup (None: unlimited, as when `api.rate_limit.enabled` is false).
     pub lookup_limit: Option<RateLimit>,
-    /// Postgres' `statement_timeout` on the api's connections (see `pool`).
+    /// Postgres' `statement_timeout` on the api's connections (see `pool`);
+    /// zero: none.
     pub statement_timeout: Duration,
-    /// Requests one token may have in flight (None: no cap, bench only).
+    /// Requests one token may have in flight (None: no cap, as when
+    /// `api.max_in_flight_per_token` is 0).
     pub max_in_flight_per_token: Option<u32>,
     /// Whether data endpoints demand a token. Always true in `api serve`;
     /// only the bench turns it off, to measure what authentication costs.
@@ -89,9 +91,10 @@ impl ApiConfig {
                 burst: u32::try_from(api.rate_limit.lookups_burst).unwrap_or(u32::MAX),
             }),
             statement_timeout: api.statement_timeout,
-            max_in_flight_per_token: Some(
-                u32::try_from(api.max_in_flight_per_token).unwrap_or(u32::MAX),
-            ),
+            // 0: no cap.
+            max_in_flight_per_token: u32::try_from(api.max_in_flight_per_token)
+                .ok()
+                .filter(|cap| *cap > 0),
             require_token: true,
         })
     }

@@ -8,15 +8,22 @@ use db::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 /// A pool like `pool` (same server, size and acquire timeout) whose
-/// connections cancel any statement after `statement_timeout`. Set as
-/// startup options, so they cost no round trip. Connects lazily.
+/// connections cancel any statement after `statement_timeout` (zero: never,
+/// as Postgres reads 0). Set as startup options, so they cost no round trip.
+/// Connects lazily.
 ///
 /// Also `plan_cache_mode = force_custom_plan`: a filter's values decide
 /// its plan (a rare model: the terms' index; a common body type: walk the
 /// sort's index), which a cached generic plan, blind to the values, would
 /// get wrong for one or the other.
 pub fn bounded(pool: &PgPool, statement_timeout: Duration) -> PgPool {
-    let millis = statement_timeout.as_millis().max(1).to_string();
+    // A timeout under 1 ms is 1 ms, not Postgres' 0 (none).
+    let millis = if statement_timeout.is_zero() {
+        0
+    } else {
+        statement_timeout.as_millis().max(1)
+    }
+    .to_string();
     let connect = (*pool.connect_options()).clone().options([
         ("statement_timeout", millis.as_str()),
         ("plan_cache_mode", "force_custom_plan"),

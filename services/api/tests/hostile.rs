@@ -310,3 +310,37 @@ async fn filters_may_take_longer_than_the_statement_timeout(pool: PgPool) {
     assert!(answer.json()["total"].as_i64().unwrap() > 0);
     state.pool.close().await;
 }
+
+/// `api.statement_timeout: 0s` and `api.max_in_flight_per_token: 0` turn
+/// the timeout and the cap off (as the bench's guards-off variant does),
+/// and `api.rate_limit.enabled: false` both limiters: real settings keys.
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn zero_turns_the_statement_timeout_and_the_in_flight_cap_off(pool: PgPool) {
+    let settings = settings::load_from(&settings::Env::from_pairs([
+        ("CARFEED__API__STATEMENT_TIMEOUT", "0s"),
+        ("CARFEED__API__MAX_IN_FLIGHT_PER_TOKEN", "0"),
+        ("CARFEED__API__RATE_LIMIT__ENABLED", "false"),
+    ]))
+    .unwrap();
+    let config = ApiConfig::from_settings(&settings, b"k".repeat(32)).unwrap();
+    assert_eq!(config.statement_timeout, Duration::ZERO);
+    assert_eq!(config.max_in_flight_per_token, None);
+    assert_eq!(config.rate_limit, None);
+    assert_eq!(config.lookup_limit, None);
+    let state = bounded_state(&pool, config, 1);
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&state.pool)
+        .await
+        .unwrap();
+    assert_eq!(timeout, "0");
+    // Shipped: 2 s and 32.
+    let shipped = settings::load_from(&settings::Env::from_pairs::<&str, &str>([])).unwrap();
+    let config = ApiConfig::from_settings(&shipped, b"k".repeat(32)).unwrap();
+    assert_eq!(config.max_in_flight_per_token, Some(32));
+    let state = bounded_state(&pool, config, 1);
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&state.pool)
+        .await
+        .unwrap();
+    assert_eq!(timeout, "2s");
+}
