@@ -6,6 +6,10 @@
 //! see (see migration 0006 for why that is commit-safe). Rows go in key order, batch by batch; after each
 //! batch lands on the target the table's resume point moves on the working
 //! side, so a killed run sends again at most the batch it was writing.
+//!
+//! The source is read a few batches ahead of the target, and a batch's
+//! resume point is written while the next batch travels (saved before that
+//! one commits): neither server waits for the other.
 
 use std::time::{Duration, Instant};
 
@@ -16,11 +20,16 @@ use settings::SyncTable;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, Postgres};
 use telemetry::progress;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::sql::{self, KeyBound, Selection};
 use crate::tables;
 use crate::transfer::{Batches, Target};
+
+/// Batches read from the source ahead of the one the target is taking in.
+const READ_AHEAD_BATCHES: usize = 4;
 
 /// The two databases: where loader and normaliser write, and production.
 #[derive(Debug, Clone)]
@@ -197,34 +206,54 @@ async fn run_table(
     let mut moves_resume = false;
     for phase in &phases {
         moves_resume |= phase.key != Some(KeyBound::AtMost);
-        let mut batches =
+        let batches =
             Batches::start(source, &sql::copy_out(&spec, phase), options.batch_size).await?;
-        while let Some(batch) = batches.next().await? {
-            let outcome = sink.send(&batch).await?;
-            let rows = i64::try_from(batch.rows).unwrap_or(i64::MAX);
-            report.read += rows;
-            report.inserted += outcome.inserted;
-            report.updated += outcome.updated;
-            report.batches += 1;
-            if !options.dry_run && moves_resume {
-                if let Some(key) = outcome.last_key {
-                    let resume = Resume {
-                        key,
-                        watermark: mark.to_owned(),
-                    };
-                    sync_tables::save_resume(&ends.working, direction, &table.name, &resume, rows)
-                        .await
-                        .context("Failed to save the resume point")?;
+        // The source is read ahead while the target takes in earlier
+        // batches: both servers work at once.
+        let (ahead, mut received) = mpsc::channel(READ_AHEAD_BATCHES);
+        let read = batches.feed(ahead);
+        let write = async {
+            // The previous batch's resume point, written while this batch
+            // travels; it must be saved before this batch commits, so a
+            // killed run sends again at most the batch it was writing.
+            let mut saving: Option<JoinHandle<anyhow::Result<()>>> = None;
+            while let Some(batch) = received.recv().await {
+                let outcome = sink.send(&batch, saved(saving.take())).await?;
+                let rows = i64::try_from(batch.rows).unwrap_or(i64::MAX);
+                report.read += rows;
+                report.inserted += outcome.inserted;
+                report.updated += outcome.updated;
+                report.batches += 1;
+                if !options.dry_run && moves_resume {
+                    if let Some(key) = outcome.last_key {
+                        let resume = Resume {
+                            key,
+                            watermark: mark.to_owned(),
+                        };
+                        saving = Some(tokio::spawn(save_resume(
+                            ends.working.clone(),
+                            direction,
+                            table.name.clone(),
+                            resume,
+                            rows,
+                        )));
+                    }
+                }
+                if last_print.elapsed() >= options.progress_interval {
+                    last_print = Instant::now();
+                    print_progress(&table.name, report.read, total, started);
+                }
+                if shutdown.is_cancelled() {
+                    saved(saving.take()).await?;
+                    bail!("shutdown requested; the next run resumes after the last batch sent");
                 }
             }
-            if last_print.elapsed() >= options.progress_interval {
-                last_print = Instant::now();
-                print_progress(&table.name, report.read, total, started);
-            }
-            if shutdown.is_cancelled() {
-                bail!("shutdown requested; the next run resumes after the last batch sent");
-            }
-        }
+            saved(saving.take()).await?;
+            anyhow::Ok(())
+        };
+        let (read, write) = tokio::join!(read, write);
+        write?;
+        read?;
     }
     if report.batches > 0 {
         print_progress(&table.name, report.read, total, started);
@@ -239,6 +268,26 @@ async fn run_table(
             .context("Failed to save the table's mark")?;
     }
     Ok(report)
+}
+
+async fn save_resume(
+    working: PgPool,
+    direction: Direction,
+    table: String,
+    resume: Resume,
+    rows: i64,
+) -> anyhow::Result<()> {
+    sync_tables::save_resume(&working, direction, &table, &resume, rows)
+        .await
+        .context("Failed to save the resume point")
+}
+
+/// Waits for a resume point being saved, if any.
+async fn saved(saving: Option<JoinHandle<anyhow::Result<()>>>) -> anyhow::Result<()> {
+    match saving {
+        Some(handle) => handle.await.context("the resume point's save panicked")?,
+        None => Ok(()),
+    }
 }
 
 async fn set_resume_key(conn: &mut PgConnection, key: &[String]) -> anyhow::Result<()> {

@@ -9,9 +9,12 @@
 //! statement, so a batch lands whole or not at all, and the target's
 //! greatest key afterwards is the batch's last key (rows go in key order).
 
+use std::future::Future;
+
 use anyhow::Context;
 use futures::StreamExt;
 use sqlx::{PgConnection, Row};
+use tokio::sync::mpsc;
 
 use crate::copy_split::{Batch, Splitter};
 use crate::sql;
@@ -61,7 +64,13 @@ impl<'a> Target<'a> {
         })
     }
 
-    pub async fn send(&mut self, batch: &Batch) -> anyhow::Result<Outcome> {
+    /// Sends `batch`; `before_commit` must end before the batch can commit
+    /// (it runs while the target takes in the rows).
+    pub async fn send(
+        &mut self,
+        batch: &Batch,
+        before_commit: impl Future<Output = anyhow::Result<()>>,
+    ) -> anyhow::Result<Outcome> {
         let into = if self.direct {
             &self.spec.qualified
         } else {
@@ -73,6 +82,7 @@ impl<'a> Target<'a> {
             .await
             .with_context(|| format!("Failed to start the COPY into {}", self.spec.name))?;
         copy.send(batch.payload.clone()).await?;
+        before_commit.await?;
         copy.finish()
             .await
             .with_context(|| format!("Failed to COPY a batch of {}", self.spec.name))?;
@@ -166,6 +176,17 @@ impl<'c> Batches<'c> {
             splitter: Some(Splitter::new(batch_size)),
             ready: std::collections::VecDeque::new(),
         })
+    }
+
+    /// Hands every batch to `out` in order; stops quietly when `out` is
+    /// closed (its reader gave up and reports why).
+    pub async fn feed(mut self, out: mpsc::Sender<Batch>) -> anyhow::Result<()> {
+        while let Some(batch) = self.next().await? {
+            if out.send(batch).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub async fn next(&mut self) -> anyhow::Result<Option<Batch>> {
