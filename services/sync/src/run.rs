@@ -6,6 +6,10 @@
 //! see (see migration 0006 for why that is commit-safe). Rows go in key order, batch by batch; after each
 //! batch lands on the target the table's resume point moves on the working
 //! side, so a killed run sends again at most the batch it was writing.
+//!
+//! The source is read a few batches ahead of the target, and a batch's
+//! resume point is written while the next batch travels (saved before that
+//! one commits): neither server waits for the other.
 
 use std::time::{Duration, Instant};
 
@@ -16,11 +20,17 @@ use settings::SyncTable;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, Postgres};
 use telemetry::progress;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::copy_split::Batch;
 use crate::sql::{self, KeyBound, Selection};
 use crate::tables;
-use crate::transfer::{Batches, Target};
+use crate::transfer::{Batches, Outcome, Target};
+
+/// Batches read from the source ahead of the one the target is taking in.
+const READ_AHEAD_BATCHES: usize = 4;
 
 /// The two databases: where loader and normaliser write, and production.
 #[derive(Debug, Clone)]
@@ -194,37 +204,115 @@ async fn run_table(
     let started = Instant::now();
     let mut last_print = Instant::now();
     let mut sink = Target::open(target, &spec, options.dry_run).await?;
+    // A push that merges uses production's second connection too: two
+    // batches merge at once, and commit in key order.
+    let mut second_conn = None;
+    if direction == Direction::Push && !sink.direct && !options.dry_run {
+        let conn = ends
+            .production
+            .acquire()
+            .await
+            .context("Failed to open a second connection to the target")?;
+        second_conn = Some(conn);
+    }
+    let mut second_lane = match second_conn.as_mut() {
+        Some(conn) => {
+            let mut lane = Target::open(conn, &spec, false).await?;
+            lane.direct = false;
+            Some(lane)
+        }
+        None => None,
+    };
     let mut moves_resume = false;
     for phase in &phases {
         moves_resume |= phase.key != Some(KeyBound::AtMost);
-        let mut batches =
+        let batches =
             Batches::start(source, &sql::copy_out(&spec, phase), options.batch_size).await?;
-        while let Some(batch) = batches.next().await? {
-            let outcome = sink.send(&batch).await?;
-            let rows = i64::try_from(batch.rows).unwrap_or(i64::MAX);
-            report.read += rows;
-            report.inserted += outcome.inserted;
-            report.updated += outcome.updated;
-            report.batches += 1;
-            if !options.dry_run && moves_resume {
-                if let Some(key) = outcome.last_key {
-                    let resume = Resume {
-                        key,
-                        watermark: mark.to_owned(),
-                    };
-                    sync_tables::save_resume(&ends.working, direction, &table.name, &resume, rows)
-                        .await
-                        .context("Failed to save the resume point")?;
+        // The source is read ahead while the target takes in earlier
+        // batches: both servers work at once.
+        let (ahead, mut received) = mpsc::channel(READ_AHEAD_BATCHES);
+        let read = batches.feed(ahead);
+        let write = async {
+            // A batch's resume point is written while the next batch
+            // travels; it must be saved before that batch commits, so a
+            // killed run sends again at most the batch it was writing.
+            let start_save = |outcome: &Outcome, rows: i64| {
+                if options.dry_run || !moves_resume {
+                    return None;
+                }
+                let resume = Resume {
+                    key: outcome.last_key.clone()?,
+                    watermark: mark.to_owned(),
+                };
+                Some(tokio::spawn(save_resume(
+                    ends.working.clone(),
+                    direction,
+                    table.name.clone(),
+                    resume,
+                    rows,
+                )))
+            };
+            let mut saving: Option<JoinHandle<anyhow::Result<()>>> = None;
+            while let Some(first) = received.recv().await {
+                let second = match second_lane {
+                    Some(_) => received.recv().await,
+                    None => None,
+                };
+                let mut sent = Vec::new();
+                match (second, second_lane.as_mut()) {
+                    (Some(second), Some(lane)) => {
+                        let (first_saved, gate) = oneshot::channel::<anyhow::Result<()>>();
+                        let before_first = saved(saving.take());
+                        let first_done = async {
+                            let outcome = sink.send(&first, before_first).await?;
+                            let save = start_save(&outcome, rows_of(&first));
+                            let _ = first_saved.send(saved(save).await);
+                            anyhow::Ok(outcome)
+                        };
+                        let second_done = lane.send(&second, async {
+                            gate.await.context("the batch before this one failed")?
+                        });
+                        let (first_outcome, second_outcome) = tokio::join!(first_done, second_done);
+                        let (first_outcome, second_outcome) = (first_outcome?, second_outcome?);
+                        saving = start_save(&second_outcome, rows_of(&second));
+                        sent.push((rows_of(&first), first_outcome));
+                        sent.push((rows_of(&second), second_outcome));
+                    }
+                    (second, _) => {
+                        let outcome = sink.send(&first, saved(saving.take())).await?;
+                        saving = start_save(&outcome, rows_of(&first));
+                        sent.push((rows_of(&first), outcome));
+                        if let Some(second) = second {
+                            let outcome = sink.send(&second, saved(saving.take())).await?;
+                            saving = start_save(&outcome, rows_of(&second));
+                            sent.push((rows_of(&second), outcome));
+                        }
+                    }
+                }
+                for (rows, outcome) in &sent {
+                    report.read += rows;
+                    report.inserted += outcome.inserted;
+                    report.updated += outcome.updated;
+                    report.batches += 1;
+                }
+                if last_print.elapsed() >= options.progress_interval {
+                    last_print = Instant::now();
+                    print_progress(&table.name, report.read, total, started);
+                }
+                if shutdown.is_cancelled() {
+                    saved(saving.take()).await?;
+                    bail!("shutdown requested; the next run resumes after the last batch sent");
                 }
             }
-            if last_print.elapsed() >= options.progress_interval {
-                last_print = Instant::now();
-                print_progress(&table.name, report.read, total, started);
-            }
-            if shutdown.is_cancelled() {
-                bail!("shutdown requested; the next run resumes after the last batch sent");
-            }
-        }
+            saved(saving.take()).await?;
+            anyhow::Ok(())
+        };
+        let (read, write) = tokio::join!(read, write);
+        write?;
+        read?;
+    }
+    if let Some(lane) = second_lane {
+        lane.close().await?;
     }
     if report.batches > 0 {
         print_progress(&table.name, report.read, total, started);
@@ -239,6 +327,30 @@ async fn run_table(
             .context("Failed to save the table's mark")?;
     }
     Ok(report)
+}
+
+async fn save_resume(
+    working: PgPool,
+    direction: Direction,
+    table: String,
+    resume: Resume,
+    rows: i64,
+) -> anyhow::Result<()> {
+    sync_tables::save_resume(&working, direction, &table, &resume, rows)
+        .await
+        .context("Failed to save the resume point")
+}
+
+fn rows_of(batch: &Batch) -> i64 {
+    i64::try_from(batch.rows).unwrap_or(i64::MAX)
+}
+
+/// Waits for a resume point being saved, if any.
+async fn saved(saving: Option<JoinHandle<anyhow::Result<()>>>) -> anyhow::Result<()> {
+    match saving {
+        Some(handle) => handle.await.context("the resume point's save panicked")?,
+        None => Ok(()),
+    }
 }
 
 async fn set_resume_key(conn: &mut PgConnection, key: &[String]) -> anyhow::Result<()> {

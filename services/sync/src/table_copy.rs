@@ -72,7 +72,7 @@ pub async fn copy_table(
     )
     .await?;
     while let Some(batch) = batches.next().await? {
-        let outcome = sink.send(&batch).await?;
+        let outcome = sink.send(&batch, async { Ok(()) }).await?;
         report.read += i64::try_from(batch.rows).unwrap_or(i64::MAX);
         report.inserted += outcome.inserted;
         report.updated += outcome.updated;

@@ -1,7 +1,8 @@
 //! The target side of a transfer: batches of binary COPY rows land in a
 //! session-local staging table, then one statement upserts them, rewriting
 //! only rows that really differ (or, on a dry run, only counts what it would
-//! do). Three round trips per batch: COPY start, COPY data, merge.
+//! do). Four round trips per batch: COPY start, COPY data, merge, COMMIT
+//! (the merge waits for its turn to commit, see `send`).
 //!
 //! Into a target table that is empty when the transfer opens (a first, full
 //! push) there is nothing to compare against: batches are COPYed straight
@@ -9,9 +10,12 @@
 //! statement, so a batch lands whole or not at all, and the target's
 //! greatest key afterwards is the batch's last key (rows go in key order).
 
+use std::future::Future;
+
 use anyhow::Context;
 use futures::StreamExt;
 use sqlx::{PgConnection, Row};
+use tokio::sync::mpsc;
 
 use crate::copy_split::{Batch, Splitter};
 use crate::sql;
@@ -32,7 +36,7 @@ pub struct Target<'a> {
     staging: String,
     dry_run: bool,
     /// COPY batches straight into the (empty at open) target table.
-    direct: bool,
+    pub direct: bool,
 }
 
 impl<'a> Target<'a> {
@@ -61,7 +65,13 @@ impl<'a> Target<'a> {
         })
     }
 
-    pub async fn send(&mut self, batch: &Batch) -> anyhow::Result<Outcome> {
+    /// Sends `batch`; `before_commit` must end before the batch can commit
+    /// (it runs while the target takes in and merges the rows).
+    pub async fn send(
+        &mut self,
+        batch: &Batch,
+        before_commit: impl Future<Output = anyhow::Result<()>>,
+    ) -> anyhow::Result<Outcome> {
         let into = if self.direct {
             &self.spec.qualified
         } else {
@@ -73,10 +83,11 @@ impl<'a> Target<'a> {
             .await
             .with_context(|| format!("Failed to start the COPY into {}", self.spec.name))?;
         copy.send(batch.payload.clone()).await?;
-        copy.finish()
-            .await
-            .with_context(|| format!("Failed to COPY a batch of {}", self.spec.name))?;
         if self.direct {
+            before_commit.await?;
+            copy.finish()
+                .await
+                .with_context(|| format!("Failed to COPY a batch of {}", self.spec.name))?;
             let last_key = sqlx::query_scalar(&sql::greatest_key(self.spec))
                 .fetch_optional(&mut *self.conn)
                 .await
@@ -89,20 +100,39 @@ impl<'a> Target<'a> {
                 last_key,
             });
         }
-        let statement = if self.dry_run {
-            sql::dry_counts(self.spec, &self.staging)
-        } else {
-            sql::merge(self.spec, &self.staging)
-        };
-        let row = sqlx::raw_sql(&statement)
-            .fetch_one(&mut *self.conn)
+        copy.finish()
             .await
-            .with_context(|| format!("Failed to upsert a batch of {}", self.spec.name))?;
-        Ok(Outcome {
-            inserted: row.try_get("inserted")?,
-            updated: row.try_get("updated")?,
-            last_key: row.try_get("last_key")?,
-        })
+            .with_context(|| format!("Failed to COPY a batch of {}", self.spec.name))?;
+        if self.dry_run {
+            before_commit.await?;
+            let row = sqlx::raw_sql(&sql::dry_counts(self.spec, &self.staging))
+                .fetch_one(&mut *self.conn)
+                .await
+                .with_context(|| format!("Failed to count a batch of {}", self.spec.name))?;
+            return outcome(&row);
+        }
+        // The merge does its work at once and commits once `before_commit`
+        // ended (another connection may be merging the batch before).
+        let merged = async {
+            let row = sqlx::raw_sql(&format!("BEGIN; {}", sql::merge(self.spec, &self.staging)))
+                .fetch_one(&mut *self.conn)
+                .await
+                .with_context(|| format!("Failed to upsert a batch of {}", self.spec.name))?;
+            let outcome = outcome(&row)?;
+            before_commit.await?;
+            sqlx::raw_sql("COMMIT")
+                .execute(&mut *self.conn)
+                .await
+                .with_context(|| format!("Failed to commit a batch of {}", self.spec.name))?;
+            anyhow::Ok(outcome)
+        }
+        .await;
+        if merged.is_err() {
+            // Leave the connection outside any transaction (best effort: the
+            // run fails anyway).
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await;
+        }
+        merged
     }
 
     /// Deletes (or counts, on a dry run) target rows whose key is not in
@@ -143,6 +173,14 @@ impl<'a> Target<'a> {
     }
 }
 
+fn outcome(row: &sqlx::postgres::PgRow) -> anyhow::Result<Outcome> {
+    Ok(Outcome {
+        inserted: row.try_get("inserted")?,
+        updated: row.try_get("updated")?,
+        last_key: row.try_get("last_key")?,
+    })
+}
+
 /// Reads a `COPY ... TO STDOUT (FORMAT binary)` from the source and hands
 /// it out in batches, in order.
 pub struct Batches<'c> {
@@ -166,6 +204,17 @@ impl<'c> Batches<'c> {
             splitter: Some(Splitter::new(batch_size)),
             ready: std::collections::VecDeque::new(),
         })
+    }
+
+    /// Hands every batch to `out` in order; stops quietly when `out` is
+    /// closed (its reader gave up and reports why).
+    pub async fn feed(mut self, out: mpsc::Sender<Batch>) -> anyhow::Result<()> {
+        while let Some(batch) = self.next().await? {
+            if out.send(batch).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub async fn next(&mut self) -> anyhow::Result<Option<Batch>> {
