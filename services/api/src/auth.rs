@@ -6,8 +6,9 @@
 //! minute per token, in one statement for all of them.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -17,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use db::tokens::TokenGrant;
 use db::PgPool;
 use domain::token::Token;
+use tokio::sync::OnceCell;
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
@@ -62,6 +64,9 @@ pub struct TokenCache {
     touched: Mutex<HashMap<i64, Instant>>,
     /// Tokens used since the last flush, to write `last_used_at` for.
     pending: Mutex<HashSet<i64>>,
+    /// Lookups under way: requests that miss the cache for one token at the
+    /// same moment (a busy token whose entry just expired) share one.
+    in_flight: Mutex<HashMap<[u8; 32], Arc<OnceCell<Option<TokenGrant>>>>>,
 }
 
 impl Default for TokenCache {
@@ -70,6 +75,7 @@ impl Default for TokenCache {
             lookups: quick_cache::sync::Cache::new(MAX_CACHED),
             touched: Mutex::default(),
             pending: Mutex::default(),
+            in_flight: Mutex::default(),
         }
     }
 }
@@ -88,6 +94,27 @@ impl TokenCache {
         let grant = db::tokens::find_by_hash(pool, &hash).await?;
         self.lookups.insert(hash, (Instant::now(), grant.clone()));
         Ok(grant)
+    }
+
+    /// Runs `lead` (limit, then look up) for `hash` unless a lookup of it is
+    /// already under way, whose answer is then shared. A refused or failed
+    /// lead leaves the next waiter to lead with its own.
+    async fn lookup_once<F, Fut>(
+        &self,
+        hash: [u8; 32],
+        lead: F,
+    ) -> Result<Option<TokenGrant>, Response>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<TokenGrant>, Response>>,
+    {
+        let cell = lock(&self.in_flight).entry(hash).or_default().clone();
+        let answer = cell.get_or_try_init(lead).await.cloned();
+        let mut in_flight = lock(&self.in_flight);
+        if in_flight.get(&hash).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            in_flight.remove(&hash);
+        }
+        answer
     }
 
     fn note_use(&self, id: i64) {
@@ -134,16 +161,23 @@ pub async fn identify(State(state): State<AppState>, mut request: Request, next:
                 let grant = match state.tokens.cached(&hash, state.config.token_cache_ttl) {
                     Some(grant) => grant,
                     None => {
-                        // Before the database: random tokens from one
-                        // address are refused here.
-                        if let Some(limiter) = &state.lookup_limiter {
-                            if let Some(refusal) = limit::check_lookup(limiter, address) {
-                                return refusal;
+                        let lead = || async {
+                            // Before the database: random tokens from one
+                            // address are refused here.
+                            if let Some(limiter) = &state.lookup_limiter {
+                                if let Some(refusal) = limit::check_lookup(limiter, address) {
+                                    return Err(refusal);
+                                }
                             }
-                        }
-                        match state.tokens.fetch(&state.pool, hash).await {
+                            state
+                                .tokens
+                                .fetch(&state.pool, hash)
+                                .await
+                                .map_err(IntoResponse::into_response)
+                        };
+                        match state.tokens.lookup_once(hash, lead).await {
                             Ok(grant) => grant,
-                            Err(err) => return err.into_response(),
+                            Err(refusal) => return refusal,
                         }
                     }
                 };

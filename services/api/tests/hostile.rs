@@ -344,3 +344,21 @@ async fn zero_turns_the_statement_timeout_and_the_in_flight_cap_off(pool: PgPool
         .unwrap();
     assert_eq!(timeout, "2s");
 }
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn requests_in_flight_under_one_uncached_token_share_one_lookup(pool: PgPool) {
+    // A frontend sends many visitors' requests under one token; when its
+    // cached lookup expires (or the cache is cold), they must not each
+    // spend one of the address's lookups and be refused.
+    let token = token(&pool).await;
+    let mut config = ApiConfig::for_tests();
+    config.lookup_limit = Some(RateLimit {
+        per_second: 1,
+        burst: 2,
+    });
+    let state = AppState::new(pool.clone(), config);
+    let answers =
+        futures::future::join_all((0..12).map(|_| get(&state, "/api/v1/offers", &token))).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
