@@ -55,6 +55,9 @@ const REVOKED: &str = "the token has been revoked";
 /// When a token's hash was looked up, and what was found.
 type Lookup = (Instant, Option<TokenGrant>);
 
+/// A lookup under way, whose answer every request waiting on it shares.
+type SharedLookup = Arc<OnceCell<Option<TokenGrant>>>;
+
 /// Token lookups by keyed hash (known and unknown tokens alike, in a
 /// bounded cache that evicts), and which tokens were used lately.
 #[derive(Debug)]
@@ -66,7 +69,7 @@ pub struct TokenCache {
     pending: Mutex<HashSet<i64>>,
     /// Lookups under way: requests that miss the cache for one token at the
     /// same moment (a busy token whose entry just expired) share one.
-    in_flight: Mutex<HashMap<[u8; 32], Arc<OnceCell<Option<TokenGrant>>>>>,
+    in_flight: Mutex<HashMap<[u8; 32], SharedLookup>>,
 }
 
 impl Default for TokenCache {
