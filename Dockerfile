@@ -47,11 +47,15 @@ COPY ${BIN_DIR}/loader ${BIN_DIR}/normalizer ${BIN_DIR}/api ${BIN_DIR}/sync ${BI
 
 # ---- the browser workers' base: Debian's Chromium --------------------------
 # Only `worker` runs here; the small image above stays without a browser.
+# Installed only when the base image lacks it (the smoke test's local
+# browser base carries it already: no apt inside a container there).
 FROM runtime-base AS browser-base
 USER root
-RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-liberation \
-    && rm -rf /var/lib/apt/lists/*
+RUN if ! command -v chromium >/dev/null 2>&1; then \
+        apt-get update \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-liberation \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 USER carfeed
 ENV CARFEED__WORKER__BROWSER__ENABLED=true
 CMD ["worker", "run"]

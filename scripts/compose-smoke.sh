@@ -12,7 +12,10 @@
 #   4. `up -d`, then through nginx with a token: offers loaded from the
 #      simulator and normalised; `restart api` keeps nginx serving; `logs
 #      loader` shows its lines; a normaliser killed with SIGKILL is brought
-#      back by its restart policy and the pipeline carries on;
+#      back by its restart policy and the pipeline carries on; the browser
+#      worker (`--profile browser`, image with Debian's Chromium) renders a
+#      JavaScript-only page through tinyproxy with credentials and the CSV
+#      export carries the extracted fields;
 #   5. `down -v` and the engine stopped, also when a step fails.
 # It prints how long each phase took.
 #
@@ -96,8 +99,8 @@ cleanup() {
     fi
     phase "down -v, engine stopped"
     if [ "$STACK_UP" = 1 ]; then
-        docker rm -f "$PROJECT-ipgrab" >/dev/null 2>&1
-        compose down -v --remove-orphans --timeout 20 >"$SCRATCH/down.log" 2>&1 \
+        docker rm -f "$PROJECT-ipgrab" "$PROJECT-site" "$PROJECT-proxy" >/dev/null 2>&1
+        compose --profile browser down -v --remove-orphans --timeout 20 >"$SCRATCH/down.log" 2>&1 \
             || { echo "compose down failed:"; tail -20 "$SCRATCH/down.log"; }
     fi
     if [ -n "$OWN_DOCKERD_PID" ]; then
@@ -161,6 +164,7 @@ fi
 HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export HTTP_BIND=127.0.0.1 HTTP_PORT
 export CARFEED_IMAGE=carfeed-smoke:latest CARFEED_BUILD_TARGET=prebuilt BIN_DIR=target/$PROFILE
+export CARFEED_BROWSER_IMAGE=carfeed-smoke-browser:latest CARFEED_BROWSER_BUILD_TARGET=prebuilt-browser
 : >"$SCRATCH/empty.env" # a developer's .env must not leak into the test
 compose() { "${COMPOSE_CMD[@]}" -p "$PROJECT" --env-file "$SCRATCH/empty.env" -f "$REPO/docker-compose.yml" "$@"; }
 
@@ -175,9 +179,12 @@ fi
 # ---- 3. images -------------------------------------------------------------
 phase "base images (local, no registry)"
 LOCAL_BASE_IMAGE=carfeed-local/base:bookworm
-LOCAL_BASE_IMAGE=$LOCAL_BASE_IMAGE WORK=$SCRATCH/base scripts/make-local-base-image.sh
+LOCAL_BROWSER_IMAGE=carfeed-local/browser:bookworm
+LOCAL_BASE_IMAGE=$LOCAL_BASE_IMAGE LOCAL_BROWSER_IMAGE=$LOCAL_BROWSER_IMAGE WORK=$SCRATCH/base \
+    scripts/make-local-base-image.sh
 docker build -q -t carfeed-local/postgres:bookworm --build-arg BASE_IMAGE=$LOCAL_BASE_IMAGE docker/postgres-local >/dev/null
-export POSTGRES_IMAGE=carfeed-local/postgres:bookworm NGINX_IMAGE=$LOCAL_BASE_IMAGE RUNTIME_IMAGE=$LOCAL_BASE_IMAGE
+export POSTGRES_IMAGE=carfeed-local/postgres:bookworm NGINX_IMAGE=$LOCAL_BASE_IMAGE RUNTIME_IMAGE=$LOCAL_BASE_IMAGE \
+    BROWSER_RUNTIME_IMAGE=$LOCAL_BROWSER_IMAGE
 
 phase "cargo build ($PROFILE binaries)"
 # The same command as scripts/test.sh: after it (CI), nothing to do. (Only
@@ -188,8 +195,10 @@ else
     cargo build --workspace --all-targets --quiet
 fi
 
-phase "docker build (prebuilt target)"
+phase "docker build (prebuilt, prebuilt-browser targets)"
 compose build migrate >"$SCRATCH/build.log" 2>&1 || { tail -30 "$SCRATCH/build.log"; fail "docker build"; }
+compose --profile browser build worker-browser >"$SCRATCH/build-browser.log" 2>&1 \
+    || { tail -30 "$SCRATCH/build-browser.log"; fail "docker build worker-browser"; }
 
 # ---- 4. the stack ------------------------------------------------------------
 # wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every second.
@@ -269,6 +278,52 @@ worker_alive() {
 }
 wait_for 60 "a worker registered and alive (worker status --json)" worker_alive
 log "worker status: $(compose exec -T worker worker status | tr -d '\r' | head -3 | tr '\n' ' ')"
+
+phase "browser worker: render_url through tinyproxy"
+# A static site whose listings appear only after its script ran, and
+# tinyproxy asking for credentials, beside the stack on its network.
+NETWORK=${PROJECT}_default
+docker run -d --network "$NETWORK" --name "$PROJECT-site" \
+    -v "$REPO/fixtures/compose-smoke/site:/var/www/html:ro" "$LOCAL_BASE_IMAGE" nginx -g 'daemon off;' >/dev/null
+docker run -d --network "$NETWORK" --name "$PROJECT-proxy" \
+    -v "$REPO/fixtures/compose-smoke/tinyproxy.conf:/etc/tinyproxy/smoke.conf:ro" "$LOCAL_BASE_IMAGE" \
+    tinyproxy -d -c /etc/tinyproxy/smoke.conf >/dev/null
+compose --profile browser up -d --no-deps worker-browser >"$SCRATCH/up-browser.log" 2>&1 \
+    || { cat "$SCRATCH/up-browser.log"; fail "compose up worker-browser"; }
+wait_for 90 "worker-browser healthy (Chromium found at start)" healthy worker-browser
+browser() { compose exec -T worker-browser "$@"; }
+printf 'http://smoke:s3cret@%s-proxy:8888\n' "$PROJECT" | browser worker proxies upload /dev/stdin >/dev/null \
+    || fail "worker proxies upload"
+printf '%s\n' "http://$PROJECT-site/car-1.html" \
+    "{\"url\": \"http://$PROJECT-site/car-2.html\", \"wait_for\": \".listing .price\"}" \
+    | browser worker tasks upload --kind render_url --extract listing /dev/stdin >/dev/null \
+    || fail "worker tasks upload --kind render_url"
+rendered() {
+    browser worker status --json | python3 -c 'import json, sys; t = sys.stdin.read()
+counts = {c["status"]: c["count"] for c in json.loads(t[t.index("{"):])["tasks"]}
+sys.exit(0 if counts.get("completed", 0) == 2 else 1)'
+}
+wait_for 120 "2 render_url tasks completed" rendered
+browser worker results export --format csv >"$SCRATCH/cars.csv" || fail "worker results export"
+python3 - "$SCRATCH/cars.csv" "$PROJECT-site" <<'PY' || fail "the CSV export lacks the rendered listings"
+import csv, sys
+rows = {r["target"]: r for r in csv.DictReader(open(sys.argv[1]))}
+for n in (1, 2):
+    r = rows[f"http://{sys.argv[2]}/car-{n}.html"]
+    assert r["title"] == f"BMW 320i #{n}", r
+    assert r["price"] == str(100000 + 1250 * n), r
+    assert r["mileage_km"] == str(1000 * n + 7), r
+    assert r["missing_fields"] == "", r
+print(f"cars.csv: {len(rows)} rows, e.g. {rows[f'http://{sys.argv[2]}/car-1.html']['title']}, "
+      f"price {rows[f'http://{sys.argv[2]}/car-1.html']['price']}")
+PY
+# Only the browser worker claimed them, and both went through the proxy.
+host=$(docker inspect -f '{{.Config.Hostname}}' "$(container worker-browser)")
+[ "$(sql "SELECT count(*) FROM results r JOIN workers w ON w.id = r.worker_id WHERE w.name LIKE '$host-%'")" = 2 ] \
+    || fail "the render_url results are not the browser worker's ($host)"
+docker logs "$PROJECT-proxy" >"$SCRATCH/proxy.log" 2>&1
+grep -q "car-1.json" "$SCRATCH/proxy.log" || { tail -20 "$SCRATCH/proxy.log"; fail "tinyproxy saw no request for the listing's data"; }
+log "worker-browser rendered both pages through tinyproxy ($(grep -c 'Request' "$SCRATCH/proxy.log") proxied requests)"
 
 phase "logs loader"
 compose logs --no-color loader >"$SCRATCH/loader.log"

@@ -8,28 +8,39 @@
 #   curl, then `docker import` as $LOCAL_BASE_IMAGE.
 #
 # One image serves as the runtime of the Rust binaries (it has curl for the
-# healthchecks), as the base of the local Postgres image (docker/postgres-local)
-# and as nginx. Skipped when the tag exists (FORCE=1 rebuilds).
+# healthchecks), as the base of the local Postgres image (docker/postgres-local),
+# as nginx and (tinyproxy) as the smoke test's forward proxy. With
+# LOCAL_BROWSER_IMAGE set, the same chroot then gets Debian's Chromium and is
+# imported a second time under that tag: the browser workers' runtime, built
+# without apt inside a container. Each tag is skipped when it exists (FORCE=1
+# rebuilds).
 #
 # Needs root and a reachable docker engine. Env: LOCAL_BASE_IMAGE (default
-# carfeed-local/base:<codename>), WORK (scratch dir, default a new
-# /tmp/carfeed-base.XXXXXX), DOCKER (CLI, default docker), FORCE.
+# carfeed-local/base:<codename>), LOCAL_BROWSER_IMAGE (default none), WORK
+# (scratch dir, default a new /tmp/carfeed-base.XXXXXX), DOCKER (CLI, default
+# docker), FORCE.
 set -euo pipefail
 
 DOCKER=${DOCKER:-docker}
 . /etc/os-release
 SUITE=${SUITE:-${VERSION_CODENAME:-bookworm}}
 TAG=${LOCAL_BASE_IMAGE:-carfeed-local/base:$SUITE}
-PACKAGES="postgresql nginx-light curl ca-certificates"
+BROWSER_TAG=${LOCAL_BROWSER_IMAGE:-}
+PACKAGES="postgresql nginx-light curl ca-certificates tinyproxy"
+BROWSER_PACKAGES="chromium fonts-liberation"
 
 log() { printf '[base-image %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 [ "$(id -u)" = 0 ] || { echo "make-local-base-image.sh: must run as root (debootstrap, chroot)" >&2; exit 1; }
 $DOCKER info >/dev/null 2>&1 || { echo "make-local-base-image.sh: no docker engine answers" >&2; exit 1; }
-if [ "${FORCE:-0}" != 1 ] && $DOCKER image inspect "$TAG" >/dev/null 2>&1; then
-    log "$TAG already present (FORCE=1 rebuilds it)"
-    exit 0
+missing() { [ "${FORCE:-0}" = 1 ] || ! $DOCKER image inspect "$1" >/dev/null 2>&1; }
+NEED_BASE=0
+NEED_BROWSER=0
+if missing "$TAG"; then NEED_BASE=1; else log "$TAG already present (FORCE=1 rebuilds it)"; fi
+if [ -n "$BROWSER_TAG" ]; then
+    if missing "$BROWSER_TAG"; then NEED_BROWSER=1; else log "$BROWSER_TAG already present (FORCE=1 rebuilds it)"; fi
 fi
+[ "$NEED_BASE" = 1 ] || [ "$NEED_BROWSER" = 1 ] || exit 0
 
 # The first URI of the enabled "deb" sources for the main suite (want=main)
 # or the security suite (want=security): deb822 *.sources, then one-line lists.
@@ -102,26 +113,46 @@ printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
 chmod +x "$ROOT/usr/sbin/policy-rc.d"
 mkdir -p "$ROOT/etc/postgresql-common"
 echo 'create_main_cluster = false' >"$ROOT/etc/postgresql-common/createcluster.conf"
-cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-mount -t proc proc "$ROOT/proc" && MOUNTED+=("$ROOT/proc")
-mount -t sysfs sys "$ROOT/sys" && MOUNTED+=("$ROOT/sys")
-mount --bind /dev/pts "$ROOT/dev/pts" && MOUNTED+=("$ROOT/dev/pts")
+# chroot_install PACKAGES...: apt-get install inside the chroot, with /proc,
+# /sys and /dev/pts mounted and the host's resolver only while it runs.
+chroot_install() {
+    local i
+    cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+    mount -t proc proc "$ROOT/proc" && MOUNTED+=("$ROOT/proc")
+    mount -t sysfs sys "$ROOT/sys" && MOUNTED+=("$ROOT/sys")
+    mount --bind /dev/pts "$ROOT/dev/pts" && MOUNTED+=("$ROOT/dev/pts")
+    log "apt-get install $* (chroot)"
+    chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c \
+        "apt-get update -q && apt-get install -y -q $*" >"$WORK/apt.log" 2>&1 \
+        || { tail -30 "$WORK/apt.log" >&2; exit 1; }
+    chroot "$ROOT" apt-get clean
+    for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do umount "${MOUNTED[$i]}"; done
+    MOUNTED=()
+    rm -rf "$ROOT"/var/lib/apt/lists/*
+    : >"$ROOT/etc/resolv.conf"
+    : >"$ROOT/etc/hostname"
+}
 
-log "apt-get install $PACKAGES (chroot)"
-chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c \
-    "apt-get update -q && apt-get install -y -q $PACKAGES" >"$WORK/apt.log" 2>&1 \
-    || { tail -30 "$WORK/apt.log" >&2; exit 1; }
-chroot "$ROOT" apt-get clean
-for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do umount "${MOUNTED[$i]}"; done
-MOUNTED=()
-rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT/usr/sbin/policy-rc.d"
-: >"$ROOT/etc/resolv.conf"
-: >"$ROOT/etc/hostname"
+# import_image TAG: the chroot as it is now, as a docker image.
+import_image() {
+    log "docker import $1"
+    tar -C "$ROOT" --numeric-owner -c . | $DOCKER import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'CMD ["bash"]' \
+        - "$1" >/dev/null
+    log "done: $1, $($DOCKER image inspect --format '{{.Size}}' "$1" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
+}
 
-log "docker import $TAG"
-tar -C "$ROOT" --numeric-owner -c . | $DOCKER import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'CMD ["bash"]' \
-    - "$TAG" >/dev/null
-log "done: $($DOCKER image inspect --format '{{.Size}}' "$TAG" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
+chroot_install $PACKAGES
+if [ "$NEED_BASE" = 1 ]; then
+    rm -f "$ROOT/usr/sbin/policy-rc.d"
+    import_image "$TAG"
+    printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+    chmod +x "$ROOT/usr/sbin/policy-rc.d"
+fi
+if [ "$NEED_BROWSER" = 1 ]; then
+    chroot_install $BROWSER_PACKAGES
+    rm -f "$ROOT/usr/sbin/policy-rc.d"
+    import_image "$BROWSER_TAG"
+fi
