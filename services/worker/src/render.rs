@@ -23,8 +23,8 @@ use crate::extract::Profile;
 use crate::outcome::{classify_status, matches_block_pattern, Outcome};
 use crate::page::{Extras, TaskParams};
 
-/// How often `wait_for` looks for its selector.
-const POLL: Duration = Duration::from_millis(100);
+/// The longest one in-page wait for `wait_for`'s selector lasts.
+const LOOK: Duration = Duration::from_secs(2);
 
 pub struct Render<'a> {
     pub chromium: &'a Chromium,
@@ -40,7 +40,8 @@ impl Render<'_> {
         profile: Option<&Profile>,
         proxy_url: &str,
     ) -> Outcome {
-        let deadline = Instant::now() + self.settings.page_timeout;
+        let started = Instant::now();
+        let deadline = started + self.settings.page_timeout;
         let tab = match self.chromium.tab(proxy_url).await {
             Ok(tab) => tab,
             Err(err) => {
@@ -49,13 +50,23 @@ impl Render<'_> {
                 }
             }
         };
+        let opened = Instant::now();
         let outcome = self
             .in_tab(&tab, deadline, target, params, profile)
             .await
             .unwrap_or_else(|err| Outcome::Transient {
                 error: format!("browser: {err:#}"),
             });
+        let rendered = Instant::now();
         tab.close().await;
+        // Where a page's time goes, for tuning (RUST_LOG=worker::render=debug).
+        tracing::debug!(
+            "{target}: {} ms in all; opening its context and tab {} ms, loading and waiting {} ms, closing {} ms",
+            started.elapsed().as_millis(),
+            opened.duration_since(started).as_millis(),
+            rendered.duration_since(opened).as_millis(),
+            rendered.elapsed().as_millis(),
+        );
         outcome
     }
 
@@ -166,25 +177,37 @@ struct Document {
     status: u16,
 }
 
-/// Polls for `selector` until `deadline`; false when it never matched. An
-/// error (the browser died) ends the task at once.
+/// Waits for `selector` until `deadline`; false when it never matched. The
+/// page itself watches for it (a MutationObserver), so the task goes on as
+/// soon as the element exists instead of at the next poll; each look lasts
+/// at most `LOOK`, then the next one starts in whatever document the page
+/// has by then (a script may have navigated). An error (the browser died)
+/// ends the task at once.
 async fn wait_for_selector(page: &Page, selector: &str, deadline: Instant) -> anyhow::Result<bool> {
-    let check = format!(
-        "document.querySelector({}) !== null",
-        serde_json::Value::from(selector)
-    );
+    let selector = serde_json::Value::from(selector);
     loop {
-        let found: bool = page
-            .evaluate_expression(check.as_str())
-            .await?
-            .into_value()?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let look = left.min(LOOK).as_millis();
+        let script = format!(
+            "new Promise((resolve) => {{
+                if (document.querySelector({selector}) !== null) return resolve(true);
+                const observer = new MutationObserver(() => {{
+                    if (document.querySelector({selector}) !== null) {{
+                        observer.disconnect();
+                        resolve(true);
+                    }}
+                }});
+                observer.observe(document, {{childList: true, subtree: true, attributes: true}});
+                setTimeout(() => {{ observer.disconnect(); resolve(false); }}, {look});
+            }})"
+        );
+        let found: bool = page.evaluate_expression(script).await?.into_value()?;
         if found {
             return Ok(true);
         }
-        if Instant::now() + POLL > deadline {
+        if Instant::now() >= deadline {
             return Ok(false);
         }
-        tokio::time::sleep(POLL).await;
     }
 }
 
