@@ -280,11 +280,20 @@ wait_for 60 "a worker registered and alive (worker status --json)" worker_alive
 log "worker status: $(compose exec -T worker worker status | tr -d '\r' | head -3 | tr '\n' ' ')"
 
 phase "browser worker: render_url through tinyproxy"
-# A static site whose listings appear only after its script ran, and
-# tinyproxy asking for credentials, beside the stack on its network.
+# A static site whose listings appear only after their page's script
+# fetched them (the tests' page, fixtures/listing-site/car.html, at
+# /car/<n>/, its data at /api/car/<n>), and tinyproxy asking for
+# credentials, beside the stack on its network.
 NETWORK=${PROJECT}_default
+for n in 1 2; do
+    mkdir -p "$SCRATCH/site/car/$n" "$SCRATCH/site/api/car"
+    cp fixtures/listing-site/car.html "$SCRATCH/site/car/$n/index.html"
+    printf '{"title": "BMW 320i #%s", "price": %s, "mileage_km": %s, "dealer": "d%s", "photos": ["/img/%s-1.jpg"]}\n' \
+        "$n" $((100000 + 1250 * n)) $((1000 * n + 7)) "$n" "$n" >"$SCRATCH/site/api/car/$n"
+done
+chmod -R a+rX "$SCRATCH/site"
 docker run -d --network "$NETWORK" --name "$PROJECT-site" \
-    -v "$REPO/fixtures/compose-smoke/site:/var/www/html:ro" "$LOCAL_BASE_IMAGE" nginx -g 'daemon off;' >/dev/null
+    -v "$SCRATCH/site:/var/www/html:ro" "$LOCAL_BASE_IMAGE" nginx -g 'daemon off;' >/dev/null
 docker run -d --network "$NETWORK" --name "$PROJECT-proxy" \
     -v "$REPO/fixtures/compose-smoke/tinyproxy.conf:/etc/tinyproxy/smoke.conf:ro" "$LOCAL_BASE_IMAGE" \
     tinyproxy -d -c /etc/tinyproxy/smoke.conf >/dev/null
@@ -294,8 +303,8 @@ wait_for 90 "worker-browser healthy (Chromium found at start)" healthy worker-br
 browser() { compose exec -T worker-browser "$@"; }
 printf 'http://smoke:s3cret@%s-proxy:8888\n' "$PROJECT" | browser worker proxies upload /dev/stdin >/dev/null \
     || fail "worker proxies upload"
-printf '%s\n' "http://$PROJECT-site/car-1.html" \
-    "{\"url\": \"http://$PROJECT-site/car-2.html\", \"wait_for\": \".listing .price\"}" \
+printf '%s\n' "http://$PROJECT-site/car/1/" \
+    "{\"url\": \"http://$PROJECT-site/car/2/\", \"wait_for\": \".listing .price\"}" \
     | browser worker tasks upload --kind render_url --extract listing /dev/stdin >/dev/null \
     || fail "worker tasks upload --kind render_url"
 rendered() {
@@ -309,20 +318,20 @@ python3 - "$SCRATCH/cars.csv" "$PROJECT-site" <<'PY' || fail "the CSV export lac
 import csv, sys
 rows = {r["target"]: r for r in csv.DictReader(open(sys.argv[1]))}
 for n in (1, 2):
-    r = rows[f"http://{sys.argv[2]}/car-{n}.html"]
+    r = rows[f"http://{sys.argv[2]}/car/{n}/"]
     assert r["title"] == f"BMW 320i #{n}", r
     assert r["price"] == str(100000 + 1250 * n), r
     assert r["mileage_km"] == str(1000 * n + 7), r
     assert r["missing_fields"] == "", r
-print(f"cars.csv: {len(rows)} rows, e.g. {rows[f'http://{sys.argv[2]}/car-1.html']['title']}, "
-      f"price {rows[f'http://{sys.argv[2]}/car-1.html']['price']}")
+first = rows[f"http://{sys.argv[2]}/car/1/"]
+print(f"cars.csv: {len(rows)} rows, e.g. {first['title']}, price {first['price']}")
 PY
 # Only the browser worker claimed them, and both went through the proxy.
 host=$(docker inspect -f '{{.Config.Hostname}}' "$(container worker-browser)")
 [ "$(sql "SELECT count(*) FROM results r JOIN workers w ON w.id = r.worker_id WHERE w.name LIKE '$host-%'")" = 2 ] \
     || fail "the render_url results are not the browser worker's ($host)"
 docker logs "$PROJECT-proxy" >"$SCRATCH/proxy.log" 2>&1
-grep -q "car-1.json" "$SCRATCH/proxy.log" || { tail -20 "$SCRATCH/proxy.log"; fail "tinyproxy saw no request for the listing's data"; }
+grep -q "/api/car/1" "$SCRATCH/proxy.log" || { tail -20 "$SCRATCH/proxy.log"; fail "tinyproxy saw no request for the listing's data"; }
 log "worker-browser rendered both pages through tinyproxy ($(grep -c 'Request' "$SCRATCH/proxy.log") proxied requests)"
 
 phase "logs loader"

@@ -113,26 +113,9 @@ fn count(state: &SiteState, path: &str) {
         .or_default() += 1;
 }
 
-const SHELL: &str = r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>Car ID</title></head>
-<body>
-<main id="app"><p class="loading">Loading…</p></main>
-<script>
-fetch('/api/car/ID')
-  .then(function (r) { return r.json(); })
-  .then(function (car) {
-    var photos = car.photos.map(function (p) { return '<li><img src="' + p + '"></li>'; }).join('');
-    document.getElementById('app').innerHTML =
-      '<article class="listing">' +
-      '<h1 class="title">' + car.title + '</h1>' +
-      '<span class="price">¥ ' + car.price.toLocaleString('en-US') + '</span>' +
-      '<span class="mileage">' + car.mileage_km.toLocaleString('en-US') + ' km</span>' +
-      '<a class="dealer" href="/dealer/' + car.dealer + '">' + car.dealer + '</a>' +
-      '<ul class="photos">' + photos + '</ul></article>';
-  });
-</script>
-</body></html>
-"#;
+/// The page: fixtures/listing-site/car.html, shared with the compose smoke
+/// test; its script takes the id from the path.
+const SHELL: &str = include_str!("../../../fixtures/listing-site/car.html");
 
 const CAPTCHA: &str = "<!doctype html><html><head><title>Just a moment</title></head>\
 <body><h1>Verify you are human</h1><div class=\"g-recaptcha\"></div></body></html>";
@@ -143,7 +126,7 @@ async fn car_page(State(state): State<Arc<SiteState>>, Path(id): Path<u32>) -> H
     if state.captcha_once.lock().unwrap().remove(&path) {
         return Html(CAPTCHA.to_owned());
     }
-    Html(SHELL.replace("ID", &id.to_string()))
+    Html(SHELL.to_owned())
 }
 
 async fn car_api(State(state): State<Arc<SiteState>>, Path(id): Path<u32>) -> Response {
