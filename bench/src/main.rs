@@ -115,6 +115,14 @@ fn main() -> ExitCode {
         return code; // one instance of the normaliser bench
     }
     let cli = Cli::parse();
+    // The services' own log lines, when asked for (RUST_LOG=worker::render=debug):
+    // where a figure's time goes.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let plan = harness::Plan {
         runs: cli.runs.unwrap_or(3).max(1),
         warmup: cli.warmup,
