@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use db::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::Connection;
+
+/// How long a pooled connection may sit idle and still be used without a
+/// ping first.
+pub const UNTESTED_IDLE: Duration = Duration::from_secs(1);
 
 /// A pool like `pool` (same server, size and acquire timeout) whose
 /// connections cancel any statement after `statement_timeout` (zero: never,
@@ -33,5 +38,18 @@ pub fn bounded(pool: &PgPool, statement_timeout: Duration) -> PgPool {
     PgPoolOptions::new()
         .max_connections(options.get_max_connections())
         .acquire_timeout(options.get_acquire_timeout())
+        // sqlx pings every connection it takes back (a round trip), so one
+        // taken again within UNTESTED_IDLE was alive that recently; only a
+        // connection idle longer (a restart or a proxy may have cut it) is
+        // pinged again before use, instead of every one on every query.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= UNTESTED_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(connect)
 }
