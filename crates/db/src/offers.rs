@@ -203,7 +203,7 @@ pub enum Planning {
     /// values, after five custom ones, and skip planning from then on: for
     /// the shapes whose filters only test the rows one index hands over in
     /// the sort's order, the same index for every value (planning was
-    /// about 40% of the typical page's time in Postgres).
+    /// about a third of the typical page's time in Postgres).
     Cached,
     /// Sent unnamed, so planned with its values on every run, never with a
     /// generic plan: the values decide which index finds the matches (a

@@ -22,7 +22,9 @@ pub const UNTESTED_IDLE: Duration = Duration::from_secs(1);
 /// sort's index: prepared, so a generic plan skips planning) or must be
 /// made with the values (a filter whose values decide its index: sent
 /// unnamed, planned on every run). `force_custom_plan` here once re-planned
-/// every statement, the typical page's included (0.56x of pgbench).
+/// every statement, the typical page's included: pgbench replaying that
+/// page so serves 0.6-0.64x of what it serves with the plan cache (`bench
+/// api`).
 pub fn bounded(pool: &PgPool, statement_timeout: Duration) -> PgPool {
     // A timeout under 1 ms is 1 ms, not Postgres' 0 (none).
     let millis = if statement_timeout.is_zero() {
