@@ -10,7 +10,7 @@
 //! with a second statement.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, Postgres, QueryBuilder};
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 
 use crate::DbError;
 
@@ -148,29 +148,23 @@ where
     let in_null_tail = matches!(&request.after, Some(p) if p.value.is_none());
     if !in_null_tail {
         if is_guarded(request) {
-            rows = first_statement(request, "", Shape::Walk)
-                .build_query_as()
-                .fetch_all(db)
-                .await?;
+            rows = fetch(db, request, Shape::Walk).await?;
             if rows.len() < want as usize {
                 // Fewer matches than a page in the walk: the filter is
                 // selective (or the list ends), so its index finds them.
-                rows = first_statement(request, "", Shape::Matching)
-                    .build_query_as()
-                    .fetch_all(db)
-                    .await?;
+                rows = fetch(db, request, Shape::Matching).await?;
             }
         } else {
-            rows = first_statement(request, "", Shape::Direct)
-                .build_query_as()
-                .fetch_all(db)
-                .await?;
+            rows = fetch(db, request, Shape::Direct).await?;
         }
     }
     let missing = want - rows.len() as i64;
     if missing > 0 {
         let mut query = null_tail_statement(request, "", missing);
-        rows.extend(query.build_query_as::<Row>().fetch_all(db).await?);
+        // Which index finds the NULL tail's rows depends on the filter's
+        // values, as for Matching.
+        let tail = query.build_query_as::<Row>().persistent(false);
+        rows.extend(tail.fetch_all(db).await?);
     }
     let limit = request.limit as usize;
     let next = (rows.len() > limit).then(|| rows[limit - 1].position());
@@ -199,6 +193,55 @@ pub enum Shape {
     /// The filter's matches first (by its indexes), then sorted: after a
     /// walk found less than a page, so there are few matches.
     Matching,
+}
+
+/// How Postgres plans a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planning {
+    /// Prepared once per connection and kept, so Postgres' plan cache (in
+    /// its default mode) may switch to one generic plan, blind to the
+    /// values, after five custom ones, and skip planning from then on: for
+    /// the shapes whose filters only test the rows one index hands over in
+    /// the sort's order, the same index for every value (planning was
+    /// about a third of the typical page's time in Postgres).
+    Cached,
+    /// Sent unnamed, so planned with its values on every run, never with a
+    /// generic plan: the values decide which index finds the matches (a
+    /// rare model: the terms' index; a common body type: another one).
+    PerValues,
+}
+
+impl Shape {
+    pub const fn planning(self) -> Planning {
+        match self {
+            Self::Direct | Self::Walk => Planning::Cached,
+            Self::Matching => Planning::PerValues,
+        }
+    }
+
+    /// The shapes a page's first statement may take.
+    fn of(request: &PageRequest) -> &'static [Shape] {
+        if is_guarded(request) {
+            &[Shape::Walk, Shape::Matching]
+        } else {
+            &[Shape::Direct]
+        }
+    }
+}
+
+/// The rows of the page's first statement in `shape`, planned as the shape
+/// needs.
+async fn fetch<'c, E>(db: E, request: &PageRequest, shape: Shape) -> Result<Vec<Row>, DbError>
+where
+    E: PgExecutor<'c>,
+{
+    let mut query = first_statement(request, "", shape);
+    let rows = query
+        .build_query_as()
+        .persistent(shape.planning() == Planning::Cached)
+        .fetch_all(db)
+        .await?;
+    Ok(rows)
 }
 
 /// Whether a page needs the walk-then-matching guard: any filter but one
@@ -304,31 +347,72 @@ fn null_tail_statement(
 }
 
 /// The plans of a page's statements (the first one in every shape it may
-/// take, then the NULL tail), as `EXPLAIN` prints them, for the tests that
-/// check every filter is served by an index.
+/// take, then the NULL tail), as `EXPLAIN` prints them with the page's
+/// values (custom plans), for the tests that check every filter is served
+/// by an index.
 pub async fn explain<'c, E>(db: E, request: &PageRequest) -> Result<Vec<(String, String)>, DbError>
 where
     E: PgExecutor<'c> + Copy,
 {
     let want = i64::from(request.limit) + 1;
-    let shapes: &[Shape] = if is_guarded(request) {
-        &[Shape::Walk, Shape::Matching]
-    } else {
-        &[Shape::Direct]
-    };
     let mut plans = Vec::new();
-    for shape in shapes {
+    for shape in Shape::of(request) {
         let lines: Vec<String> = first_statement(request, "EXPLAIN ", *shape)
             .build_query_scalar()
+            .persistent(false)
             .fetch_all(db)
             .await?;
         plans.push((format!("{shape:?}"), lines.join("\n")));
     }
     let tail: Vec<String> = null_tail_statement(request, "EXPLAIN ", want)
         .build_query_scalar()
+        .persistent(false)
         .fetch_all(db)
         .await?;
     plans.push(("null tail".to_owned(), tail.join("\n")));
+    Ok(plans)
+}
+
+/// The generic plans (blind to the values) of a page's statements that
+/// Postgres may cache ([`Planning::Cached`]), as `EXPLAIN` prints them:
+/// each statement is run once on `conn` as the page runs it (so prepared
+/// there with the page's parameter types), then explained by its prepared
+/// name under `plan_cache_mode = force_generic_plan` (Postgres 15 has no
+/// `EXPLAIN (GENERIC_PLAN)`).
+pub async fn explain_generic(
+    conn: &mut PgConnection,
+    request: &PageRequest,
+) -> Result<Vec<(String, String)>, DbError> {
+    let mut plans = Vec::new();
+    for shape in Shape::of(request) {
+        if shape.planning() != Planning::Cached {
+            continue;
+        }
+        let mut query = first_statement(request, "", *shape);
+        let sql = query.sql().to_owned();
+        query.build().execute(&mut *conn).await?;
+        let (name, params): (String, i32) = sqlx::query_as(
+            "SELECT name, cardinality(parameter_types) FROM pg_prepared_statements
+             WHERE statement = $1 LIMIT 1",
+        )
+        .bind(&sql)
+        .fetch_one(&mut *conn)
+        .await?;
+        // A generic plan is made without the values: NULL stands for each.
+        let values = vec!["NULL"; params as usize].join(", ");
+        sqlx::query("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut *conn)
+            .await?;
+        let explain = format!("EXPLAIN EXECUTE {name}({values})");
+        let lines: Result<Vec<String>, _> = sqlx::query_scalar(&explain)
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await;
+        sqlx::query("RESET plan_cache_mode")
+            .execute(&mut *conn)
+            .await?;
+        plans.push((format!("{shape:?}"), lines?.join("\n")));
+    }
     Ok(plans)
 }
 

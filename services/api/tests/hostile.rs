@@ -130,6 +130,41 @@ async fn a_connection_lost_during_a_query_is_503_unavailable(pool: PgPool) {
     state.pool.close().await;
 }
 
+/// The api's pool pings only connections idle for api::pool::UNTESTED_IDLE
+/// or longer (sqlx pings each one it takes back): one cut while idle (a
+/// restart, a proxy's idle timeout) is still replaced before a request
+/// uses it.
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_connection_cut_while_idle_is_replaced_before_use(pool: PgPool) {
+    let token = token(&pool).await;
+    let name = "carfeed-api-idle-cut";
+    let small = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*pool.connect_options()).clone().application_name(name));
+    let state = AppState::new(
+        api::pool::bounded(&small, Duration::from_secs(30)),
+        ApiConfig::for_tests(),
+    );
+    assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(name)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(cut, [true], "the api's one connection is cut");
+    tokio::time::sleep(api::pool::UNTESTED_IDLE + Duration::from_millis(200)).await;
+    let answer = get(&state, "/api/v1/offers", &token).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    state.pool.close().await;
+}
+
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn a_token_over_its_requests_in_flight_gets_429(pool: PgPool) {
     let token = token(&pool).await;

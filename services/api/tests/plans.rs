@@ -144,3 +144,153 @@ async fn every_documented_filter_and_sort_is_served_by_an_index(pool: PgPool) {
         failures.join("\n\n")
     );
 }
+
+/// The rule that lets Postgres cache a page's plan (db::offers::Planning):
+/// the statements it may cache are the walk of the sort's index and the
+/// unfiltered or one-mark list, whose generic plan, made without the values
+/// and used for all of them, must still take its rows from an index in the
+/// sort's order (no sort, no table scan), on page 1 and after a cursor.
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn cached_plans_serve_every_value_from_the_sorts_index(pool: PgPool) {
+    fill(&pool).await;
+    let api_pool = api::pool::bounded(&pool, Duration::from_secs(30));
+    let mut conn = api_pool.acquire().await.unwrap();
+    let filters = [
+        "",
+        "mark=Toyota",
+        "mark=Zzz",
+        "mark=Toyota,BMW",
+        "model=zzz",
+        "model=A%201,zzz",
+        "mark=Toyota&model=zzz",
+        "city=zzz",
+        "body_type=SUV",
+        "engine_type=zzz,Electric",
+        "transmission_type=CVT",
+        "drive_type=zzz",
+        "seller_type=zzz",
+        "is_dealer=true",
+        "year_from=2015",
+        "year_from=2100",
+        "price_from=100000&price_to=100010",
+        "km_age_to=0",
+        "mark=Toyota&year_from=2015",
+        "mark=Toyota&price_to=200000",
+    ];
+    let mut explained = 0;
+    let mut failures = Vec::new();
+    for filter in filters {
+        for sort in ["listed_at", "price", "year", "km_age"] {
+            for order in ["desc", "asc"] {
+                let query = format!("{filter}&sort={sort}&order={order}");
+                let mut request =
+                    api::routes::offers::page_request(Some(&query), &ApiConfig::for_tests())
+                        .unwrap();
+                for after in [None, Some(position(request.sort))] {
+                    request.after = after;
+                    let plans = db::offers::explain_generic(&mut conn, &request)
+                        .await
+                        .unwrap();
+                    for (shape, plan) in plans {
+                        explained += 1;
+                        let in_index_order = plan.contains("Limit")
+                            && plan.contains("Index")
+                            && !plan.contains("Sort Key")
+                            && !plan.contains("Seq Scan");
+                        // Generic: a mark is `lower($n)` in the plan, not
+                        // the value itself (as in a custom plan).
+                        let blind = !filter.contains("mark=") || plan.contains("lower($");
+                        if !in_index_order || !blind {
+                            failures.push(format!(
+                                "{query} (after: {}, {shape}):\n{plan}",
+                                request.after.is_some()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    drop(conn);
+    api_pool.close().await;
+    // Every filter had a cached statement (a walk, or the direct list).
+    assert_eq!(explained, filters.len() * 4 * 2 * 2);
+    assert!(
+        failures.is_empty(),
+        "{} generic plans not in the sort's index order:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// A cursor position for `sort` in the middle of the filled offers.
+fn position(sort: db::offers::SortKey) -> db::offers::Position {
+    use db::offers::{SortKey, SortValue};
+    let value = match sort {
+        SortKey::Price => SortValue::Number(200_000),
+        SortKey::Year => SortValue::Number(2016),
+        SortKey::KmAge => SortValue::Number(100_000),
+        SortKey::ListedAt => SortValue::Time("2025-12-01T00:00:00Z".parse().expect("a time")),
+    };
+    db::offers::Position {
+        value: Some(value),
+        inner_id: "60100000".to_owned(),
+    }
+}
+
+/// On the api's connections the typical page (issue 14's bench) is planned
+/// once and then runs its cached generic plan, while a statement whose
+/// values decide its index (a rare model's matches) is never cached, so it
+/// is planned with its values every time (its index: the first test).
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn the_typical_page_reuses_its_plan_and_value_dependent_statements_are_replanned(
+    pool: PgPool,
+) {
+    fill(&pool).await;
+    // One connection, so every page runs on the session inspected below.
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let api_pool = api::pool::bounded(&one, Duration::from_secs(30));
+    let config = ApiConfig::for_tests();
+    let typical =
+        api::routes::offers::page_request(Some("mark=Toyota&year_from=2015&limit=20"), &config)
+            .unwrap();
+    let rare = api::routes::offers::page_request(Some("model=zzz"), &config).unwrap();
+    for _ in 0..10 {
+        let page = db::offers::page(&api_pool, &typical).await.unwrap();
+        assert_eq!(page.records.len(), 20);
+        let page = db::offers::page(&api_pool, &rare).await.unwrap();
+        assert!(page.records.is_empty());
+    }
+    let prepared: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
+            .fetch_all(&api_pool)
+            .await
+            .unwrap();
+    let walks: Vec<_> = prepared
+        .iter()
+        .filter(|(sql, ..)| sql.contains("AS walk") && sql.contains("lower(mark)"))
+        .collect();
+    let [(_, generic, custom)] = walks[..] else {
+        panic!("one prepared walk of the typical page expected: {prepared:#?}");
+    };
+    // Postgres' default: five custom plans, then the generic one.
+    assert!(
+        *generic >= 5 && *custom <= 5,
+        "the typical page is re-planned: {generic} generic, {custom} custom plans"
+    );
+    let replanned = ["WITH matching", "IS NULL ORDER BY inner_id"];
+    let cached: Vec<_> = prepared
+        .iter()
+        .filter(|(sql, ..)| replanned.iter().any(|s| sql.contains(s)))
+        .collect();
+    assert!(
+        cached.is_empty(),
+        "statements whose values decide their index are cached: {cached:#?}"
+    );
+    api_pool.close().await;
+    one.close().await;
+}
