@@ -15,10 +15,21 @@ use tokio_util::sync::CancellationToken;
 use crate::harness::{per_second, BenchDatabase, Better, Figure, Measured, Plan, Report};
 
 const DEFAULT_TASKS: usize = 5_000;
+/// The 50 ms curve's proxies, and the no-op figures' small pool: with 8,
+/// at most 8 fetches are in flight however many workers run.
 const PROXIES: usize = 8;
+/// The no-op figures' fleet-sized pool (users upload hundreds): enough
+/// that 4 workers x 8 slots never wait for a proxy.
+const FLEET_PROXIES: usize = 64;
+/// Slots per worker in the no-op figures (config.yaml's default).
+const NOOP_SLOTS: usize = 8;
 
+/// The bench's worker settings; `CARFEED__WORKER__*` variables of the
+/// bench's environment (other than slots) are passed on, to try settings.
 fn settings(slots: usize) -> settings::Settings {
-    let pairs = vec![
+    let tried = std::env::vars()
+        .filter(|(k, _)| k.starts_with("CARFEED__WORKER__") && k != "CARFEED__WORKER__SLOTS");
+    let mut pairs = vec![
         (
             "CONFIG_FILE".to_owned(),
             concat!(env!("CARGO_MANIFEST_DIR"), "/../config.yaml").to_owned(),
@@ -27,16 +38,16 @@ fn settings(slots: usize) -> settings::Settings {
         ("CARFEED__WORKER__SLOTS".to_owned(), slots.to_string()),
         ("CARFEED__WORKER__IDLE_POLL".to_owned(), "20ms".to_owned()),
     ];
+    pairs.extend(tried);
     settings::load_from(&settings::Env::from_pairs(pairs)).expect("bench settings")
 }
 
-async fn reset(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::query("TRUNCATE tasks, results, workers")
+/// Empty tables, and `proxies` the only proxies, all free.
+async fn reset(pool: &PgPool, proxies: &[String]) -> anyhow::Result<()> {
+    sqlx::query("TRUNCATE tasks, results, workers, proxies")
         .execute(pool)
         .await?;
-    sqlx::query("UPDATE proxies SET status = 'free', worker_id = NULL")
-        .execute(pool)
-        .await?;
+    db::proxies::insert(pool, proxies).await?;
     Ok(())
 }
 
@@ -54,16 +65,18 @@ async fn commits(pool: &PgPool) -> anyhow::Result<i64> {
     .await?)
 }
 
-/// Tasks/s for `workers` x `slots` over `tasks` tasks; also transactions/task.
+/// Tasks/s for `workers` x `slots` over `tasks` tasks through `proxies`;
+/// also transactions/task.
 async fn fleet(
     db: &BenchDatabase,
     origin: &Origin,
+    proxies: &[String],
     workers: usize,
     slots: usize,
     tasks: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let pool = &db.pool;
-    reset(pool).await?;
+    reset(pool, proxies).await?;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/b/{i}"))).collect();
     db::tasks::insert(pool, "fetch_url", &targets).await?;
     let before = commits(pool).await?;
@@ -83,13 +96,17 @@ async fn fleet(
     }
     // Polled on a connection of its own, closed before the count: a backend
     // reports its transactions to pg_stat_database by the time it exits.
+    // The workers' completed counters move in the transactions that
+    // complete tasks, and reading a few rows costs the measured fleet no
+    // CPU to speak of (counting `tasks` every 5 ms did).
     let mut poller = sqlx::postgres::PgConnection::connect(&db.url()).await?;
     let mut polls = 0i64;
     loop {
         polls += 1;
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status = 'completed'")
-            .fetch_one(&mut poller)
-            .await?;
+        let done: i64 =
+            sqlx::query_scalar("SELECT COALESCE(sum(tasks_completed), 0)::bigint FROM workers")
+                .fetch_one(&mut poller)
+                .await?;
         if done == tasks as i64 {
             break;
         }
@@ -118,7 +135,7 @@ async fn one_by_one(
     tasks: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let pool = &db.pool;
-    reset(pool).await?;
+    reset(pool, &[]).await?;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/b/{i}"))).collect();
     db::tasks::insert(pool, "fetch_url", &targets).await?;
     let worker_id = db::workers::register(pool, "baseline", 1, Duration::from_secs(90)).await?;
@@ -190,15 +207,15 @@ pub async fn reclaim_only(db: &BenchDatabase, kills: usize) -> anyhow::Result<Re
     })
 }
 
-/// The fleet's local origin and proxies, the proxies registered.
-async fn rig(db: &BenchDatabase) -> anyhow::Result<(Origin, Vec<TestProxy>, Vec<String>)> {
+/// The fleet's local origin and proxies (each run registers the ones it
+/// uses).
+async fn rig() -> anyhow::Result<(Origin, Vec<TestProxy>, Vec<String>)> {
     let origin = Origin::start(Duration::ZERO).await;
     let mut proxies = Vec::new();
-    for _ in 0..PROXIES {
+    for _ in 0..FLEET_PROXIES {
         proxies.push(TestProxy::start(None).await);
     }
     let urls: Vec<String> = proxies.iter().map(|p| p.url(None)).collect();
-    db::proxies::insert(&db.pool, &urls).await?;
     Ok((origin, proxies, urls))
 }
 
@@ -209,16 +226,19 @@ pub async fn noop_only(
     rows: Option<usize>,
 ) -> anyhow::Result<Report> {
     let tasks = rows.unwrap_or(DEFAULT_TASKS);
-    let (origin, _proxies, urls) = rig(db).await?;
+    let (origin, _proxies, urls) = rig().await?;
     Ok(Report {
         bench: "worker",
-        context: format!("{tasks} no-op tasks, in-process workers, {PROXIES} local proxies"),
+        context: format!(
+            "{tasks} no-op tasks, in-process workers, {PROXIES} or {FLEET_PROXIES} local proxies"
+        ),
         figures: noop_figures(db, plan, &origin, &urls, tasks).await?,
     })
 }
 
-/// No-op coordination: 1, 2 and 4 workers x 8 slots against the
-/// claim-one/complete-one baseline, with SQL transactions per task.
+/// No-op coordination: 1, 2 and 4 workers x 8 slots, through 8 proxies
+/// and through a fleet-sized pool of 64, against the claim-one/complete-one
+/// baseline (one connection, one proxy), with SQL transactions per task.
 async fn noop_figures(
     db: &BenchDatabase,
     plan: Plan,
@@ -251,30 +271,36 @@ async fn noop_figures(
             None,
         ),
     ];
-    for workers in [1, 2, 4] {
-        let per_task = std::sync::Mutex::new(Vec::new());
-        let measured = plan
-            .measure(&format!("noop_{workers}_workers"), || async {
-                let (rate, tx) = fleet(db, origin, workers, 8, tasks).await?;
-                per_task.lock().unwrap().push(tx);
-                Ok(rate)
-            })
-            .await?;
-        let per_task = per_task.into_inner().unwrap();
-        figures.push(figure(
-            &format!("no-op, {workers} worker(s) x 8 slots"),
-            "tasks/s",
-            measured,
-            Some(("claim one, complete one", baseline.median)),
-            Some(10.0),
-        ));
-        figures.push(figure(
-            &format!("  SQL transactions per task ({workers}w)"),
-            "tx/task",
-            Measured::from_runs(per_task),
-            Some(("claim one, complete one", baseline_tx.median)),
-            None,
-        ));
+    for proxies in [PROXIES, FLEET_PROXIES] {
+        for workers in [1, 2, 4] {
+            let per_task = std::sync::Mutex::new(Vec::new());
+            let measured = plan
+                .measure(
+                    &format!("noop_{workers}_workers_{proxies}_proxies"),
+                    || async {
+                        let (rate, tx) =
+                            fleet(db, origin, &urls[..proxies], workers, NOOP_SLOTS, tasks).await?;
+                        per_task.lock().unwrap().push(tx);
+                        Ok(rate)
+                    },
+                )
+                .await?;
+            let per_task = per_task.into_inner().unwrap();
+            figures.push(figure(
+                &format!("no-op, {workers} worker(s) x {NOOP_SLOTS} slots, {proxies} proxies"),
+                "tasks/s",
+                measured,
+                Some(("claim one, complete one", baseline.median)),
+                Some(10.0),
+            ));
+            figures.push(figure(
+                &format!("  SQL transactions per task ({workers}w, {proxies}p)"),
+                "tx/task",
+                Measured::from_runs(per_task),
+                Some(("claim one, complete one", baseline_tx.median)),
+                None,
+            ));
+        }
     }
     Ok(figures)
 }
@@ -286,14 +312,16 @@ pub async fn run(
     kills: usize,
 ) -> anyhow::Result<Report> {
     let tasks = rows.unwrap_or(DEFAULT_TASKS);
-    let (origin, _proxies, urls) = rig(db).await?;
+    let (origin, _proxies, urls) = rig().await?;
     let mut figures = noop_figures(db, plan, &origin, &urls, tasks).await?;
     origin.set_latency(Duration::from_millis(50));
     let small = (tasks / 10).max(200);
     for slots in [1, 2, 4, 8, 16, 32] {
         let measured = plan
             .measure(&format!("latency50_{slots}_slots"), || async {
-                Ok(fleet(db, &origin, 1, slots, small).await?.0)
+                Ok(fleet(db, &origin, &urls[..PROXIES], 1, slots, small)
+                    .await?
+                    .0)
             })
             .await?;
         figures.push(figure(

@@ -1,13 +1,16 @@
 //! A worker's claim: tasks and the proxies to fetch them through, taken
 //! together. `tasks::acquire_task` and `proxies::acquire_proxy` take one
 //! table each; the worker's hot path uses `claim_pairs`, which takes both in
-//! a single statement, so a claim costs one round trip and one commit.
+//! a single statement, so a claim costs one round trip and one commit; and
+//! `finish_claims` ends the common outcomes of claims in one statement too.
 
-use sqlx::PgExecutor;
+use serde_json::Value;
+use sqlx::{PgConnection, PgExecutor};
 
 use crate::error::DbError;
 use crate::proxies::ClaimedProxy;
-use crate::tasks::ClaimedTask;
+use crate::results::NewResult;
+use crate::tasks::{ClaimedTask, Lease};
 
 #[derive(sqlx::FromRow)]
 struct PairRow {
@@ -45,4 +48,85 @@ pub async fn claim_pairs(
             (r.task, proxy)
         })
         .collect())
+}
+
+/// A claim that ended: its task, and the worker whose claim it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    pub task: Lease,
+    pub worker_id: i64,
+}
+
+/// What `finish_claims` completed (ids whose lease still held).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// Completed `ok`, each with its result saved.
+    pub fetched: Vec<i64>,
+    /// Completed `not_found`.
+    pub gone: Vec<i64>,
+}
+
+/// How a statement's transaction commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// The commit returns once the WAL is on disk (the default).
+    Wait,
+    /// The commit returns at once (`synchronous_commit = off` for this
+    /// transaction): a Postgres crash may lose it, never half of it.
+    DontWait,
+}
+
+/// The common end of claims, in one statement: tasks that gave a page
+/// (`fetched`, with their results) or a 404 (`not_found`) are completed
+/// while their lease holds, and only those get their result saved; the
+/// proxies in `release` are freed under their leases; each worker's
+/// completed count goes up. Other outcomes (retries, failures, blocks) have
+/// their own functions in `tasks` and `proxies`.
+pub async fn finish_claims(
+    conn: &mut PgConnection,
+    fetched: &[NewResult],
+    not_found: &[Ended],
+    release: &[Lease],
+    flush: Flush,
+) -> Result<Finished, DbError> {
+    if fetched.is_empty() && not_found.is_empty() && release.is_empty() {
+        return Ok(Finished::default());
+    }
+    let mut page: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i32>) = Default::default();
+    let mut content: (Vec<&Value>, Vec<Option<&str>>, Vec<bool>) = Default::default();
+    for r in fetched {
+        page.0.push(r.task_id);
+        page.1.push(r.lease);
+        page.2.push(r.worker_id);
+        page.3.push(r.status_code);
+        content.0.push(&r.headers);
+        content.1.push(r.body.as_deref());
+        content.2.push(r.body_truncated);
+    }
+    let mut gone: (Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+    for e in not_found {
+        gone.0.push(e.task.id);
+        gone.1.push(e.task.lease);
+        gone.2.push(e.worker_id);
+    }
+    let (proxy_ids, proxy_leases): (Vec<i64>, Vec<i64>) =
+        release.iter().map(|l| (l.id, l.lease)).unzip();
+    let (fetched, gone, _unflushed): (Vec<i64>, Vec<i64>, Option<String>) =
+        sqlx::query_as(include_str!("claims_finish.sql"))
+            .bind(page.0)
+            .bind(page.1)
+            .bind(page.2)
+            .bind(page.3)
+            .bind(content.0)
+            .bind(content.1)
+            .bind(content.2)
+            .bind(gone.0)
+            .bind(gone.1)
+            .bind(gone.2)
+            .bind(proxy_ids)
+            .bind(proxy_leases)
+            .bind(flush == Flush::DontWait)
+            .fetch_one(conn)
+            .await?;
+    Ok(Finished { fetched, gone })
 }

@@ -591,3 +591,116 @@ async fn concurrent_pair_claims_skip_what_the_other_holds(pool: PgPool) {
     proxies.dedup();
     assert_eq!((tasks.len(), proxies.len()), (6, 6));
 }
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(pool: PgPool) {
+    use db::claims::{claim_pairs, finish_claims, Ended, Finished, Flush};
+    let w = worker(&pool).await;
+    let urls: Vec<String> = (0..4).map(|i| format!("http://p{i}:1")).collect();
+    proxies::insert(&pool, &urls).await.unwrap();
+    tasks::insert(&pool, "fetch_url", &targets(4))
+        .await
+        .unwrap();
+    let pairs = claim_pairs(&pool, w, 4, &["fetch_url"]).await.unwrap();
+    assert_eq!(pairs.len(), 4);
+    let lease = |t: &tasks::ClaimedTask| Lease {
+        id: t.id,
+        lease: t.lease,
+    };
+    let proxy = |p: &db::proxies::ClaimedProxy| Lease {
+        id: p.id,
+        lease: p.lease,
+    };
+    // The fourth claim was taken away (its lease bumped, as cleanup does).
+    sqlx::query(
+        "UPDATE tasks SET status = 'pending', worker_id = NULL, lease = lease + 1 WHERE id = $1",
+    )
+    .bind(pairs[3].0.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (fetched, gone) = (&pairs[0..2], &pairs[2..4]);
+    let mut conn = pool.acquire().await.unwrap();
+    let finished = finish_claims(
+        &mut conn,
+        &fetched
+            .iter()
+            .map(|(t, _)| result(t, w))
+            .collect::<Vec<_>>(),
+        &gone
+            .iter()
+            .map(|(t, _)| Ended {
+                task: lease(t),
+                worker_id: w,
+            })
+            .collect::<Vec<_>>(),
+        &pairs[0..3]
+            .iter()
+            .map(|(_, p)| proxy(p))
+            .collect::<Vec<_>>(),
+        Flush::DontWait,
+    )
+    .await
+    .unwrap();
+    let mut expected = Finished {
+        fetched: vec![pairs[0].0.id, pairs[1].0.id],
+        gone: vec![pairs[2].0.id],
+    };
+    let mut got = finished;
+    got.fetched.sort_unstable();
+    expected.fetched.sort_unstable();
+    assert_eq!(got, expected, "the taken-away claim is not completed");
+    let outcomes: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, outcome FROM tasks ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let by_id = |id: i64| outcomes[pairs.iter().position(|(t, _)| t.id == id).unwrap()].clone();
+    assert_eq!(
+        by_id(pairs[0].0.id),
+        ("completed".into(), Some("ok".into()))
+    );
+    assert_eq!(
+        by_id(pairs[2].0.id),
+        ("completed".into(), Some("not_found".into()))
+    );
+    assert_eq!(by_id(pairs[3].0.id).0, "pending");
+    assert_eq!(
+        results::count(&pool).await.unwrap(),
+        2,
+        "results for the pages only"
+    );
+    let in_use: i64 = sqlx::query_scalar("SELECT count(*) FROM proxies WHERE status = 'in_use'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(in_use, 1, "three released, the fourth still held");
+    let completed: i64 = sqlx::query_scalar("SELECT tasks_completed FROM workers WHERE id = $1")
+        .bind(w)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(completed, 3);
+    // The same finish again (a lost reply, retried): nothing twice.
+    let again = finish_claims(
+        &mut conn,
+        &fetched
+            .iter()
+            .map(|(t, _)| result(t, w))
+            .collect::<Vec<_>>(),
+        &[],
+        &pairs[0..2]
+            .iter()
+            .map(|(_, p)| proxy(p))
+            .collect::<Vec<_>>(),
+        Flush::Wait,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again, Finished::default());
+    let saves: i64 = sqlx::query_scalar("SELECT sum(saves) FROM results")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(saves, 2);
+}

@@ -28,6 +28,11 @@ pub struct WorkerSettings {
     pub idle_poll: Duration,
     /// Finished slots written per transaction at most.
     pub completion_batch: u32,
+    /// Claims one worker has on their way at once: with more than one,
+    /// slots freed while a claim waits for its commit are claimed for by
+    /// the next one (measured slower than 1 on a busy 2-core host, README).
+    #[serde(default = "default_claims_in_flight")]
+    pub claims_in_flight: u32,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -73,6 +78,10 @@ pub struct CleanupSettings {
     pub purge_batch: u32,
 }
 
+fn default_claims_in_flight() -> u32 {
+    1
+}
+
 fn positive(key: &str, value: Duration) -> Result<(), SettingsError> {
     if value.is_zero() {
         Err(SettingsError::new(format!("{key} must be longer than 0s")))
@@ -103,6 +112,12 @@ impl WorkerSettings {
             self.completion_batch.into(),
             1,
             10_000,
+        )?;
+        in_range(
+            "worker.claims_in_flight",
+            self.claims_in_flight.into(),
+            1,
+            64,
         )?;
         positive("worker.connect_timeout", self.connect_timeout)?;
         positive("worker.request_timeout", self.request_timeout)?;

@@ -3,10 +3,11 @@
 //! Every write is fenced by the claim's lease; a claim that was taken away
 //! (cleanup declared this worker dead) is dropped and logged, never counted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Context;
+use db::claims::{Ended, Finished, Flush};
 use db::results::NewResult;
 use db::tasks::{Lease, RetryRule};
 use db::workers::WorkerStats;
@@ -94,22 +95,16 @@ impl Completer {
     }
 }
 
-/// One transaction for a batch of finished claims and orphans.
+/// One transaction for a batch of finished claims and orphans. The common
+/// batch (pages and 404s of `fetch_url` tasks) is a single autocommitted
+/// statement; retries, failures, blocks, page data and listing refreshes
+/// add theirs to the same transaction.
 async fn write(
     pool: &PgPool,
     settings: &WorkerSettings,
     batch: &[Done],
     orphans: &[Orphan],
 ) -> anyhow::Result<()> {
-    // Without waiting for the WAL flush: the claims this batch finishes stay
-    // fenced by their leases, and a Postgres crash that loses the batch leaves
-    // them running under this live worker, whose reconcile hands them back
-    // (fetched again; results are saved once). The next claim's commit
-    // flushes this batch anyway, so it costs the fleet one fsync, not two.
-    let mut tx = pool
-        .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
-        .await
-        .context("begin completion transaction")?;
     let mut stats: HashMap<i64, WorkerStats> = HashMap::new();
     let mut results = Vec::new();
     let mut pages = Vec::new();
@@ -131,7 +126,6 @@ async fn write(
             id: d.task.id,
             lease: d.task.lease,
         };
-        let s = stats.entry(d.worker_id).or_default();
         match &d.outcome {
             Outcome::Fetched {
                 status,
@@ -156,13 +150,17 @@ async fn write(
                 release.push(d.proxy);
             }
             Outcome::NotFound => {
-                not_found.push(lease);
+                not_found.push(Ended {
+                    task: lease,
+                    worker_id: d.worker_id,
+                });
                 release.push(d.proxy);
             }
             Outcome::Blocked { reason } => {
                 retry.0.push(lease);
                 retry.1.push(reason.clone());
                 block.push(d.proxy);
+                let s = stats.entry(d.worker_id).or_default();
                 s.proxies_blocked += 1;
                 s.retried += 1;
             }
@@ -179,23 +177,36 @@ async fn write(
         }
     }
 
-    // Results first: their fence needs the task still running.
-    let saved = db::results::save_result(&mut tx, &results).await?;
+    let common_only = pages.is_empty()
+        && retry.0.is_empty()
+        && attempts.0.is_empty()
+        && rejected.0.is_empty()
+        && block.is_empty()
+        && !batch.iter().any(|d| d.task.kind == "offer_refresh");
+    // Without waiting for the WAL flush: the claims this batch finishes stay
+    // fenced by their leases, and a Postgres crash that loses the batch leaves
+    // them running under this live worker, whose reconcile hands them back
+    // (fetched again; results are saved once). The next claim's commit
+    // flushes this batch anyway, so it costs the fleet one fsync, not two.
+    if common_only {
+        let mut conn = pool
+            .acquire()
+            .await
+            .context("connect to write completions")?;
+        let finished =
+            db::claims::finish_claims(&mut conn, &results, &not_found, &release, Flush::DontWait)
+                .await?;
+        log_taken_away(batch, &finished, &[], &[]);
+        return Ok(());
+    }
+    let mut tx = pool
+        .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+        .await
+        .context("begin completion transaction")?;
+    let finished =
+        db::claims::finish_claims(&mut tx, &results, &not_found, &release, Flush::DontWait).await?;
     db::results::save_page_data(&mut tx, &pages).await?;
-    let fetched: Vec<Lease> = results
-        .iter()
-        .filter(|r| saved.contains(&r.task_id))
-        .map(|r| Lease {
-            id: r.task_id,
-            lease: r.lease,
-        })
-        .collect();
-    let completed =
-        db::tasks::mark_task_completed(&mut tx, &fetched, &vec!["ok"; fetched.len()]).await?;
-    let gone =
-        db::tasks::mark_task_completed(&mut tx, &not_found, &vec!["not_found"; not_found.len()])
-            .await?;
-    crate::refresh::write(&mut tx, batch, &completed, &gone).await?;
+    crate::refresh::write(&mut tx, batch, &finished.fetched, &finished.gone).await?;
     let retried = db::tasks::retry_elsewhere(&mut tx, &retry.0, &retry.1).await?;
     let rule = RetryRule {
         max_attempts: i32::try_from(settings.max_attempts).unwrap_or(5),
@@ -210,28 +221,11 @@ async fn write(
     };
     let refused =
         db::tasks::increment_task_attempts(&mut tx, &rejected.0, &rejected.1, fail_now).await?;
-    db::proxies::release_proxy(&mut tx, &release).await?;
     db::proxies::mark_proxy_blocked(&mut tx, &block, settings.proxy_cooldown).await?;
 
-    let accepted: std::collections::HashSet<i64> = completed
-        .iter()
-        .chain(&gone)
-        .copied()
-        .chain(retried.iter().copied())
-        .chain(failed_tries.iter().chain(&refused).map(|(id, _)| *id))
-        .collect();
-    for d in batch {
-        let s = stats.entry(d.worker_id).or_default();
-        if !accepted.contains(&d.task.id) {
-            tracing::warn!(
-                "Task {} ({} {}): lease {} was taken away (this worker was declared dead?); its outcome is dropped",
-                d.task.id, d.task.kind, d.task.target, d.task.lease
-            );
-        } else if completed.contains(&d.task.id) || gone.contains(&d.task.id) {
-            s.completed += 1;
-        }
-    }
-    for (id, status) in failed_tries.iter().chain(&refused) {
+    let failed_or_retried: Vec<&(i64, String)> = failed_tries.iter().chain(&refused).collect();
+    log_taken_away(batch, &finished, &retried, &failed_or_retried);
+    for (id, status) in failed_or_retried {
         if let Some(d) = batch.iter().find(|d| d.task.id == *id) {
             let s = stats.entry(d.worker_id).or_default();
             if status == "failed" {
@@ -246,6 +240,7 @@ async fn write(
             }
         }
     }
+    // Completions were counted by `finish_claims`.
     for (worker_id, s) in stats {
         if !s.is_empty() {
             db::workers::increment_worker_stats(&mut *tx, worker_id, s).await?;
@@ -253,6 +248,30 @@ async fn write(
     }
     tx.commit().await.context("commit completion transaction")?;
     Ok(())
+}
+
+/// Logs the claims of `batch` whose outcome no write accepted: their lease
+/// was taken away.
+fn log_taken_away(
+    batch: &[Done],
+    finished: &Finished,
+    retried: &[i64],
+    failed_or_retried: &[&(i64, String)],
+) {
+    let accepted: HashSet<i64> = finished
+        .fetched
+        .iter()
+        .chain(&finished.gone)
+        .chain(retried)
+        .copied()
+        .chain(failed_or_retried.iter().map(|(id, _)| *id))
+        .collect();
+    for d in batch.iter().filter(|d| !accepted.contains(&d.task.id)) {
+        tracing::warn!(
+            "Task {} ({} {}): lease {} was taken away (this worker was declared dead?); its outcome is dropped",
+            d.task.id, d.task.kind, d.task.target, d.task.lease
+        );
+    }
 }
 
 fn error_of(outcome: &Outcome) -> &str {

@@ -10,8 +10,8 @@
 //! this live worker that no slot holds, and cleanup never takes them (the
 //! worker heartbeats). So after a failed claim, and every heartbeat
 //! interval, the claimer hands back whatever is held under its id that no
-//! slot's guard lists. It is the only place claims are made, so no claim is
-//! in flight at that moment.
+//! slot's guard lists. It is the only place claims are made, and it lets the
+//! claims in flight finish (and their slots start) first.
 
 use std::sync::Arc;
 
@@ -19,9 +19,10 @@ use anyhow::Context;
 use db::proxies::ClaimedProxy;
 use db::tasks::{ClaimedTask, Lease};
 use db::PgPool;
+use futures::stream::{FuturesUnordered, StreamExt};
 use settings::WorkerSettings;
 use tokio::sync::mpsc::{Sender, UnboundedSender};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -60,50 +61,88 @@ pub struct Claimer {
 }
 
 impl Claimer {
-    /// Claims and starts slots until `shutdown`.
+    /// Claims and starts slots until `shutdown`. Up to `claims_in_flight`
+    /// claims run at once: a claim waits for its commit to reach the disk,
+    /// and slots freed meanwhile are claimed for by the next one instead of
+    /// waiting for it (their commits share the WAL flush).
     pub async fn run(self, shutdown: CancellationToken) {
+        let max_in_flight = self.settings.claims_in_flight.max(1) as usize;
+        let mut claims = FuturesUnordered::new();
         let mut reconcile_due = true;
         let mut reconciled = tokio::time::Instant::now();
+        // Set when a claim found nothing: no new claim before a wake (a
+        // write in this process freed something) or this moment.
+        let mut idle_until: Option<tokio::time::Instant> = None;
         loop {
-            let first = tokio::select! {
-                () = shutdown.cancelled() => return,
-                permit = self.slots.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-            };
-            let mut permits = vec![first];
-            while let Ok(p) = self.slots.clone().try_acquire_owned() {
-                permits.push(p);
+            if !reconcile_due && reconciled.elapsed() >= self.settings.heartbeat_interval {
+                reconcile_due = true;
             }
-            let worker_id = self.identity.get();
-            if reconcile_due || reconciled.elapsed() >= self.settings.heartbeat_interval {
-                reconcile_due = !self.reconcile(worker_id).await;
-                reconciled = tokio::time::Instant::now();
-            }
-            let claimed =
-                match claim(&self.pool, worker_id, permits.len(), self.fetcher.kinds()).await {
-                    Ok(claimed) => claimed,
-                    Err(err) => {
-                        // It may have committed all the same: reconcile first.
-                        tracing::warn!("Failed to claim tasks, retrying: {err:#}");
-                        reconcile_due = true;
-                        Vec::new()
+            // A reconcile needs every claim made so far to be in a slot.
+            let may_claim = idle_until.is_none()
+                && claims.len() < max_in_flight
+                && (claims.is_empty() || !reconcile_due);
+            let idle_deadline = idle_until.unwrap_or_else(tokio::time::Instant::now);
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some((claimed, permits, worker_id)) = claims.next(), if !claims.is_empty() => {
+                    if !self.started(claimed, permits, worker_id, &mut reconcile_due) {
+                        idle_until = Some(tokio::time::Instant::now() + self.settings.idle_poll);
                     }
-                };
-            if claimed.is_empty() {
-                drop(permits);
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = self.wake.notified() => {}
-                    () = tokio::time::sleep(self.settings.idle_poll) => {}
                 }
-                continue;
-            }
-            for ((task, proxy), permit) in claimed.into_iter().zip(permits.drain(..)) {
-                self.start(worker_id, task, proxy, permit);
+                permit = self.slots.clone().acquire_owned(), if may_claim => {
+                    let Ok(first) = permit else { break };
+                    let mut permits = vec![first];
+                    while let Ok(p) = self.slots.clone().try_acquire_owned() {
+                        permits.push(p);
+                    }
+                    let worker_id = self.identity.get();
+                    if reconcile_due {
+                        reconcile_due = !self.reconcile(worker_id).await;
+                        reconciled = tokio::time::Instant::now();
+                    }
+                    let pool = self.pool.clone();
+                    let kinds = self.fetcher.kinds();
+                    claims.push(async move {
+                        let claimed = claim(&pool, worker_id, permits.len(), kinds).await;
+                        (claimed, permits, worker_id)
+                    });
+                }
+                () = self.wake.notified(), if idle_until.is_some() => idle_until = None,
+                () = tokio::time::sleep_until(idle_deadline), if idle_until.is_some() => {
+                    idle_until = None;
+                }
             }
         }
+        // Claims already sent may commit: their slots start like the others
+        // and get the grace period.
+        while let Some((claimed, permits, worker_id)) = claims.next().await {
+            self.started(claimed, permits, worker_id, &mut reconcile_due);
+        }
+    }
+
+    /// Starts a slot per claimed pair; `false` if the claim took nothing
+    /// (or failed: it may have committed all the same, so a reconcile is
+    /// due before the next claim).
+    fn started(
+        &self,
+        claimed: anyhow::Result<Vec<(ClaimedTask, ClaimedProxy)>>,
+        mut permits: Vec<OwnedSemaphorePermit>,
+        worker_id: i64,
+        reconcile_due: &mut bool,
+    ) -> bool {
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                tracing::warn!("Failed to claim tasks, retrying: {err:#}");
+                *reconcile_due = true;
+                return false;
+            }
+        };
+        let took = !claimed.is_empty();
+        for ((task, proxy), permit) in claimed.into_iter().zip(permits.drain(..)) {
+            self.start(worker_id, task, proxy, permit);
+        }
+        took
     }
 
     /// Hands back what the database shows held under `worker_id` that no
@@ -138,7 +177,7 @@ impl Claimer {
         worker_id: i64,
         task: ClaimedTask,
         proxy: ClaimedProxy,
-        permit: tokio::sync::OwnedSemaphorePermit,
+        permit: OwnedSemaphorePermit,
     ) {
         let task_lease = Lease {
             id: task.id,
