@@ -70,6 +70,8 @@ async fn run_once(
     };
     let params = vec![params.to_json(); pages];
     db::tasks::insert_with_params(pool, kind, &targets, &params).await?;
+    // As `worker tasks upload` does.
+    db::tasks::refresh_planner_stats(pool).await?;
 
     let settings = settings(slots, kind == "render_url");
     let worker_pool = sqlx::postgres::PgPoolOptions::new()

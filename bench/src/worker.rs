@@ -79,6 +79,8 @@ async fn fleet(
     reset(pool, proxies).await?;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/b/{i}"))).collect();
     db::tasks::insert(pool, "fetch_url", &targets).await?;
+    // As `worker tasks upload` does.
+    db::tasks::refresh_planner_stats(pool).await?;
     let before = commits(pool).await?;
     let stop = CancellationToken::new();
     let start = Instant::now();
@@ -138,6 +140,8 @@ async fn one_by_one(
     reset(pool, &[]).await?;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/b/{i}"))).collect();
     db::tasks::insert(pool, "fetch_url", &targets).await?;
+    // As `worker tasks upload` does.
+    db::tasks::refresh_planner_stats(pool).await?;
     let worker_id = db::workers::register(pool, "baseline", 1, Duration::from_secs(90)).await?;
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::all(proxy_url)?)

@@ -173,6 +173,8 @@ pub async fn figures(db: &BenchDatabase, kills: usize) -> anyhow::Result<Vec<Fig
         .map(|i| origin.url(&format!("/k/{i}")))
         .collect();
     db::tasks::insert(pool, "fetch_url", &targets).await?;
+    // As `worker tasks upload` does.
+    db::tasks::refresh_planner_stats(pool).await?;
 
     let fleet = Fleet {
         binary: worker_binary()?,

@@ -21,6 +21,9 @@ struct PairRow {
     proxy_lease: i64,
 }
 
+/// The claim statement ($1 worker, $2 most pairs, $3 kinds), for `EXPLAIN`.
+pub const CLAIM_PAIRS_SQL: &str = include_str!("claims_pairs.sql");
+
 /// Claims up to `limit` (task, proxy) pairs for `worker_id`: as many as
 /// there are both free proxies and due tasks of `kinds`, each lease bumped.
 /// Rows other claimers are locking are skipped. Autocommit: the claim is
@@ -31,7 +34,7 @@ pub async fn claim_pairs(
     limit: i64,
     kinds: &[&str],
 ) -> Result<Vec<(ClaimedTask, ClaimedProxy)>, DbError> {
-    let rows: Vec<PairRow> = sqlx::query_as(include_str!("claims_pairs.sql"))
+    let rows: Vec<PairRow> = sqlx::query_as(CLAIM_PAIRS_SQL)
         .bind(worker_id)
         .bind(limit)
         .bind(kinds)

@@ -704,3 +704,54 @@ async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(p
         .unwrap();
     assert_eq!(saves, 2);
 }
+
+/// The plans of both claim statements for `kinds`, custom (with the values)
+/// and generic (what a prepared statement settles on), on one connection.
+async fn claim_plans(pool: &PgPool, worker_id: i64) -> Vec<(String, String)> {
+    let mut conn = pool.acquire().await.unwrap();
+    let mut plans = Vec::new();
+    for (name, sql) in [
+        ("claim_pairs", db::claims::CLAIM_PAIRS_SQL),
+        ("acquire_task", tasks::ACQUIRE_SQL),
+    ] {
+        sqlx::raw_sql(&format!("PREPARE {name}(bigint, bigint, text[]) AS {sql}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            sqlx::raw_sql(&format!("SET plan_cache_mode = {mode}"))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            let lines: Vec<String> = sqlx::query_scalar(&format!(
+                "EXPLAIN EXECUTE {name}({worker_id}, 8, '{{fetch_url}}')"
+            ))
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+            plans.push((format!("{name}, {mode}"), lines.join("\n")));
+        }
+    }
+    plans
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn after_an_upload_claims_walk_the_pending_index_instead_of_sorting_the_queue(pool: PgPool) {
+    let w = worker(&pool).await;
+    let proxy_urls: Vec<String> = (0..8).map(|i| format!("http://p{i}:1")).collect();
+    proxies::insert(&pool, &proxy_urls).await.unwrap();
+    tasks::insert(&pool, "fetch_url", &targets(5_000))
+        .await
+        .unwrap();
+    tasks::refresh_planner_stats(&pool).await.unwrap();
+
+    for (statement, plan) in claim_plans(&pool, w).await {
+        assert!(
+            plan.contains("Index Scan using tasks_pending_idx on tasks")
+                && !plan.contains("Bitmap Heap Scan on tasks")
+                && !plan.contains("Sort Key: tasks.run_after"),
+            "{statement}: a claim must take the first due tasks from the pending index in order, \
+             not read and sort the whole queue:\n{plan}"
+        );
+    }
+}

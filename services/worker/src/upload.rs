@@ -234,6 +234,11 @@ pub async fn tasks_with(
             .context("Failed to store tasks")?;
     }
     up.already_stored = good.len() as u64 - up.stored;
+    if up.stored > 0 {
+        db::tasks::refresh_planner_stats(pool)
+            .await
+            .context("Failed to refresh the planner's statistics of tasks")?;
+    }
     report("task", path, &up);
     Ok(up)
 }

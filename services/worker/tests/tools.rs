@@ -89,6 +89,17 @@ async fn uploaded_tasks_come_back_in_the_json_and_csv_exports(pool: PgPool) {
     )
     .status
     .success());
+    // The upload left the planner statistics the claims need (db::tasks::
+    // refresh_planner_stats): a never-analysed table has reltuples -1.
+    let planned_rows: f32 =
+        sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = 'tasks'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        planned_rows, 20.0,
+        "the upload refreshes the statistics of tasks"
+    );
 
     let settings = fast(&[]);
     let stop = CancellationToken::new();
