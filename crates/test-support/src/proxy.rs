@@ -1,15 +1,24 @@
-//! A small HTTP forward proxy for tests: `CONNECT host:port` tunnels and
-//! plain `GET http://host/...` requests, optional basic auth, counters, and
-//! a switch that makes it answer 403 to everything (a proxy the site has
-//! banned). Each plain request is forwarded with `Connection: close`, so
-//! every request is one connection and the counters count requests.
+//! A small HTTP forward proxy for tests and benchmarks: `CONNECT host:port`
+//! tunnels and plain `GET http://host/...` requests, optional basic auth,
+//! counters, and a switch that makes it answer 403 to everything (a proxy
+//! the site has banned). Connections are kept alive on both sides, as real
+//! forward proxies do (squid, tinyproxy): a fetch through it costs no new
+//! TCP connection once the client and the proxy have one. The counters
+//! count requests, not connections.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use base64::Engine;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, HOST};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Debug, Default)]
@@ -32,6 +41,18 @@ pub struct TestProxy {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// What every connection of one proxy shares.
+struct Shared {
+    counters: Arc<ProxyCounters>,
+    refuse_all: Arc<AtomicBool>,
+    /// `Proxy-Authorization` a request must carry, if any.
+    expected_auth: Option<String>,
+    /// Keeps connections to origins alive between requests.
+    origins: Client<HttpConnector, Incoming>,
+}
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
 impl TestProxy {
     /// Starts on 127.0.0.1, port 0. `auth`: required (user, password).
     pub async fn start(auth: Option<(&str, &str)>) -> Self {
@@ -39,23 +60,32 @@ impl TestProxy {
         let addr = listener.local_addr().expect("proxy addr");
         let counters = Arc::new(ProxyCounters::default());
         let refuse_all = Arc::new(AtomicBool::new(false));
-        let expected = auth.map(|(u, p)| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-            )
+        let shared = Arc::new(Shared {
+            counters: counters.clone(),
+            refuse_all: refuse_all.clone(),
+            expected_auth: auth.map(|(u, p)| {
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+                )
+            }),
+            origins: Client::builder(TokioExecutor::new()).build_http(),
         });
-        let task = tokio::spawn({
-            let counters = counters.clone();
-            let refuse_all = refuse_all.clone();
-            async move {
-                while let Ok((conn, _)) = listener.accept().await {
-                    let (counters, refuse_all, expected) =
-                        (counters.clone(), refuse_all.clone(), expected.clone());
-                    tokio::spawn(async move {
-                        let _ = serve(conn, &counters, &refuse_all, expected.as_deref()).await;
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let _ = conn.set_nodelay(true);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(handle(&shared, req).await) }
                     });
-                }
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .preserve_header_case(true)
+                        .serve_connection(TokioIo::new(conn), service)
+                        .with_upgrades()
+                        .await;
+                });
             }
         });
         Self {
@@ -90,98 +120,88 @@ impl Drop for TestProxy {
     }
 }
 
-async fn serve(
-    conn: TcpStream,
-    counters: &ProxyCounters,
-    refuse_all: &AtomicBool,
-    expected_auth: Option<&str>,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(conn);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).await?;
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
-        headers.push(line);
-    }
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if let Some(expected) = expected_auth {
-        let given = headers.iter().find_map(|h| {
-            let (name, value) = h.split_once(':')?;
-            name.eq_ignore_ascii_case("proxy-authorization")
-                .then(|| value.trim().to_owned())
-        });
-        if given.as_deref() != Some(expected) {
+fn answer(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|e| match e {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+}
+
+async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<Body> {
+    let counters = &shared.counters;
+    if let Some(expected) = &shared.expected_auth {
+        let given = req.headers().get("proxy-authorization");
+        if given.map(HeaderValue::as_bytes) != Some(expected.as_bytes()) {
             counters.auth_refused.fetch_add(1, Ordering::SeqCst);
-            let conn = reader.get_mut();
-            conn.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await?;
-            return Ok(());
+            let mut response = answer(StatusCode::PROXY_AUTHENTICATION_REQUIRED, "");
+            response.headers_mut().insert(
+                "proxy-authenticate",
+                HeaderValue::from_static("Basic realm=\"test\""),
+            );
+            return response;
         }
     }
-    if refuse_all.load(Ordering::SeqCst) {
+    if shared.refuse_all.load(Ordering::SeqCst) {
         counters.refused.fetch_add(1, Ordering::SeqCst);
-        let conn = reader.get_mut();
-        conn.write_all(
-            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\nConnection: close\r\n\r\nbanned",
-        )
-        .await?;
-        return Ok(());
+        return answer(StatusCode::FORBIDDEN, "banned");
     }
-    if method.eq_ignore_ascii_case("CONNECT") {
-        let mut upstream = TcpStream::connect(target).await?;
+    if req.method() == Method::CONNECT {
+        let Some(target) = req.uri().authority().map(|a| a.to_string()) else {
+            return answer(StatusCode::BAD_REQUEST, "CONNECT needs host:port");
+        };
+        let Ok(mut upstream) = TcpStream::connect(&target).await else {
+            return answer(StatusCode::BAD_GATEWAY, "");
+        };
         counters.tunnels.fetch_add(1, Ordering::SeqCst);
-        reader
-            .get_mut()
-            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-            .await?;
-        let mut client = reader.into_inner();
-        tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
-        return Ok(());
+        tokio::spawn(async move {
+            if let Ok(client) = hyper::upgrade::on(req).await {
+                let mut client = TokioIo::new(client);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+        });
+        return Response::new(Empty::new().map_err(|e| match e {}).boxed());
     }
-    // Plain: absolute-form target -> origin-form, hop-by-hop headers dropped.
-    let rest = target.strip_prefix("http://").unwrap_or(target);
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let mut upstream = TcpStream::connect(host).await?;
-    counters.forwarded.fetch_add(1, Ordering::SeqCst);
-    let mut head = format!("{method} {path} HTTP/1.1\r\n");
-    let mut content_length = 0usize;
-    for h in &headers {
-        let name = h
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if name == "content-length" {
-            content_length = h
-                .split_once(':')
-                .and_then(|(_, v)| v.trim().parse().ok())
-                .unwrap_or(0);
+    // Plain: the absolute-form target goes to its origin over a kept-alive
+    // connection; hop-by-hop headers stay here.
+    if req.uri().authority().is_none() {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            "a proxy request needs an absolute URL",
+        );
+    }
+    let headers = req.headers_mut();
+    for hop in [
+        "proxy-authorization",
+        "proxy-connection",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+    ] {
+        headers.remove(hop);
+    }
+    if !headers.contains_key(HOST) {
+        if let Some(host) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(HOST, host);
         }
-        if !matches!(
-            name.as_str(),
-            "proxy-authorization" | "proxy-connection" | "connection" | "keep-alive"
-        ) {
-            head.push_str(h);
+    }
+    match shared.origins.request(req).await {
+        Ok(response) => {
+            counters.forwarded.fetch_add(1, Ordering::SeqCst);
+            let (mut parts, body) = response.into_parts();
+            for hop in ["connection", "keep-alive", "proxy-authenticate"] {
+                parts.headers.remove(hop);
+            }
+            Response::from_parts(parts, body.boxed())
         }
+        Err(_) => answer(StatusCode::BAD_GATEWAY, ""),
     }
-    head.push_str("Connection: close\r\n\r\n");
-    upstream.write_all(head.as_bytes()).await?;
-    if content_length > 0 {
-        let mut body = vec![0; content_length];
-        reader.read_exact(&mut body).await?;
-        upstream.write_all(&body).await?;
-    }
-    let mut client = reader.into_inner();
-    // The origin closes after its answer; so does the client side then.
-    tokio::io::copy(&mut upstream, &mut client).await?;
-    client.shutdown().await?;
-    Ok(())
 }
