@@ -4,18 +4,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use db::PgPool;
-
 use crate::auth::TokenCache;
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::limit::{self, InFlight, Limiter, LookupLimiter};
 use crate::metrics::Metrics;
+use crate::pool::ApiPool;
+use axum::body::Bytes;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: PgPool,
+    pub pool: ApiPool,
     pub config: Arc<ApiConfig>,
     pub tokens: Arc<TokenCache>,
     pub limiter: Option<Limiter>,
@@ -27,7 +26,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, config: ApiConfig) -> Self {
+    pub fn new(pool: ApiPool, config: ApiConfig) -> Self {
         Self {
             pool,
             limiter: config.rate_limit.map(limit::limiter),

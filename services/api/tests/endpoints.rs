@@ -114,7 +114,7 @@ async fn filters_are_cached_for_their_ttl(pool: PgPool) {
     insert(&pool, &generate(20, IDS, 12)).await;
     let mut config = ApiConfig::for_tests();
     config.filters_cache_ttl = Duration::from_millis(300);
-    let state = api::AppState::new(pool.clone(), config);
+    let state = api_state(&pool, config);
     let token = token(&pool).await;
     let before = get(&state, "/api/v1/filters", &token).await.json()["total"].clone();
     insert(&pool, &generate(20, IDS + 100, 13)).await;
