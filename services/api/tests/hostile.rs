@@ -49,12 +49,13 @@ async fn show_statement_timeout(state: &AppState) -> String {
     state.pool.run(show).await.unwrap()
 }
 
-/// Waits until no other backend runs a statement; panics after 20 s.
+/// Waits until no other client runs a statement; panics after 20 s.
 async fn all_idle(pool: &PgPool) {
     for _ in 0..400 {
         let active: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()",
+             WHERE datname = current_database() AND backend_type = 'client backend'
+               AND state = 'active' AND pid <> pg_backend_pid()",
         )
         .fetch_one(pool)
         .await
