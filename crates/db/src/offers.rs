@@ -139,23 +139,20 @@ impl Row {
 }
 
 /// One page of active offers.
-pub async fn page<'c, E>(db: E, request: &PageRequest) -> Result<Page, DbError>
-where
-    E: PgExecutor<'c> + Copy,
-{
+pub async fn page(conn: &mut PgConnection, request: &PageRequest) -> Result<Page, DbError> {
     let want = i64::from(request.limit) + 1;
     let mut rows: Vec<Row> = Vec::new();
     let in_null_tail = matches!(&request.after, Some(p) if p.value.is_none());
     if !in_null_tail {
         if is_guarded(request) {
-            rows = fetch(db, request, Shape::Walk).await?;
+            rows = fetch(&mut *conn, request, Shape::Walk).await?;
             if rows.len() < want as usize {
                 // Fewer matches than a page in the walk: the filter is
                 // selective (or the list ends), so its index finds them.
-                rows = fetch(db, request, Shape::Matching).await?;
+                rows = fetch(&mut *conn, request, Shape::Matching).await?;
             }
         } else {
-            rows = fetch(db, request, Shape::Direct).await?;
+            rows = fetch(&mut *conn, request, Shape::Direct).await?;
         }
     }
     let missing = want - rows.len() as i64;
@@ -164,7 +161,7 @@ where
         // Which index finds the NULL tail's rows depends on the filter's
         // values, as for Matching.
         let tail = query.build_query_as::<Row>().persistent(false);
-        rows.extend(tail.fetch_all(db).await?);
+        rows.extend(tail.fetch_all(&mut *conn).await?);
     }
     let limit = request.limit as usize;
     let next = (rows.len() > limit).then(|| rows[limit - 1].position());
@@ -350,24 +347,24 @@ fn null_tail_statement(
 /// take, then the NULL tail), as `EXPLAIN` prints them with the page's
 /// values (custom plans), for the tests that check every filter is served
 /// by an index.
-pub async fn explain<'c, E>(db: E, request: &PageRequest) -> Result<Vec<(String, String)>, DbError>
-where
-    E: PgExecutor<'c> + Copy,
-{
+pub async fn explain(
+    conn: &mut PgConnection,
+    request: &PageRequest,
+) -> Result<Vec<(String, String)>, DbError> {
     let want = i64::from(request.limit) + 1;
     let mut plans = Vec::new();
     for shape in Shape::of(request) {
         let lines: Vec<String> = first_statement(request, "EXPLAIN ", *shape)
             .build_query_scalar()
             .persistent(false)
-            .fetch_all(db)
+            .fetch_all(&mut *conn)
             .await?;
         plans.push((format!("{shape:?}"), lines.join("\n")));
     }
     let tail: Vec<String> = null_tail_statement(request, "EXPLAIN ", want)
         .build_query_scalar()
         .persistent(false)
-        .fetch_all(db)
+        .fetch_all(&mut *conn)
         .await?;
     plans.push(("null tail".to_owned(), tail.join("\n")));
     Ok(plans)

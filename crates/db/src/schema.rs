@@ -1,7 +1,7 @@
 //! The schema history and the check every service runs before it starts.
 
 use sqlx::migrate::Migrator;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::DbError;
 
@@ -41,23 +41,28 @@ pub fn needed_version() -> i64 {
 
 /// Reads the newest successfully applied migration; 0 on an empty database.
 pub async fn applied_version(pool: &PgPool) -> Result<i64, DbError> {
+    version_on(&mut *pool.acquire().await?).await
+}
+
+async fn version_on(conn: &mut PgConnection) -> Result<i64, DbError> {
     let table_exists: bool =
         sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
     if !table_exists {
         return Ok(0);
     }
     let version: Option<i64> =
         sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
     Ok(version.unwrap_or(0))
 }
 
-pub async fn status(pool: &PgPool) -> Result<SchemaStatus, DbError> {
+/// Where the schema of `conn`'s database stands.
+pub async fn status(conn: &mut PgConnection) -> Result<SchemaStatus, DbError> {
     Ok(SchemaStatus {
-        found: applied_version(pool).await?,
+        found: version_on(conn).await?,
         needed: needed_version(),
     })
 }
@@ -65,7 +70,7 @@ pub async fn status(pool: &PgPool) -> Result<SchemaStatus, DbError> {
 /// Refuses a schema older than this build needs. A newer schema is accepted:
 /// migrations only add, so an older binary keeps working during a rollout.
 pub async fn ensure_current(pool: &PgPool) -> Result<SchemaStatus, DbError> {
-    let status = status(pool).await?;
+    let status = status(&mut *pool.acquire().await?).await?;
     if status.is_current() {
         Ok(status)
     } else {

@@ -1,6 +1,6 @@
 //! Counts for the api's `/stats`: how far the pipeline has got.
 
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 
 use crate::DbError;
 
@@ -43,23 +43,20 @@ pub async fn pipeline_counts(db: impl PgExecutor<'_>) -> Result<PipelineCounts, 
 pub const FLEET_TABLES: [&str; 4] = ["tasks", "proxies", "workers", "results"];
 
 /// `(table, rows)` for each fleet table that exists, in [`FLEET_TABLES`] order.
-pub async fn fleet_counts<'c, E>(db: E) -> Result<Vec<(&'static str, i64)>, DbError>
-where
-    E: PgExecutor<'c> + Copy,
-{
+pub async fn fleet_counts(conn: &mut PgConnection) -> Result<Vec<(&'static str, i64)>, DbError> {
     let names: Vec<&str> = FLEET_TABLES.to_vec();
     let present: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM UNNEST($1::text[]) AS name WHERE to_regclass(name) IS NOT NULL",
     )
     .bind(&names)
-    .fetch_all(db)
+    .fetch_all(&mut *conn)
     .await?;
     let mut counts = Vec::new();
     for table in FLEET_TABLES {
         if present.iter().any(|p| p == table) {
             // The name comes from FLEET_TABLES, never from a request.
             let count = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-                .fetch_one(db)
+                .fetch_one(&mut *conn)
                 .await?;
             counts.push((table, count));
         }

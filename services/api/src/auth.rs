@@ -16,13 +16,13 @@ use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use db::tokens::TokenGrant;
-use db::PgPool;
 use domain::token::Token;
 use tokio::sync::OnceCell;
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::limit;
+use crate::pool::ApiPool;
 use crate::state::AppState;
 
 /// How often `last_used_at` may be written for one token.
@@ -93,8 +93,10 @@ impl TokenCache {
     }
 
     /// Looks `hash` up in the database and caches the answer.
-    async fn fetch(&self, pool: &PgPool, hash: [u8; 32]) -> Result<Option<TokenGrant>, ApiError> {
-        let grant = db::tokens::find_by_hash(pool, &hash).await?;
+    async fn fetch(&self, pool: &ApiPool, hash: [u8; 32]) -> Result<Option<TokenGrant>, ApiError> {
+        let grant = pool
+            .run(async |conn| db::tokens::find_by_hash(conn, &hash).await)
+            .await?;
         self.lookups.insert(hash, (Instant::now(), grant.clone()));
         Ok(grant)
     }
@@ -133,9 +135,13 @@ impl TokenCache {
     }
 
     /// Writes `last_used_at` for the tokens used since the last call.
-    pub async fn flush_last_used(&self, pool: &PgPool) -> Result<u64, db::DbError> {
+    pub async fn flush_last_used(&self, pool: &ApiPool) -> Result<u64, db::DbError> {
         let ids: Vec<i64> = lock(&self.pending).drain().collect();
-        db::tokens::touch(pool, &ids).await
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        pool.run(async |conn| db::tokens::touch(conn, &ids).await)
+            .await
     }
 }
 

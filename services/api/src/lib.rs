@@ -182,7 +182,8 @@ pub async fn run(
     served
 }
 
-/// Writes `last_used_at` every few seconds and forgets idle rate-limit keys.
+/// Writes `last_used_at` every few seconds, forgets idle rate-limit keys
+/// and closes long-idle connections.
 async fn housekeeping(state: AppState, stop: CancellationToken) {
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     let mut forget = tokio::time::interval(Duration::from_secs(60));
@@ -201,6 +202,7 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
                 if let Some(limiter) = &state.lookup_limiter {
                     limiter.retain_recent();
                 }
+                state.pool.close_idle();
             }
         }
     }

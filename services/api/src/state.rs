@@ -1,21 +1,26 @@
 //! What every handler shares.
 
 use std::future::Future;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use db::PgPool;
 
 use crate::auth::TokenCache;
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::limit::{self, InFlight, Limiter, LookupLimiter};
 use crate::metrics::Metrics;
+use crate::pool::ApiPool;
 
+/// Cloned for every middleware layer and handler of every request, so one
+/// shared allocation: a clone is one atomic increment, not one per field.
 #[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub pool: ApiPool,
     pub config: Arc<ApiConfig>,
     pub tokens: Arc<TokenCache>,
     pub limiter: Option<Limiter>,
@@ -27,8 +32,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, config: ApiConfig) -> Self {
-        Self {
+    pub fn new(pool: ApiPool, config: ApiConfig) -> Self {
+        Self(Arc::new(Shared {
             pool,
             limiter: config.rate_limit.map(limit::limiter),
             lookup_limiter: config.lookup_limit.map(limit::lookup_limiter),
@@ -38,7 +43,15 @@ impl AppState {
             filters: Arc::default(),
             stats: Arc::default(),
             metrics: Arc::default(),
-        }
+        }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 

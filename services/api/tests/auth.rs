@@ -24,7 +24,7 @@ fn limited(pool: &PgPool, per_second: u32, burst: u32, trusted: &[&str]) -> AppS
         .iter()
         .map(|t| settings::IpRange::parse(t).unwrap())
         .collect();
-    AppState::new(pool.clone(), config)
+    api_state(pool, config)
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
@@ -95,7 +95,7 @@ async fn a_valid_token_works_as_bearer_or_x_api_key(pool: PgPool) {
 async fn a_token_revoked_while_cached_is_refused_once_the_cache_expires(pool: PgPool) {
     let mut config = ApiConfig::for_tests();
     config.token_cache_ttl = Duration::from_millis(200);
-    let state = AppState::new(pool.clone(), config);
+    let state = api_state(&pool, config);
     let token = token(&pool).await;
     assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);
     api::tokens::revoke(&pool, &token[..6]).await.unwrap();
@@ -202,12 +202,12 @@ async fn last_used_at_is_written_at_most_once_a_minute_per_token(pool: PgPool) {
     };
     assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);
     assert_eq!(last_used().await, None, "written on the request path");
-    assert_eq!(state.tokens.flush_last_used(&pool).await.unwrap(), 1);
+    assert_eq!(state.tokens.flush_last_used(&state.pool).await.unwrap(), 1);
     let first = last_used().await.expect("written by the flush");
     for _ in 0..5 {
         get(&state, "/api/v1/offers", &token).await;
     }
-    assert_eq!(state.tokens.flush_last_used(&pool).await.unwrap(), 0);
+    assert_eq!(state.tokens.flush_last_used(&state.pool).await.unwrap(), 0);
     assert_eq!(last_used().await, Some(first));
 }
 

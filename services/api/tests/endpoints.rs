@@ -114,7 +114,7 @@ async fn filters_are_cached_for_their_ttl(pool: PgPool) {
     insert(&pool, &generate(20, IDS, 12)).await;
     let mut config = ApiConfig::for_tests();
     config.filters_cache_ttl = Duration::from_millis(300);
-    let state = api::AppState::new(pool.clone(), config);
+    let state = api_state(&pool, config);
     let token = token(&pool).await;
     let before = get(&state, "/api/v1/filters", &token).await.json()["total"].clone();
     insert(&pool, &generate(20, IDS + 100, 13)).await;
@@ -221,7 +221,7 @@ async fn health_and_ready_need_no_token_and_ready_reports_the_schema(pool: PgPoo
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["schema_version"], db::schema::needed_version());
     // A closed pool (database gone) is not ready: 503, same error shape.
-    pool.close().await;
+    state.pool.close().await;
     let ready = get_as(&state, "/api/v1/ready", &[], peer()).await;
     assert_eq!(ready.status, 503);
     assert_eq!(ready.error().0, "unavailable");

@@ -39,6 +39,35 @@ async fn lock_offers(pool: &PgPool) -> PgConnection {
     conn
 }
 
+/// `statement_timeout` as the api's connections see it.
+async fn show_statement_timeout(state: &AppState) -> String {
+    let show = async |conn: &mut PgConnection| {
+        Ok(sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(conn)
+            .await?)
+    };
+    state.pool.run(show).await.unwrap()
+}
+
+/// Waits until no other client runs a statement; panics after 20 s.
+async fn all_idle(pool: &PgPool) {
+    for _ in 0..400 {
+        let active: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND backend_type = 'client backend'
+               AND state = 'active' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if active == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("statements still run after 20 s");
+}
+
 /// Waits until `n` backends wait for a lock; panics after 20 s.
 async fn waiting_for_lock(pool: &PgPool, n: i64) {
     for _ in 0..400 {
@@ -131,9 +160,9 @@ async fn a_connection_lost_during_a_query_is_503_unavailable(pool: PgPool) {
 }
 
 /// The api's pool pings only connections idle for api::pool::UNTESTED_IDLE
-/// or longer (sqlx pings each one it takes back): one cut while idle (a
-/// restart, a proxy's idle timeout) is still replaced before a request
-/// uses it.
+/// or longer (or whose last request was cancelled, below): one cut while
+/// idle (a restart, a proxy's idle timeout) is still replaced before a
+/// request uses it.
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn a_connection_cut_while_idle_is_replaced_before_use(pool: PgPool) {
     let token = token(&pool).await;
@@ -162,6 +191,75 @@ async fn a_connection_cut_while_idle_is_replaced_before_use(pool: PgPool) {
         "{}",
         String::from_utf8_lossy(&answer.body)
     );
+    state.pool.close().await;
+}
+
+/// The api's pool does not ping every connection given back (sqlx's does):
+/// a request cancelled mid-statement (a client gone; the request timeout
+/// is the same) leaves its connection unchecked, so it is checked before
+/// reuse. Still busy, it is replaced instead of holding up the next
+/// request; answered since, it serves the next request its own rows.
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_request_cancelled_mid_query_leaves_a_connection_that_serves_the_next_correctly(
+    pool: PgPool,
+) {
+    insert(&pool, &generate(20, 43_000_000, 4)).await;
+    let token = token(&pool).await;
+    // One connection, and no statement timeout: the cancelled statement
+    // outlives its request.
+    let one = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let state = AppState::new(
+        api::pool::bounded(&one, Duration::ZERO),
+        ApiConfig::for_tests(),
+    );
+    let page = "/api/v1/offers?limit=5&sort=price";
+    let expected = get(&state, page, &token).await;
+    assert_eq!(expected.status, 200);
+    let cancel_waiting_request = async || {
+        let request = tokio::spawn({
+            let (state, token) = (state.clone(), token.clone());
+            async move { get(&state, "/api/v1/offers?model=X5", &token).await }
+        });
+        waiting_for_lock(&pool, 1).await;
+        request.abort();
+        assert!(request.await.is_err_and(|e| e.is_cancelled()));
+    };
+    let backend = async || {
+        let pid = async |conn: &mut PgConnection| {
+            Ok(sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                .fetch_one(conn)
+                .await?)
+        };
+        state.pool.run(pid).await.unwrap()
+    };
+
+    // Cancelled while its statement waits for a lock, which it still does.
+    let lock = lock_offers(&pool).await;
+    cancel_waiting_request().await;
+    let ready = get_as(&state, "/api/v1/ready", &[], peer()).await;
+    assert_eq!(
+        ready.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+    drop(lock);
+    all_idle(&pool).await;
+
+    // Cancelled while waiting, then answered: the rows nobody read must
+    // not reach the next request.
+    let before = backend().await;
+    let lock = lock_offers(&pool).await;
+    cancel_waiting_request().await;
+    drop(lock);
+    all_idle(&pool).await;
+    let answer = get(&state, page, &token).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["items"], expected.json()["items"]);
+    assert_eq!(backend().await, before, "the same connection served it");
     state.pool.close().await;
 }
 
@@ -215,7 +313,7 @@ async fn random_tokens_from_one_address_are_refused_before_the_lookup(pool: PgPo
         per_second: 1,
         burst: 3,
     });
-    let state = AppState::new(pool.clone(), config);
+    let state = api_state(&pool, config);
     // The valid token's lookup is the first of the address's three.
     assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);
     let random = |i: usize| format!("Zz{i:014}");
@@ -363,20 +461,14 @@ async fn zero_turns_the_statement_timeout_and_the_in_flight_cap_off(pool: PgPool
     assert_eq!(config.rate_limit, None);
     assert_eq!(config.lookup_limit, None);
     let state = bounded_state(&pool, config, 1);
-    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
-        .fetch_one(&state.pool)
-        .await
-        .unwrap();
+    let timeout = show_statement_timeout(&state).await;
     assert_eq!(timeout, "0");
     // Shipped: 2 s and 32.
     let shipped = settings::load_from(&settings::Env::from_pairs::<&str, &str>([])).unwrap();
     let config = ApiConfig::from_settings(&shipped, b"k".repeat(32)).unwrap();
     assert_eq!(config.max_in_flight_per_token, Some(32));
     let state = bounded_state(&pool, config, 1);
-    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
-        .fetch_one(&state.pool)
-        .await
-        .unwrap();
+    let timeout = show_statement_timeout(&state).await;
     assert_eq!(timeout, "2s");
 }
 
@@ -391,7 +483,7 @@ async fn requests_in_flight_under_one_uncached_token_share_one_lookup(pool: PgPo
         per_second: 1,
         burst: 2,
     });
-    let state = AppState::new(pool.clone(), config);
+    let state = api_state(&pool, config);
     let answers =
         futures::future::join_all((0..12).map(|_| get(&state, "/api/v1/offers", &token))).await;
     let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use api::config::RateLimit;
-use api::{ApiConfig, AppState};
+use api::ApiConfig;
 use common::*;
 use sqlx::PgPool;
 use test_support::nginx::{binary_or_skip, free_port, prepare, Nginx};
@@ -26,13 +26,9 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(api::run(
-        listener,
-        AppState::new(pool.clone(), config),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    tokio::spawn(api::run(listener, api_state(pool, config), async {
+        let _ = stopped.await;
+    }));
     (address, stop)
 }
 

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use api::pool::ApiPool;
 use api::ApiConfig;
 use sqlx::PgPool;
 
@@ -35,10 +36,13 @@ async fn fill(pool: &PgPool) {
 
 /// Every statement's plan of `query` (shape, plan), on the api's own kind
 /// of pool.
-async fn plans(api_pool: &PgPool, query: &str) -> Vec<(String, String)> {
+async fn plans(api_pool: &ApiPool, query: &str) -> Vec<(String, String)> {
     let request = api::routes::offers::page_request(Some(query), &ApiConfig::for_tests())
         .unwrap_or_else(|e| panic!("{query}: {e}"));
-    db::offers::explain(api_pool, &request).await.unwrap()
+    api_pool
+        .run(async |conn| db::offers::explain(conn, &request).await)
+        .await
+        .unwrap()
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
@@ -188,7 +192,8 @@ async fn cached_plans_serve_every_value_from_the_sorts_index(pool: PgPool) {
                         .unwrap();
                 for after in [None, Some(position(request.sort))] {
                     request.after = after;
-                    let plans = db::offers::explain_generic(&mut conn, &request)
+                    let plans = conn
+                        .run(async |conn| db::offers::explain_generic(conn, &request).await)
                         .await
                         .unwrap();
                     for (shape, plan) in plans {
@@ -260,16 +265,24 @@ async fn the_typical_page_reuses_its_plan_and_value_dependent_statements_are_rep
             .unwrap();
     let rare = api::routes::offers::page_request(Some("model=zzz"), &config).unwrap();
     for _ in 0..10 {
-        let page = db::offers::page(&api_pool, &typical).await.unwrap();
-        assert_eq!(page.records.len(), 20);
-        let page = db::offers::page(&api_pool, &rare).await.unwrap();
-        assert!(page.records.is_empty());
-    }
-    let prepared: Vec<(String, i64, i64)> =
-        sqlx::query_as("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
-            .fetch_all(&api_pool)
+        let page = api_pool
+            .run(async |conn| db::offers::page(conn, &typical).await)
             .await
             .unwrap();
+        assert_eq!(page.records.len(), 20);
+        let page = api_pool
+            .run(async |conn| db::offers::page(conn, &rare).await)
+            .await
+            .unwrap();
+        assert!(page.records.is_empty());
+    }
+    let prepared: Vec<(String, i64, i64)> = api_pool
+        .run(async |conn| {
+            let sql = "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements";
+            Ok(sqlx::query_as(sql).fetch_all(conn).await?)
+        })
+        .await
+        .unwrap();
     let walks: Vec<_> = prepared
         .iter()
         .filter(|(sql, ..)| sql.contains("AS walk") && sql.contains("lower(mark)"))

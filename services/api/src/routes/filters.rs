@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use db::offers::FacetRow;
 use serde::Serialize;
+use sqlx::Connection;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
@@ -82,17 +83,20 @@ pub async fn filters(State(state): State<AppState>) -> Result<Response, ApiError
             // One scan of every active offer (seconds at 1,000,000 rows),
             // cached: it may run up to the request timeout, not the
             // statement timeout meant for the per-request queries.
-            let mut tx = state.pool.begin().await.map_err(db::DbError::from)?;
             let timeout = format!(
                 "SET LOCAL statement_timeout = {}",
                 state.config.request_timeout.as_millis()
             );
-            sqlx::query(&timeout)
-                .execute(&mut *tx)
-                .await
-                .map_err(db::DbError::from)?;
-            let rows = db::offers::facets(&mut *tx).await?;
-            tx.commit().await.map_err(db::DbError::from)?;
+            let rows = state
+                .pool
+                .run(async |conn| {
+                    let mut tx = conn.begin().await?;
+                    sqlx::query(&timeout).execute(&mut *tx).await?;
+                    let rows = db::offers::facets(&mut *tx).await?;
+                    tx.commit().await?;
+                    Ok(rows)
+                })
+                .await?;
             let body = serde_json::to_vec(&assemble(rows)).map_err(anyhow::Error::from)?;
             Ok(body.into())
         })

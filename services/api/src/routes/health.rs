@@ -46,7 +46,8 @@ pub async fn health() -> Json<Health> {
         (status = 503, description = "Database unreachable or schema too old", body = ErrorBody),
     ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let status = db::schema::status(&state.pool).await.map_err(|err| {
+    let status = state.pool.run(async |conn| db::schema::status(conn).await);
+    let status = status.await.map_err(|err| {
         tracing::warn!("Readiness check failed: {err}");
         ApiError::Unavailable("the database is not reachable".into())
     })?;

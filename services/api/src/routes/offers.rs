@@ -206,7 +206,10 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let request = page_request(query.as_deref(), &state.config)?;
-    let page = db::offers::page(&state.pool, &request).await?;
+    let page = state
+        .pool
+        .run(async |conn| db::offers::page(conn, &request).await)
+        .await?;
     let next = page
         .next
         .map(|position| cursor::encode(request.sort, request.direction, &position));
@@ -310,7 +313,11 @@ pub async fn one(
     if inner_id.is_empty() || inner_id.len() > 64 {
         return Err(not_found());
     }
-    match db::offers::record(&state.pool, &inner_id).await? {
+    let record = state
+        .pool
+        .run(async |conn| db::offers::record(conn, &inner_id).await)
+        .await?;
+    match record {
         Some(record) => Ok(json(record)),
         None => Err(not_found()),
     }

@@ -87,10 +87,17 @@ pub async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> 
     let body = state
         .stats
         .get_or_refresh(ttl, || async {
-            let counts = db::stats::pipeline_counts(&state.pool).await?;
-            let operations = db::operations::latest_per_type(&state.pool).await?;
-            let fleet = db::stats::fleet_counts(&state.pool).await?;
-            let initial_load = db::stats::initial_load(&state.pool).await?;
+            let (counts, operations, fleet, initial_load) = state
+                .pool
+                .run(async |conn| {
+                    Ok((
+                        db::stats::pipeline_counts(&mut *conn).await?,
+                        db::operations::latest_per_type(&mut *conn).await?,
+                        db::stats::fleet_counts(&mut *conn).await?,
+                        db::stats::initial_load(&mut *conn).await?,
+                    ))
+                })
+                .await?;
             let stats = Stats {
                 listings: Listings {
                     loaded: counts.loaded,

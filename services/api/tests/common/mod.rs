@@ -196,7 +196,13 @@ pub async fn token(pool: &PgPool) -> String {
 }
 
 pub fn state(pool: &PgPool) -> AppState {
-    AppState::new(pool.clone(), ApiConfig::for_tests())
+    api_state(pool, ApiConfig::for_tests())
+}
+
+/// The api's state over its own pool of the test database, as `api serve`
+/// builds it.
+pub fn api_state(pool: &PgPool, config: ApiConfig) -> AppState {
+    AppState::new(api::pool::bounded(pool, config.statement_timeout), config)
 }
 
 /// A parsed answer.
