@@ -66,7 +66,7 @@ pub async fn run(
     let cancel_slots = CancellationToken::new();
     // Claims run on connections of their own that reuse the claim's generic
     // plan. Left to choose, Postgres re-plans most claims (about 0.4 ms
-    // each, as long as the claim runs): the generic plan's guess of LIMIT
+    // each): the generic plan's guess of LIMIT
     // $2 rows looks costlier than a custom plan for the 1 to 8 a claim
     // asks for, though both walk the same indexes (db test
     // `after_an_upload_claims_walk_the_pending_index_instead_of_sorting_the_queue`).

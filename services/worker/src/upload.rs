@@ -234,10 +234,14 @@ pub async fn tasks_with(
             .context("Failed to store tasks")?;
     }
     up.already_stored = good.len() as u64 - up.stored;
+    // The tasks are stored either way: statistics only make claims cheaper
+    // until autovacuum refreshes them, so a failure here is not the upload's.
     if up.stored > 0 {
-        db::tasks::refresh_planner_stats(pool)
-            .await
-            .context("Failed to refresh the planner's statistics of tasks")?;
+        if let Err(err) = db::tasks::refresh_planner_stats(pool).await {
+            tracing::warn!(
+                "Stored the tasks, but could not refresh the planner's statistics of tasks (claims may be slow until autovacuum does): {err}"
+            );
+        }
     }
     report("task", path, &up);
     Ok(up)
