@@ -19,10 +19,20 @@ const DEFAULT_TASKS: usize = 5_000;
 /// at most 8 fetches are in flight however many workers run.
 const PROXIES: usize = 8;
 /// The no-op figures' fleet-sized pool (users upload hundreds): enough
-/// that 4 workers x 8 slots never wait for a proxy.
-const FLEET_PROXIES: usize = 64;
+/// that 4 workers x FLEET_SLOTS never wait for a proxy.
+const FLEET_PROXIES: usize = 128;
 /// Slots per worker in the no-op figures (config.yaml's default).
 const NOOP_SLOTS: usize = 8;
+/// Slots per worker for a worker with many proxies to keep busy: a worker
+/// frees more slots at once, so each claim and each completion carries
+/// more tasks.
+const FLEET_SLOTS: usize = 32;
+/// The no-op shapes: (proxies, slots per worker), each for 1, 2, 4 workers.
+const NOOP_SHAPES: [(usize, usize); 3] = [
+    (PROXIES, NOOP_SLOTS),
+    (FLEET_PROXIES, NOOP_SLOTS),
+    (FLEET_PROXIES, FLEET_SLOTS),
+];
 
 /// The bench's worker settings; `CARFEED__WORKER__*` variables of the
 /// bench's environment (other than slots) are passed on, to try settings.
@@ -160,6 +170,7 @@ async fn one_by_one(
         let lease = db::tasks::Lease {
             id: task.id,
             lease: task.lease,
+            worker_id,
         };
         db::results::save_result(
             &mut conn,
@@ -240,9 +251,10 @@ pub async fn noop_only(
     })
 }
 
-/// No-op coordination: 1, 2 and 4 workers x 8 slots, through 8 proxies
-/// and through a fleet-sized pool of 64, against the claim-one/complete-one
-/// baseline (one connection, one proxy), with SQL transactions per task.
+/// No-op coordination: 1, 2 and 4 workers x 8 slots through 8 proxies and
+/// through a fleet-sized pool, and x FLEET_SLOTS through that pool, against
+/// the claim-one/complete-one baseline (one connection, one proxy), with
+/// SQL transactions per task.
 async fn noop_figures(
     db: &BenchDatabase,
     plan: Plan,
@@ -275,15 +287,15 @@ async fn noop_figures(
             None,
         ),
     ];
-    for proxies in [PROXIES, FLEET_PROXIES] {
+    for (proxies, slots) in NOOP_SHAPES {
         for workers in [1, 2, 4] {
             let per_task = std::sync::Mutex::new(Vec::new());
             let measured = plan
                 .measure(
-                    &format!("noop_{workers}_workers_{proxies}_proxies"),
+                    &format!("noop_{workers}_workers_{slots}_slots_{proxies}_proxies"),
                     || async {
                         let (rate, tx) =
-                            fleet(db, origin, &urls[..proxies], workers, NOOP_SLOTS, tasks).await?;
+                            fleet(db, origin, &urls[..proxies], workers, slots, tasks).await?;
                         per_task.lock().unwrap().push(tx);
                         Ok(rate)
                     },
@@ -291,14 +303,14 @@ async fn noop_figures(
                 .await?;
             let per_task = per_task.into_inner().unwrap();
             figures.push(figure(
-                &format!("no-op, {workers} worker(s) x {NOOP_SLOTS} slots, {proxies} proxies"),
+                &format!("no-op, {workers} worker(s) x {slots} slots, {proxies} proxies"),
                 "tasks/s",
                 measured,
                 Some(("claim one, complete one", baseline.median)),
                 Some(10.0),
             ));
             figures.push(figure(
-                &format!("  SQL transactions per task ({workers}w, {proxies}p)"),
+                &format!("  SQL transactions per task ({workers}w x {slots}, {proxies}p)"),
                 "tx/task",
                 Measured::from_runs(per_task),
                 Some(("claim one, complete one", baseline_tx.median)),

@@ -53,13 +53,6 @@ pub async fn claim_pairs(
         .collect())
 }
 
-/// A claim that ended: its task, and the worker whose claim it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ended {
-    pub task: Lease,
-    pub worker_id: i64,
-}
-
 /// What `finish_claims` completed (ids whose lease still held).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Finished {
@@ -88,7 +81,7 @@ pub enum Flush {
 pub async fn finish_claims(
     conn: &mut PgConnection,
     fetched: &[NewResult],
-    not_found: &[Ended],
+    not_found: &[Lease],
     release: &[Lease],
     flush: Flush,
 ) -> Result<Finished, DbError> {
@@ -106,14 +99,8 @@ pub async fn finish_claims(
         content.1.push(r.body.as_deref());
         content.2.push(r.body_truncated);
     }
-    let mut gone: (Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
-    for e in not_found {
-        gone.0.push(e.task.id);
-        gone.1.push(e.task.lease);
-        gone.2.push(e.worker_id);
-    }
-    let (proxy_ids, proxy_leases): (Vec<i64>, Vec<i64>) =
-        release.iter().map(|l| (l.id, l.lease)).unzip();
+    let gone = crate::tasks::split(not_found);
+    let proxies = crate::tasks::split(release);
     let (fetched, gone, _unflushed): (Vec<i64>, Vec<i64>, Option<String>) =
         sqlx::query_as(include_str!("claims_finish.sql"))
             .bind(page.0)
@@ -126,8 +113,9 @@ pub async fn finish_claims(
             .bind(gone.0)
             .bind(gone.1)
             .bind(gone.2)
-            .bind(proxy_ids)
-            .bind(proxy_leases)
+            .bind(proxies.0)
+            .bind(proxies.1)
+            .bind(proxies.2)
             .bind(flush == Flush::DontWait)
             .fetch_one(conn)
             .await?;

@@ -1,10 +1,11 @@
 -- finish_claims: the common end of claims, in one statement (one round
 -- trip). Tasks whose fetch gave a page ($1..$7, with its result) or a 404
--- ($8..$10) are completed when their lease still holds, and only those
--- get their result saved (the completion's row lock is the fence); the
--- proxies $11/$12 are freed under their leases; each worker's completed
--- count goes up by what it completed. $13: commit without waiting for the
--- WAL flush (set for the statement's own transaction, or the caller's).
+-- ($8..$10) are completed when their lease still holds (same lease number,
+-- same worker), and only those get their result saved (the completion's
+-- row lock is the fence); the proxies $11..$13 are freed under their
+-- leases; each worker's completed count goes up by what it completed. $14:
+-- commit without waiting for the WAL flush (set for the statement's own
+-- transaction, or the caller's).
 WITH page AS (
     SELECT *
       FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::jsonb[], $6::text[], $7::bool[])
@@ -21,7 +22,8 @@ completed AS (
        SET status = 'completed', outcome = e.outcome, finished_at = now(),
            worker_id = NULL, last_error = NULL
       FROM ended AS e
-     WHERE t.id = e.task_id AND t.lease = e.lease AND t.status = 'running'
+     WHERE t.id = e.task_id AND t.lease = e.lease AND t.worker_id = e.worker_id
+       AND t.status = 'running'
  RETURNING t.id, t.kind, t.target, e.outcome, e.worker_id
 ),
 saved AS (
@@ -36,8 +38,9 @@ saved AS (
 ),
 freed AS (
     UPDATE proxies AS p SET status = 'free', worker_id = NULL
-      FROM UNNEST($11::bigint[], $12::bigint[]) AS c(id, lease)
-     WHERE p.id = c.id AND p.lease = c.lease AND p.status = 'in_use'
+      FROM UNNEST($11::bigint[], $12::bigint[], $13::bigint[]) AS c(id, lease, worker_id)
+     WHERE p.id = c.id AND p.lease = c.lease AND p.worker_id = c.worker_id
+       AND p.status = 'in_use'
 ),
 counted AS (
     UPDATE workers AS w SET tasks_completed = w.tasks_completed + n.done
@@ -46,4 +49,4 @@ counted AS (
 )
 SELECT COALESCE((SELECT array_agg(id) FROM completed WHERE outcome = 'ok'), '{}') AS fetched,
        COALESCE((SELECT array_agg(id) FROM completed WHERE outcome = 'not_found'), '{}') AS gone,
-       CASE WHEN $13 THEN set_config('synchronous_commit', 'off', true) END AS unflushed
+       CASE WHEN $14 THEN set_config('synchronous_commit', 'off', true) END AS unflushed

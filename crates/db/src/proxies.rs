@@ -64,14 +64,16 @@ pub async fn release_proxy(conn: &mut PgConnection, leases: &[Lease]) -> Result<
     if leases.is_empty() {
         return Ok(0);
     }
-    let (ids, numbers): (Vec<i64>, Vec<i64>) = leases.iter().map(|l| (l.id, l.lease)).unzip();
+    let (ids, numbers, workers) = crate::tasks::split(leases);
     let done = sqlx::query(
         "UPDATE proxies AS p SET status = 'free', worker_id = NULL
-           FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, lease)
-          WHERE p.id = c.id AND p.lease = c.lease AND p.status = 'in_use'",
+           FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS c(id, lease, worker_id)
+          WHERE p.id = c.id AND p.lease = c.lease AND p.worker_id = c.worker_id
+            AND p.status = 'in_use'",
     )
     .bind(ids)
     .bind(numbers)
+    .bind(workers)
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
@@ -87,16 +89,18 @@ pub async fn mark_proxy_blocked(
     if leases.is_empty() {
         return Ok(0);
     }
-    let (ids, numbers): (Vec<i64>, Vec<i64>) = leases.iter().map(|l| (l.id, l.lease)).unzip();
+    let (ids, numbers, workers) = crate::tasks::split(leases);
     let done = sqlx::query(
         "UPDATE proxies AS p
             SET status = 'blocked', worker_id = NULL, blocks = p.blocks + 1,
-                blocked_until = now() + make_interval(secs => $3)
-           FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, lease)
-          WHERE p.id = c.id AND p.lease = c.lease AND p.status = 'in_use'",
+                blocked_until = now() + make_interval(secs => $4)
+           FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS c(id, lease, worker_id)
+          WHERE p.id = c.id AND p.lease = c.lease AND p.worker_id = c.worker_id
+            AND p.status = 'in_use'",
     )
     .bind(ids)
     .bind(numbers)
+    .bind(workers)
     .bind(cooldown.as_secs_f64())
     .execute(conn)
     .await?;

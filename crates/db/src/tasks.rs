@@ -27,11 +27,17 @@ pub struct ClaimedTask {
     pub params: serde_json::Value,
 }
 
-/// A claim as quoted by a later write.
+/// A claim as quoted by a later write: the row (task or proxy), its lease
+/// number and the worker that claimed it. A write lands only while all
+/// three still match the row. The worker is part of the fence because a
+/// claim commits without waiting for its WAL flush: a Postgres crash can
+/// forget one whose reply its worker already had, and the next claim of the
+/// row then gets the same lease number, for another worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
     pub id: i64,
     pub lease: i64,
+    pub worker_id: i64,
 }
 
 /// Stores new tasks; a (kind, target) already stored is skipped. Returns how
@@ -118,8 +124,16 @@ pub async fn acquire_task_of(
     Ok(rows)
 }
 
-fn split(leases: &[Lease]) -> (Vec<i64>, Vec<i64>) {
-    leases.iter().map(|l| (l.id, l.lease)).unzip()
+/// `leases` as the columns the fencing statements unnest: ids, lease
+/// numbers, workers.
+pub(crate) fn split(leases: &[Lease]) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
+    let mut columns: (Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+    for l in leases {
+        columns.0.push(l.id);
+        columns.1.push(l.lease);
+        columns.2.push(l.worker_id);
+    }
+    columns
 }
 
 /// Completes claims with their outcome (`ok`, `not_found`). Returns the ids
@@ -134,17 +148,20 @@ pub async fn mark_task_completed(
     if leases.is_empty() {
         return Ok(Vec::new());
     }
-    let (ids, numbers) = split(leases);
+    let (ids, numbers, workers) = split(leases);
     let done = sqlx::query_scalar(
         "UPDATE tasks AS t
             SET status = 'completed', outcome = c.outcome, finished_at = now(),
                 worker_id = NULL, last_error = NULL
-           FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) AS c(id, lease, outcome)
-          WHERE t.id = c.id AND t.lease = c.lease AND t.status = 'running'
+           FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])
+                AS c(id, lease, worker_id, outcome)
+          WHERE t.id = c.id AND t.lease = c.lease AND t.worker_id = c.worker_id
+            AND t.status = 'running'
       RETURNING t.id",
     )
     .bind(ids)
     .bind(numbers)
+    .bind(workers)
     .bind(outcomes)
     .fetch_all(conn)
     .await?;
@@ -171,10 +188,11 @@ pub async fn increment_task_attempts(
     if leases.is_empty() {
         return Ok(Vec::new());
     }
-    let (ids, numbers) = split(leases);
+    let (ids, numbers, workers) = split(leases);
     let rows = sqlx::query_as(include_str!("tasks_attempt.sql"))
         .bind(ids)
         .bind(numbers)
+        .bind(workers)
         .bind(errors)
         .bind(rule.max_attempts)
         .bind(rule.backoff.as_secs_f64())
@@ -194,16 +212,19 @@ pub async fn retry_elsewhere(
     if leases.is_empty() {
         return Ok(Vec::new());
     }
-    let (ids, numbers) = split(leases);
+    let (ids, numbers, workers) = split(leases);
     let done = sqlx::query_scalar(
         "UPDATE tasks AS t
             SET status = 'pending', worker_id = NULL, run_after = now(), last_error = c.reason
-           FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) AS c(id, lease, reason)
-          WHERE t.id = c.id AND t.lease = c.lease AND t.status = 'running'
+           FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])
+                AS c(id, lease, worker_id, reason)
+          WHERE t.id = c.id AND t.lease = c.lease AND t.worker_id = c.worker_id
+            AND t.status = 'running'
       RETURNING t.id",
     )
     .bind(ids)
     .bind(numbers)
+    .bind(workers)
     .bind(reasons)
     .fetch_all(conn)
     .await?;

@@ -117,6 +117,7 @@ async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: 
     let late = Lease {
         id: old.id,
         lease: old.lease,
+        worker_id: w,
     };
     assert!(results::save_result(&mut conn, &[result(&old, w)])
         .await
@@ -137,6 +138,7 @@ async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: 
     let current = Lease {
         id: new.id,
         lease: new.lease,
+        worker_id: w2,
     };
     assert_eq!(
         results::save_result(&mut conn, &[result(&new, w2)])
@@ -216,6 +218,7 @@ async fn a_failing_task_backs_off_then_fails_with_its_last_error(pool: PgPool) {
         let lease = Lease {
             id: t.id,
             lease: t.lease,
+            worker_id: w,
         };
         let done = tasks::increment_task_attempts(
             &mut conn,
@@ -268,6 +271,7 @@ async fn a_blocked_proxy_rests_until_its_cooldown_then_cleanup_frees_it(pool: Pg
         .map(|p| Lease {
             id: p.id,
             lease: p.lease,
+            worker_id: w,
         })
         .collect();
     assert_eq!(
@@ -410,6 +414,7 @@ async fn finished_tasks_past_retention_are_purged_in_batches(pool: PgPool) {
         .map(|t| Lease {
             id: t.id,
             lease: t.lease,
+            worker_id: w,
         })
         .collect();
     tasks::mark_task_completed(&mut conn, &leases, &["ok"; 4])
@@ -594,7 +599,7 @@ async fn concurrent_pair_claims_skip_what_the_other_holds(pool: PgPool) {
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(pool: PgPool) {
-    use db::claims::{claim_pairs, finish_claims, Ended, Finished, Flush};
+    use db::claims::{claim_pairs, finish_claims, Finished, Flush};
     let w = worker(&pool).await;
     let urls: Vec<String> = (0..4).map(|i| format!("http://p{i}:1")).collect();
     proxies::insert(&pool, &urls).await.unwrap();
@@ -606,10 +611,12 @@ async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(p
     let lease = |t: &tasks::ClaimedTask| Lease {
         id: t.id,
         lease: t.lease,
+        worker_id: w,
     };
     let proxy = |p: &db::proxies::ClaimedProxy| Lease {
         id: p.id,
         lease: p.lease,
+        worker_id: w,
     };
     // The fourth claim was taken away (its lease bumped, as cleanup does).
     sqlx::query(
@@ -627,13 +634,7 @@ async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(p
             .iter()
             .map(|(t, _)| result(t, w))
             .collect::<Vec<_>>(),
-        &gone
-            .iter()
-            .map(|(t, _)| Ended {
-                task: lease(t),
-                worker_id: w,
-            })
-            .collect::<Vec<_>>(),
+        &gone.iter().map(|(t, _)| lease(t)).collect::<Vec<_>>(),
         &pairs[0..3]
             .iter()
             .map(|(_, p)| proxy(p))
@@ -703,6 +704,120 @@ async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(p
         .await
         .unwrap();
     assert_eq!(saves, 2);
+}
+
+/// Claims commit without waiting for their WAL flush, so a Postgres crash
+/// can forget a claim whose reply its worker already has; the next claim of
+/// that task and proxy then gets the same lease numbers. The worker is part
+/// of the fence: the first worker's late writes change nothing.
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_claim_forgotten_in_a_crash_fences_out_its_first_holder(pool: PgPool) {
+    use db::claims::{claim_pairs, finish_claims, Flush};
+    let (first, second) = (worker(&pool).await, worker(&pool).await);
+    proxies::insert(&pool, &["http://p0:1".into()])
+        .await
+        .unwrap();
+    tasks::insert(&pool, "fetch_url", &targets(1))
+        .await
+        .unwrap();
+    let before = claim_pairs(&pool, first, 1, &["fetch_url"]).await.unwrap();
+    // The crash: the rows are as they were before the claim.
+    sqlx::raw_sql(
+        "UPDATE tasks SET status = 'pending', worker_id = NULL, claimed_at = NULL,
+                          lease = lease - 1;
+         UPDATE proxies SET status = 'free', worker_id = NULL, lease = lease - 1",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let after = claim_pairs(&pool, second, 1, &["fetch_url"]).await.unwrap();
+    let ((task, proxy), (task_now, proxy_now)) = (&before[0], &after[0]);
+    assert_eq!((task.id, task.lease), (task_now.id, task_now.lease));
+    assert_eq!((proxy.id, proxy.lease), (proxy_now.id, proxy_now.lease));
+
+    let held_by = |worker_id: i64| {
+        (
+            Lease {
+                id: task.id,
+                lease: task.lease,
+                worker_id,
+            },
+            Lease {
+                id: proxy.id,
+                lease: proxy.lease,
+                worker_id,
+            },
+        )
+    };
+    let (task_late, proxy_late) = held_by(first);
+    let mut conn = pool.acquire().await.unwrap();
+    let late = finish_claims(
+        &mut conn,
+        &[result(task, first)],
+        &[],
+        &[proxy_late],
+        Flush::Wait,
+    )
+    .await
+    .unwrap();
+    assert!(
+        late.fetched.is_empty(),
+        "the first holder completes nothing"
+    );
+    assert!(results::save_result(&mut conn, &[result(task, first)])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        tasks::mark_task_completed(&mut conn, &[task_late], &["not_found"])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        tasks::retry_elsewhere(&mut conn, &[task_late], &["x".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        tasks::increment_task_attempts(&mut conn, &[task_late], &["x".into()], rule(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        proxies::release_proxy(&mut conn, &[proxy_late])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        proxies::mark_proxy_blocked(&mut conn, &[proxy_late], Duration::from_secs(60))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(status_of(&pool, task.id).await.0, "running");
+    let proxy_status: String = sqlx::query_scalar("SELECT status FROM proxies")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(proxy_status, "in_use", "still the second worker's");
+    assert_eq!(results::count(&pool).await.unwrap(), 0);
+
+    let (task_held, proxy_held) = held_by(second);
+    let done = finish_claims(
+        &mut conn,
+        &[result(task, second)],
+        &[],
+        &[proxy_held],
+        Flush::Wait,
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.fetched, vec![task_held.id]);
+    assert_eq!(results::count(&pool).await.unwrap(), 1);
 }
 
 /// The plans of both claim statements for `kinds`, custom (with the values)

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Context;
-use db::claims::{Ended, Finished, Flush};
+use db::claims::{Finished, Flush};
 use db::results::NewResult;
 use db::tasks::{Lease, RetryRule};
 use db::workers::WorkerStats;
@@ -125,6 +125,7 @@ async fn write(
         let lease = Lease {
             id: d.task.id,
             lease: d.task.lease,
+            worker_id: d.worker_id,
         };
         match &d.outcome {
             Outcome::Fetched {
@@ -150,10 +151,7 @@ async fn write(
                 release.push(d.proxy);
             }
             Outcome::NotFound => {
-                not_found.push(Ended {
-                    task: lease,
-                    worker_id: d.worker_id,
-                });
+                not_found.push(lease);
                 release.push(d.proxy);
             }
             Outcome::Blocked { reason } => {
@@ -183,11 +181,11 @@ async fn write(
         && rejected.0.is_empty()
         && block.is_empty()
         && !batch.iter().any(|d| d.task.kind == "offer_refresh");
-    // Without waiting for the WAL flush: the claims this batch finishes stay
-    // fenced by their leases, and a Postgres crash that loses the batch leaves
-    // them running under this live worker, whose reconcile hands them back
-    // (fetched again; results are saved once). The next claim's commit
-    // flushes this batch anyway, so it costs the fleet one fsync, not two.
+    // Without waiting for the WAL flush, as claims: the claims this batch
+    // finishes stay fenced by their leases, and a Postgres crash that loses
+    // the batch leaves them running under this live worker, whose reconcile
+    // hands them back (fetched again; results are saved once). Postgres'
+    // WAL writer flushes within wal_writer_delay (200 ms) anyway.
     if common_only {
         let mut conn = pool
             .acquire()
@@ -205,6 +203,9 @@ async fn write(
         .context("begin completion transaction")?;
     let finished =
         db::claims::finish_claims(&mut tx, &results, &not_found, &release, Flush::DontWait).await?;
+    // Page data goes only to the results this batch saved: a result row of
+    // the same task and lease number may be another worker's (see `Lease`).
+    pages.retain(|p| finished.fetched.contains(&p.task_id));
     db::results::save_page_data(&mut tx, &pages).await?;
     crate::refresh::write(&mut tx, batch, &finished.fetched, &finished.gone).await?;
     let retried = db::tasks::retry_elsewhere(&mut tx, &retry.0, &retry.1).await?;

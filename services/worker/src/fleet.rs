@@ -70,10 +70,18 @@ pub async fn run(
     // $2 rows looks costlier than a custom plan for the 1 to 8 a claim
     // asks for, though both walk the same indexes (db test
     // `after_an_upload_claims_walk_the_pending_index_instead_of_sorting_the_queue`).
+    // Nor do they wait for their WAL flush (completions don't either): a
+    // claim a Postgres crash forgets leaves its task and proxy as they were,
+    // and whoever claims them next gets the same lease numbers, so a write
+    // is fenced by the claiming worker too (`db::tasks::Lease`). Waiting
+    // for the flush left the fleet idle a third of the time.
     let claims_pool = db::with_session_settings(
         &pool,
         cfg.claims_in_flight.max(1),
-        &[("plan_cache_mode", "force_generic_plan")],
+        &[
+            ("plan_cache_mode", "force_generic_plan"),
+            ("synchronous_commit", "off"),
+        ],
     );
     Claimer {
         pool: claims_pool.clone(),

@@ -114,7 +114,11 @@ mod tests {
     use super::*;
 
     fn lease(id: i64) -> Lease {
-        Lease { id, lease: 1 }
+        Lease {
+            id,
+            lease: 1,
+            worker_id: 1,
+        }
     }
 
     #[test]

@@ -182,10 +182,12 @@ impl Claimer {
         let task_lease = Lease {
             id: task.id,
             lease: task.lease,
+            worker_id,
         };
         let proxy_lease = Lease {
             id: proxy.id,
             lease: proxy.lease,
+            worker_id,
         };
         let guard = ClaimGuard::new(
             task_lease,
