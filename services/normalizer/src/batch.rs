@@ -169,7 +169,16 @@ impl Attempt {
         } else {
             match db::processed::upsert(&mut tx, std::mem::take(&mut split.good)).await {
                 Ok(upserted) => upserted,
-                Err(err) if err.is_refused_value() => return Ok(None),
+                Err(err) if err.is_refused_value() => {
+                    // Rolled back here, not on drop: a dropped transaction
+                    // keeps its row locks until its connection is next used,
+                    // and the careful attempt (on another connection) would
+                    // skip the locked rows and claim less than the batch.
+                    tx.rollback()
+                        .await
+                        .context("Failed to roll back the refused batch")?;
+                    return Ok(None);
+                }
                 Err(err) => {
                     return Err(err).context("Failed to write the batch into processed_data")
                 }
