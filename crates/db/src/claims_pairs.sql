@@ -27,14 +27,14 @@ pairs AS (
 ),
 claimed_tasks AS (
     UPDATE tasks AS t
-       SET status = 'running', worker_id = $1, lease = t.lease + 1, claimed_at = now()
+       SET status = 'running', worker_id = $1, lease = next_lease(t.lease), claimed_at = now()
       FROM pairs
      WHERE t.id = pairs.task_id
  RETURNING t.id, t.kind, t.target, t.lease, t.attempts, t.params
 ),
 claimed_proxies AS (
     UPDATE proxies AS p
-       SET status = 'in_use', worker_id = $1, lease = p.lease + 1,
+       SET status = 'in_use', worker_id = $1, lease = next_lease(p.lease),
            last_used_at = now(), uses = p.uses + 1
       FROM pairs
      WHERE p.id = pairs.proxy_id

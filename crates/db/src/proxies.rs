@@ -47,7 +47,7 @@ pub async fn acquire_proxy(
              LIMIT $2
                FOR UPDATE SKIP LOCKED)
          UPDATE proxies AS p
-            SET status = 'in_use', worker_id = $1, lease = p.lease + 1,
+            SET status = 'in_use', worker_id = $1, lease = next_lease(p.lease),
                 last_used_at = now(), uses = p.uses + 1
            FROM picked WHERE p.id = picked.id
          RETURNING p.id, p.url, p.lease",

@@ -12,7 +12,7 @@ WITH picked AS (
        FOR UPDATE SKIP LOCKED
 )
 UPDATE tasks AS t
-   SET status = 'running', worker_id = $1, lease = t.lease + 1, claimed_at = now()
+   SET status = 'running', worker_id = $1, lease = next_lease(t.lease), claimed_at = now()
   FROM picked
  WHERE t.id = picked.id
 RETURNING t.id, t.kind, t.target, t.lease, t.attempts, t.params

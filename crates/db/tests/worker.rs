@@ -80,7 +80,10 @@ async fn two_concurrent_claimers_never_get_the_same_task(pool: PgPool) {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 10);
-    assert!(a.iter().chain(&b).all(|t| t.lease == 1));
+    assert!(
+        a.iter().chain(&b).all(|t| t.lease > 0),
+        "each claim took a lease"
+    );
     let mut conn = pool.acquire().await.unwrap();
     assert!(tasks::acquire_task(&mut conn, w, 5)
         .await
@@ -519,7 +522,7 @@ async fn a_claim_pairs_each_due_task_of_its_kinds_with_a_free_proxy_and_leaves_t
     );
     assert!(pairs
         .iter()
-        .all(|(t, p)| t.kind == "fetch_url" && t.lease == 1 && p.lease == 1));
+        .all(|(t, p)| t.kind == "fetch_url" && t.lease > 0 && p.lease > 0));
     let mut proxy_ids: Vec<i64> = pairs.iter().map(|(_, p)| p.id).collect();
     proxy_ids.dedup();
     assert_eq!(proxy_ids.len(), 2, "one proxy per task");
@@ -530,7 +533,9 @@ async fn a_claim_pairs_each_due_task_of_its_kinds_with_a_free_proxy_and_leaves_t
             .unwrap();
     assert_eq!(
         held.iter()
-            .filter(|(s, l, id)| s == "in_use" && *l == 1 && *id == Some(w))
+            .filter(|(s, l, id)| s == "in_use"
+                && pairs.iter().any(|(_, p)| p.lease == *l)
+                && *id == Some(w))
             .count(),
         2
     );
@@ -707,50 +712,85 @@ async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(p
 }
 
 /// Claims commit without waiting for their WAL flush, so a Postgres crash
-/// can forget a claim whose reply its worker already has; the next claim of
-/// that task and proxy then gets the same lease numbers. The worker is part
-/// of the fence: the first worker's late writes change nothing.
+/// can forget a claim whose reply its worker already has. The next claim of
+/// that task and proxy gets new lease numbers (the clock has moved on), so
+/// the first holder's late writes change nothing, whichever worker claims
+/// again: the same one (its other slot now holds the task) or another.
 #[sqlx::test(migrator = "db::MIGRATOR")]
-async fn a_claim_forgotten_in_a_crash_fences_out_its_first_holder(pool: PgPool) {
+async fn a_claim_forgotten_in_a_crash_and_made_again_by_its_worker_fences_out_the_first(
+    pool: PgPool,
+) {
+    forgotten_claim_is_fenced_out(pool, Reclaimer::SameWorker).await;
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_claim_forgotten_in_a_crash_and_made_by_another_worker_fences_out_the_first(
+    pool: PgPool,
+) {
+    forgotten_claim_is_fenced_out(pool, Reclaimer::OtherWorker).await;
+}
+
+enum Reclaimer {
+    SameWorker,
+    OtherWorker,
+}
+
+async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
     use db::claims::{claim_pairs, finish_claims, Flush};
-    let (first, second) = (worker(&pool).await, worker(&pool).await);
+    let first = worker(&pool).await;
+    let second = match reclaimer {
+        Reclaimer::SameWorker => first,
+        Reclaimer::OtherWorker => worker(&pool).await,
+    };
     proxies::insert(&pool, &["http://p0:1".into()])
         .await
         .unwrap();
     tasks::insert(&pool, "fetch_url", &targets(1))
         .await
         .unwrap();
-    let before = claim_pairs(&pool, first, 1, &["fetch_url"]).await.unwrap();
+    // An earlier claim, handed back: the rows carry a lease from the clock.
+    let earlier = claim_pairs(&pool, first, 1, &["fetch_url"]).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    tasks::hand_back(&mut *conn, first, &[]).await.unwrap();
+    proxies::hand_back(&mut *conn, first, &[]).await.unwrap();
+    let leases = "SELECT (SELECT lease FROM tasks), (SELECT lease FROM proxies)";
+    let before: (i64, i64) = sqlx::query_as(leases).fetch_one(&pool).await.unwrap();
+    assert_eq!(before, (earlier[0].0.lease + 1, earlier[0].1.lease + 1));
+
+    let forgotten = claim_pairs(&pool, first, 1, &["fetch_url"]).await.unwrap();
     // The crash: the rows are as they were before the claim.
-    sqlx::raw_sql(
-        "UPDATE tasks SET status = 'pending', worker_id = NULL, claimed_at = NULL,
-                          lease = lease - 1;
-         UPDATE proxies SET status = 'free', worker_id = NULL, lease = lease - 1",
+    sqlx::query(
+        "UPDATE tasks SET status = 'pending', worker_id = NULL, claimed_at = NULL, lease = $1",
     )
+    .bind(before.0)
     .execute(&pool)
     .await
     .unwrap();
-    let after = claim_pairs(&pool, second, 1, &["fetch_url"]).await.unwrap();
-    let ((task, proxy), (task_now, proxy_now)) = (&before[0], &after[0]);
-    assert_eq!((task.id, task.lease), (task_now.id, task_now.lease));
-    assert_eq!((proxy.id, proxy.lease), (proxy_now.id, proxy_now.lease));
+    sqlx::query("UPDATE proxies SET status = 'free', worker_id = NULL, lease = $1")
+        .bind(before.1)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let again = claim_pairs(&pool, second, 1, &["fetch_url"]).await.unwrap();
+    let ((task, proxy), (task_now, proxy_now)) = (&forgotten[0], &again[0]);
+    assert_eq!((task.id, proxy.id), (task_now.id, proxy_now.id));
+    assert!(
+        task_now.lease > task.lease && proxy_now.lease > proxy.lease,
+        "leases after the crash {:?} must pass those it forgot {:?}",
+        (task_now.lease, proxy_now.lease),
+        (task.lease, proxy.lease)
+    );
 
-    let held_by = |worker_id: i64| {
-        (
-            Lease {
-                id: task.id,
-                lease: task.lease,
-                worker_id,
-            },
-            Lease {
-                id: proxy.id,
-                lease: proxy.lease,
-                worker_id,
-            },
-        )
+    let task_late = Lease {
+        id: task.id,
+        lease: task.lease,
+        worker_id: first,
     };
-    let (task_late, proxy_late) = held_by(first);
-    let mut conn = pool.acquire().await.unwrap();
+    let proxy_late = Lease {
+        id: proxy.id,
+        lease: proxy.lease,
+        worker_id: first,
+    };
     let late = finish_claims(
         &mut conn,
         &[result(task, first)],
@@ -803,20 +843,24 @@ async fn a_claim_forgotten_in_a_crash_fences_out_its_first_holder(pool: PgPool) 
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(proxy_status, "in_use", "still the second worker's");
+    assert_eq!(proxy_status, "in_use", "still the second claim's");
     assert_eq!(results::count(&pool).await.unwrap(), 0);
 
-    let (task_held, proxy_held) = held_by(second);
+    let proxy_held = Lease {
+        id: proxy_now.id,
+        lease: proxy_now.lease,
+        worker_id: second,
+    };
     let done = finish_claims(
         &mut conn,
-        &[result(task, second)],
+        &[result(task_now, second)],
         &[],
         &[proxy_held],
         Flush::Wait,
     )
     .await
     .unwrap();
-    assert_eq!(done.fetched, vec![task_held.id]);
+    assert_eq!(done.fetched, vec![task_now.id]);
     assert_eq!(results::count(&pool).await.unwrap(), 1);
 }
 
