@@ -29,10 +29,12 @@ pub struct ClaimedTask {
 
 /// A claim as quoted by a later write: the row (task or proxy), its lease
 /// number and the worker that claimed it. A write lands only while all
-/// three still match the row. The worker is part of the fence because a
-/// claim commits without waiting for its WAL flush: a Postgres crash can
-/// forget one whose reply its worker already had, and the next claim of the
-/// row then gets the same lease number, for another worker.
+/// three still match the row. Claims commit without waiting for their WAL
+/// flush, so a Postgres crash can forget one whose reply its worker already
+/// had; the next claim's lease comes from the clock (`next_lease`, migration
+/// 0011) and is above the forgotten one. The worker in the fence still
+/// keeps another worker out should the database's clock step back across
+/// such a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
     pub id: i64,
