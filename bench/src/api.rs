@@ -11,11 +11,16 @@
 //! (`load.rs`) is in this process. Figures: peak req/s, p50/p99 at an open
 //! loop of half the peak, page 1,000 against page 1, the guards
 //! (statement_timeout, in-flight cap, limiter) on against off, auth on
-//! against off, and peak resident memory. Each run also prints
+//! against off, and peak resident memory. Beside the direct latency, a
+//! canned answer (the same bytes from a bare axum server, no database) at
+//! the same rate shows the floor the machine itself puts under any server's
+//! latency. Each run also prints
 //! the CPU used by the bench, the api, nginx and Postgres, and how late the
 //! generator sent its requests, so a latency can be explained. For tuning
 //! nginx, `CARFEED_BENCH_NGINX_CANDIDATE=dir1,dir2` adds edited copies of
-//! nginx/ to the alternation, at the repo config's rate (log only).
+//! nginx/ to the alternation, at the repo config's rate (log only); for
+//! latency, `CARFEED_BENCH_API_RATES=500,1000` adds open loops of the api
+//! direct at those rates (log only).
 
 mod filters;
 mod load;
@@ -71,6 +76,8 @@ const REPLANNED_SESSION: &str = "-c statement_timeout=2000 -c plan_cache_mode=fo
 /// Directories (comma-separated) with candidate copies of nginx/, to
 /// compare with the repo's.
 const CANDIDATE_ENV: &str = "CARFEED_BENCH_NGINX_CANDIDATE";
+/// Extra open-loop rates (req/s, comma-separated) for the api direct.
+const RATES_ENV: &str = "CARFEED_BENCH_API_RATES";
 /// One-second closed-loop slices per peak run.
 const PEAK_SLICES: usize = 3;
 /// The p99 goal at half the peak, in ms.
@@ -130,7 +137,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     if !load::raise_priority() {
         eprintln!("bench api: could not raise the load generator's priority; see its send lag");
     }
-    let cpu = Cpu {
+    let mut cpu = Cpu {
         api: vec![full.pid(), guards_off.pid(), no_auth.pid(), proxied.pid()],
         nginx: nginx
             .iter()
@@ -201,23 +208,47 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         .as_ref()
         .map(|_| Measured::from_runs(peaks[3].clone()));
 
+    // The floor under the direct latency: the typical page's bytes from a
+    // bare axum server with no api and no database, at the same rate, in
+    // alternation with it. What this 2-core VM, its scheduler, HTTP and the
+    // generator add to every request, whichever server answers.
+    let page = load.get_json(&urls[1]).await?.to_string();
+    let canned = Server::start(&url, &Variant::canned("bench-canned", page))?;
+    load.get(&format!("{}{TYPICAL}", canned.base())).await?;
+    // Its CPU shows as "api" in the canned runs' lines.
+    cpu.api.push(canned.pid());
     // Latency at half of each path's own peak.
-    let mut labels = vec!["half_peak_direct".to_owned()];
-    let mut targets = vec![(urls[1].clone(), peak.median / 2.0)];
+    let mut labels = vec!["half_peak_direct".to_owned(), "half_peak_canned".to_owned()];
+    // (url, req/s, direct: without nginx and gzip)
+    let mut targets = vec![
+        (urls[1].clone(), peak.median / 2.0, true),
+        (
+            format!("{}{TYPICAL}", canned.base()),
+            peak.median / 2.0,
+            true,
+        ),
+    ];
     if let Some(peak_nginx) = &peak_nginx {
         labels.push("half_peak_nginx".into());
-        targets.push((urls[3].clone(), peak_nginx.median / 2.0));
+        targets.push((urls[3].clone(), peak_nginx.median / 2.0, false));
         for (i, (source, _)) in candidates.iter().enumerate() {
             paired(&format!("nginx {source} / nginx"), &peaks[4 + i], &peaks[3]);
             // At the repo's rate, so the latencies are comparable.
             labels.push(format!("half_peak_nginx_candidate {source}"));
-            targets.push((urls[4 + i].clone(), peak_nginx.median / 2.0));
+            targets.push((urls[4 + i].clone(), peak_nginx.median / 2.0, false));
         }
     }
+    // For finding where the tail comes from: the api direct at fixed rates,
+    // in the same alternation, reported in the log only.
+    let fixed_rates = fixed_rates()?;
+    let first_fixed = labels.len();
+    for rate in &fixed_rates {
+        labels.push(format!("direct_at {rate:.0} req/s"));
+        targets.push((urls[1].clone(), *rate, true));
+    }
     let latencies = interleaved(&plan, &labels, |i| {
-        // The first target is the api direct, the others nginx.
-        let load = if i == 0 { &load } else { &load_nginx };
-        let (cpu, (url, rate)) = (&cpu, &targets[i]);
+        let (cpu, (url, rate, direct)) = (&cpu, &targets[i]);
+        let load = if *direct { &load } else { &load_nginx };
         async move {
             let before = cpu.snapshot();
             let run = load.open_loop(url, *rate).await?;
@@ -242,8 +273,18 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Measured::from_runs(runs.iter().map(|r| r.1).collect()),
         )
     };
+    for (label, runs) in labels.iter().zip(&latencies).skip(first_fixed) {
+        let (p50, p99) = split(runs);
+        eprintln!(
+            "bench api: {label}: p50 {:.2} ms, p99 {:.2} ms (medians)",
+            p50.median, p99.median
+        );
+    }
     let (p50, p99) = split(&latencies[0]);
-    let nginx_latency = latencies.get(1).map(split);
+    let (canned_p50, canned_p99) = split(&latencies[1]);
+    cpu.api.retain(|pid| *pid != canned.pid());
+    drop(canned);
+    let nginx_latency = latencies.get(2).map(split);
 
     let (page1, deep, deep_page) = pages(&plan, &load, &full.base()).await?;
     // The larger of the two production processes' high-water marks.
@@ -251,6 +292,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     drop((nginx, candidates));
     drop((full, guards_off, no_auth, proxied));
 
+    let (p50_median, p99_median) = (p50.median, p99.median);
     let mut figures = vec![
         figure(
             "peak direct",
@@ -292,6 +334,22 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Some(("p99 goal", P99_GOAL_MS)),
             Better::Lower,
             Some(1.0),
+        ),
+        figure(
+            "p50 at half peak, canned answer",
+            "ms",
+            canned_p50,
+            Some(("api direct (interleaved)", p50_median)),
+            Better::Lower,
+            None,
+        ),
+        figure(
+            "p99 at half peak, canned answer",
+            "ms",
+            canned_p99,
+            Some(("api direct (interleaved)", p99_median)),
+            Better::Lower,
+            None,
         ),
         figure(
             &format!("page {deep_page}, mean latency"),
@@ -376,13 +434,30 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         context: format!(
             "{rows} rows in processed_data, GET {TYPICAL}, {CONNECTIONS} connections for the peak \
              ({PEAK_SLICES} x 1 s per run), \
-             open loop at half the peak for latency, each api variant in its own process \
+             open loop at half the peak for latency (and a canned answer at the direct rate: \
+             the machine's floor), each api variant in its own process \
              with the shipped settings (a pool of database.max_connections), pgbench replaying \
              the api's statement with as many clients, compared variants measured in alternation; \
              guards: statement_timeout, in-flight cap, limiter"
         ),
         figures,
     })
+}
+
+/// The rates of `RATES_ENV`, none when it is unset.
+fn fixed_rates() -> anyhow::Result<Vec<f64>> {
+    let Ok(list) = std::env::var(RATES_ENV) else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(|r| {
+            r.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| *r > 0.0)
+                .with_context(|| format!("{RATES_ENV}: {r:?} is not a rate in req/s"))
+        })
+        .collect()
 }
 
 fn figure(

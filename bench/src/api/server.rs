@@ -56,6 +56,10 @@ pub struct Variant {
     pub auth: bool,
     /// The pool's size; None: `database.max_connections`, as `api serve`.
     pub pool: Option<u32>,
+    /// Not the api: a bare axum server answering every request with these
+    /// bytes (JSON), no database. The latency floor of this machine, its
+    /// HTTP stack and the load generator.
+    pub canned: Option<String>,
 }
 
 impl Variant {
@@ -68,6 +72,15 @@ impl Variant {
                 .collect(),
             auth: true,
             pool: None,
+            canned: None,
+        }
+    }
+
+    /// A server that answers every request with `body` (see `canned`).
+    pub fn canned(name: &str, body: String) -> Self {
+        Self {
+            canned: Some(body),
+            ..Self::new(name, &[])
         }
     }
 
@@ -110,17 +123,22 @@ struct Spec {
     overrides: Vec<(String, String)>,
     auth: bool,
     pool: Option<u32>,
+    canned: Option<String>,
 }
 
 /// Serves the api as `api serve` would (its settings, its pool with the
 /// statement timeout) until stdin closes.
 async fn serve_child(spec: &str) -> anyhow::Result<()> {
     let spec: Spec = serde_json::from_str(spec).context("bad spec")?;
+    if let Some(body) = spec.canned {
+        return serve_canned(body).await;
+    }
     let variant = Variant {
         name: spec.name,
         overrides: spec.overrides,
         auth: spec.auth,
         pool: spec.pool,
+        canned: None,
     };
     let settings = variant.settings()?;
     let options = db::PoolOptions {
@@ -135,17 +153,50 @@ async fn serve_child(spec: &str) -> anyhow::Result<()> {
     config.require_token = variant.auth;
     let bounded = api::pool::bounded(&pool, config.statement_timeout);
     pool.close().await;
+    let listener = listen().await?;
+    api::run(
+        listener,
+        api::AppState::new(bounded, config),
+        stdin_closed(),
+    )
+    .await
+}
+
+/// Answers every request with `body`, on the api's HTTP stack (axum on the
+/// same runtime), until stdin closes.
+async fn serve_canned(body: String) -> anyhow::Result<()> {
+    let body = axum::body::Bytes::from(body);
+    let app = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+        }
+    });
+    let listener = listen().await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stdin_closed())
+        .await?;
+    Ok(())
+}
+
+/// A loopback listener, announced on stdout for `Server::start`.
+async fn listen() -> anyhow::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening {}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    let stdin_closed = async {
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
-        })
-        .await;
-    };
-    api::run(listener, api::AppState::new(bounded, config), stdin_closed).await
+    Ok(listener)
+}
+
+/// Resolves when the bench closes the child's stdin (its way to stop it).
+async fn stdin_closed() {
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    })
+    .await;
 }
 
 /// The api in its own process, serving until dropped.
@@ -163,6 +214,7 @@ impl Server {
             overrides: variant.overrides.clone(),
             auth: variant.auth,
             pool: variant.pool,
+            canned: variant.canned.clone(),
         })?;
         let mut child = Command::new(std::env::current_exe()?)
             .arg("ceilings") // any name: the child never parses it
