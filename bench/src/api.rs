@@ -214,7 +214,8 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     // generator add to every request, whichever server answers.
     let page = load.get_json(&urls[1]).await?.to_string();
     let canned = Server::start(&url, &Variant::canned("bench-canned", page))?;
-    load.get(&format!("{}{TYPICAL}", canned.base())).await?;
+    let canned_url = format!("{}{TYPICAL}", canned.base());
+    load.get(&canned_url).await?;
     // Its CPU shows as "api" in the canned runs' lines.
     cpu.api.push(canned.pid());
     // Latency at half of each path's own peak.
@@ -222,11 +223,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     // (url, req/s, direct: without nginx and gzip)
     let mut targets = vec![
         (urls[1].clone(), peak.median / 2.0, true),
-        (
-            format!("{}{TYPICAL}", canned.base()),
-            peak.median / 2.0,
-            true,
-        ),
+        (canned_url, peak.median / 2.0, true),
     ];
     if let Some(peak_nginx) = &peak_nginx {
         labels.push("half_peak_nginx".into());
@@ -240,11 +237,10 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     }
     // For finding where the tail comes from: the api direct at fixed rates,
     // in the same alternation, reported in the log only.
-    let fixed_rates = fixed_rates()?;
     let first_fixed = labels.len();
-    for rate in &fixed_rates {
+    for rate in fixed_rates()? {
         labels.push(format!("direct_at {rate:.0} req/s"));
-        targets.push((urls[1].clone(), *rate, true));
+        targets.push((urls[1].clone(), rate, true));
     }
     let latencies = interleaved(&plan, &labels, |i| {
         let (cpu, (url, rate, direct)) = (&cpu, &targets[i]);
