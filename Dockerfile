@@ -1,23 +1,24 @@
 # carfeed: one image holding every binary (loader, normalizer, api, sync,
 # worker, che168-sim); each compose service picks its binary by command.
 #
-# Two ways to get the binaries, chosen with --target (compose:
-# CARFEED_BUILD_TARGET):
-#   runtime  (default) compiled here, in a Rust image, with the dependencies
-#            cached in their own layer (cargo-chef): a source change rebuilds
-#            only the workspace's crates.
-#   prebuilt packages binaries already built on the host (BIN_DIR, default
-#            target/release), for machines that reach no registry and cannot
-#            build Rust inside an image (scripts/compose-smoke.sh). The host
-#            must have the runtime image's glibc or an older one (bookworm).
-# Every base image can be swapped: RUNTIME_IMAGE, RUST_IMAGE.
-# Browser workers (render_url, issue 15) use the same binaries on the runtime
-# base plus Debian's Chromium: targets runtime-browser and prebuilt-browser.
-# `prebuilt` comes before the Rust stages, so that even the legacy builder
-# (which builds every stage up to the target) never needs the Rust image for it.
+# The binaries are compiled here, in RUST_IMAGE, with the dependencies cached
+# in their own layer (cargo-chef): a source change rebuilds only the
+# workspace's crates. Targets (compose: CARFEED_BUILD_TARGET and
+# CARFEED_BROWSER_BUILD_TARGET):
+#   runtime          (default) every binary on a small Debian;
+#   runtime-browser  the worker alone, plus Debian's Chromium (render_url).
+# Build arguments:
+#   RUST_IMAGE     the compiler; its Rust version is Cargo.toml's
+#                  rust-version (scripts/check-rust-version.sh checks it);
+#   RUNTIME_IMAGE  what the binaries run on;
+#   PROFILE        cargo profile, `release` by default (the smoke test builds
+#                  `dev` to keep CI short).
+# Needs BuildKit (Docker 23+ uses it by default): the browser stages are
+# skipped when building `runtime`.
 
 ARG RUNTIME_IMAGE=debian:bookworm-slim
-ARG RUST_IMAGE=rust:1.85-bookworm
+ARG RUST_IMAGE=rust:1.95-bookworm
+ARG PROFILE=release
 
 # ---- what every variant runs on --------------------------------------------
 FROM ${RUNTIME_IMAGE} AS runtime-base
@@ -40,11 +41,6 @@ ENV CONFIG_FILE=/app/config.yaml
 USER carfeed
 CMD ["api", "--help"]
 
-# ---- binaries built on the host --------------------------------------------
-FROM runtime-base AS prebuilt
-ARG BIN_DIR=target/release
-COPY ${BIN_DIR}/loader ${BIN_DIR}/normalizer ${BIN_DIR}/api ${BIN_DIR}/sync ${BIN_DIR}/worker ${BIN_DIR}/che168-sim /usr/local/bin/
-
 # ---- the browser workers' base: Debian's Chromium --------------------------
 # Only `worker` runs here; the small image above stays without a browser.
 # Installed only when the base image lacks it (the smoke test's local
@@ -60,17 +56,15 @@ USER carfeed
 ENV CARFEED__WORKER__BROWSER__ENABLED=true
 CMD ["worker", "run"]
 
-FROM browser-base AS prebuilt-browser
-ARG BIN_DIR=target/release
-COPY ${BIN_DIR}/worker /usr/local/bin/
-
 # ---- binaries built here ---------------------------------------------------
 FROM ${RUST_IMAGE} AS chef
-RUN cargo install cargo-chef --locked --version ^0.1
+# An image that carries cargo-chef already (the smoke test's local one, which
+# reaches no registry) keeps it.
+RUN command -v cargo-chef >/dev/null 2>&1 || cargo install cargo-chef --locked --version ^0.1
 WORKDIR /src
 
-# The sources a build reads (never the context's target/ binaries, which
-# only the prebuilt target packages).
+# The sources a build reads (.dockerignore keeps target/ and .git out of the
+# context).
 FROM chef AS sources
 COPY Cargo.toml Cargo.lock config.yaml ./
 COPY migrations migrations
@@ -86,14 +80,16 @@ RUN cargo chef prepare --recipe-path recipe.json
 # The same binaries in both steps, so the dependencies are built once with
 # the same features.
 FROM chef AS builder
+ARG PROFILE
 ARG BINS="--bin loader --bin normalizer --bin api --bin sync --bin worker --bin che168-sim"
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --recipe-path recipe.json ${BINS}
+RUN cargo chef cook --profile "${PROFILE}" --locked --recipe-path recipe.json ${BINS}
 COPY --from=sources /src/ /src/
-RUN cargo build --release --locked ${BINS} \
+# (cargo puts the `dev` profile's output in target/debug)
+RUN cargo build --profile "${PROFILE}" --locked ${BINS} \
+    && out=target/$([ "${PROFILE}" = dev ] && echo debug || echo "${PROFILE}") \
     && mkdir /out \
-    && cp target/release/loader target/release/normalizer target/release/api \
-          target/release/sync target/release/worker target/release/che168-sim /out/
+    && cp $out/loader $out/normalizer $out/api $out/sync $out/worker $out/che168-sim /out/
 
 FROM browser-base AS runtime-browser
 COPY --from=builder /out/worker /usr/local/bin/

@@ -5,32 +5,43 @@
 #      docker-compose) and, when no engine answers, starts its own dockerd
 #      in a scratch directory under /tmp (stopped again by its pid);
 #   2. checks that both compose files validate;
-#   3. builds the images without any registry: a local Debian base image
+#   3. builds the images without any registry, with the Dockerfile's own
+#      from-source stages (cargo-chef planner, cook, build: targets
+#      `runtime` and `runtime-browser`): a local Debian base image
 #      (scripts/make-local-base-image.sh), the local Postgres image
-#      (docker/postgres-local), and carfeed's image from binaries built on
-#      this host (Dockerfile target `prebuilt`);
-#   4. `up -d`, then through nginx with a token: offers loaded from the
-#      simulator and normalised; `restart api` keeps nginx serving; `logs
-#      loader` shows its lines; a normaliser killed with SIGKILL is brought
-#      back by its restart policy and the pipeline carries on; the browser
-#      worker (`--profile browser`, image with Debian's Chromium) renders a
+#      (docker/postgres-local), and a local stand-in for the official Rust
+#      image made from this machine's toolchain and cargo registry
+#      (scripts/make-local-rust-image.sh), passed as RUST_IMAGE;
+#   4. the development stack: `up -d`, then through nginx with a token:
+#      offers loaded from the simulator and normalised; `restart api` keeps
+#      nginx serving; `logs loader` shows its lines; a normaliser killed with
+#      SIGKILL is brought back by its restart policy and the pipeline
+#      carries on; the browser worker (`--profile browser`) renders a
 #      JavaScript-only page through tinyproxy with credentials and the CSV
-#      export carries the extracted fields;
-#   5. `down -v` and the engine stopped, also when a step fails.
+#      export carries the extracted fields; then `down -v`;
+#   5. the VPS stack (docker-compose.prod.yml) through deploy.sh, as a VPS
+#      user runs it: a self-signed certificate where certbot keeps its own,
+#      offers over HTTPS, plain HTTP redirected, HSTS, only 80 and 443
+#      published, certbot running; then the images carried by `docker save`
+#      / `docker load` and redeployed with `deploy.sh --image` (no build),
+#      and a deploy of a missing image failing with the rollback commands;
+#   6. `down -v` and the engine stopped, also when a step fails.
 # It prints how long each phase took.
 #
 # Usage: scripts/compose-smoke.sh [--release]
-#   By default the debug binaries (target/debug, which scripts/test.sh has
-#   already built in CI) go into the image; --release builds and packages
-#   release binaries instead. Needs root (installing, dockerd, debootstrap).
+#   By default the images are built with the `image-test` cargo profile (dev
+#   without debug info: a fraction of the release build's time, to keep CI
+#   short); --release builds them as a VPS user gets them. Needs root
+#   (installing, dockerd, debootstrap).
 #   SMOKE_KEEP=1 leaves the stack and the engine running for a look.
 #   SMOKE_DOCKER_ROOT=<dir>: the started engine's data root, kept between
-#   runs (warm: the base images are reused); default a fresh one (cold).
+#   runs (warm: the base images and the build cache are reused); default a
+#   fresh one (cold).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-PROFILE=debug
+PROFILE=image-test
 for arg in "$@"; do
     case $arg in
         --release) PROFILE=release ;;
@@ -43,13 +54,8 @@ SCRATCH=$(mktemp -d /tmp/carfeed-compose-smoke.XXXXXX)
 PROJECT=carfeed-smoke
 # Debian's CLI drives BuildKit here (COMPOSE-HERE.md): put it first.
 export PATH=/usr/bin:/usr/sbin:$PATH DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1
-# A docker CLI without its buildx plugin may refuse BuildKit builds
-# ("buildx component is missing"): fall back to the legacy builder, which
-# the Dockerfile supports for the prebuilt target (it comes before the Rust
-# stages).
-if ! docker buildx version >/dev/null 2>&1; then
-    export DOCKER_BUILDKIT=0
-fi
+# The Dockerfile needs BuildKit (the legacy builder would build the browser
+# stages for `runtime` too); Debian's docker CLI (20.10) has it built in.
 
 # ---- timing and logging ----------------------------------------------------
 PHASES=()
@@ -72,7 +78,7 @@ end_phase() {
 }
 print_phases() {
     end_phase
-    printf '\ncompose-smoke phases (%s binaries):\n' "$PROFILE"
+    printf '\ncompose-smoke phases (images built with the %s profile):\n' "$PROFILE"
     printf '  %s\n' "${PHASES[@]}"
     printf '  %-44s %7ss\n' "total" "$(elapsed "$SMOKE_START")"
 }
@@ -84,6 +90,12 @@ fail() {
 # ---- cleanup: always ---------------------------------------------------------
 OWN_DOCKERD_PID=""
 STACK_UP=0
+PROD_UP=0
+PROD_PROJECT=carfeed-smoke-prod
+prod_compose() {
+    COMPOSE_PROJECT_NAME=$PROD_PROJECT COMPOSE_PROFILES=simulator,backup \
+        "${COMPOSE_CMD[@]}" --env-file "$SCRATCH/prod.env" -f "$REPO/docker-compose.yml" -f "$REPO/docker-compose.prod.yml" "$@"
+}
 cleanup() {
     local status=$?
     set +e
@@ -91,6 +103,11 @@ cleanup() {
         echo "---- compose ps and the last log lines of each service (failure) ----"
         compose ps
         compose logs --no-color --tail=40
+    fi
+    if [ "$status" != 0 ] && [ "$PROD_UP" = 1 ]; then
+        echo "---- the VPS stack: compose ps and the last log lines of each service (failure) ----"
+        prod_compose ps
+        prod_compose logs --no-color --tail=40
     fi
     if [ "${SMOKE_KEEP:-0}" = 1 ]; then
         log "SMOKE_KEEP=1: stack left running (DOCKER_HOST=${DOCKER_HOST:-default}, project $PROJECT)"
@@ -102,6 +119,10 @@ cleanup() {
         docker rm -f "$PROJECT-ipgrab" "$PROJECT-site" "$PROJECT-proxy" >/dev/null 2>&1
         compose --profile browser down -v --remove-orphans --timeout 20 >"$SCRATCH/down.log" 2>&1 \
             || { echo "compose down failed:"; tail -20 "$SCRATCH/down.log"; }
+    fi
+    if [ "$PROD_UP" = 1 ]; then
+        prod_compose down -v --remove-orphans --timeout 20 >"$SCRATCH/down-prod.log" 2>&1 \
+            || { echo "compose down (VPS stack) failed:"; tail -20 "$SCRATCH/down-prod.log"; }
     fi
     if [ -n "$OWN_DOCKERD_PID" ]; then
         kill -TERM "$OWN_DOCKERD_PID" 2>/dev/null
@@ -163,42 +184,65 @@ fi
 # ---- 2. the compose files ----------------------------------------------------
 HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export HTTP_BIND=127.0.0.1 HTTP_PORT
-export CARFEED_IMAGE=carfeed-smoke:latest CARFEED_BUILD_TARGET=prebuilt BIN_DIR=target/$PROFILE
-export CARFEED_BROWSER_IMAGE=carfeed-smoke-browser:latest CARFEED_BROWSER_BUILD_TARGET=prebuilt-browser
+export CARFEED_IMAGE=carfeed-smoke:latest CARFEED_BUILD_TARGET=runtime CARFEED_BUILD_PROFILE=$PROFILE
+export CARFEED_BROWSER_IMAGE=carfeed-smoke-browser:latest CARFEED_BROWSER_BUILD_TARGET=runtime-browser
 : >"$SCRATCH/empty.env" # a developer's .env must not leak into the test
 compose() { "${COMPOSE_CMD[@]}" -p "$PROJECT" --env-file "$SCRATCH/empty.env" -f "$REPO/docker-compose.yml" "$@"; }
 
 phase "validate compose files"
 compose config -q
-DB_PASSWORD=x CHE168_BASE_URL=https://upstream.invalid CHE168_API_KEY=x SECRET_KEY=0123456789abcdef0123456789abcdef \
-    "${COMPOSE_CMD[@]}" --env-file "$SCRATCH/empty.env" -f docker-compose.yml -f docker-compose.prod.yml config -q
-if "${COMPOSE_CMD[@]}" --env-file "$SCRATCH/empty.env" -f docker-compose.yml -f docker-compose.prod.yml config -q 2>/dev/null; then
-    fail "docker-compose.prod.yml accepted an environment without SECRET_KEY"
-fi
+PROD_REQUIRED=(DB_PASSWORD=x CHE168_BASE_URL=https://upstream.invalid CHE168_API_KEY=x SECRET_KEY=0123456789abcdef0123456789abcdef)
+env "${PROD_REQUIRED[@]}" "${COMPOSE_CMD[@]}" --env-file "$SCRATCH/empty.env" -f docker-compose.yml -f docker-compose.prod.yml config -q
+# Each required secret, missing alone, stops compose naming it.
+for missing in "${PROD_REQUIRED[@]}"; do
+    name=${missing%%=*}
+    rest=()
+    for kv in "${PROD_REQUIRED[@]}"; do [ "$kv" = "$missing" ] || rest+=("$kv"); done
+    if env "${rest[@]}" "${COMPOSE_CMD[@]}" --env-file "$SCRATCH/empty.env" -f docker-compose.yml -f docker-compose.prod.yml \
+        config -q >"$SCRATCH/refused.log" 2>&1; then
+        fail "docker-compose.prod.yml accepted an environment without $name"
+    fi
+    grep -q "$name" "$SCRATCH/refused.log" || { cat "$SCRATCH/refused.log"; fail "compose refused a prod stack without $name but did not name it"; }
+done
+log "the VPS stack refuses to start without each of: ${PROD_REQUIRED[*]%%=*}"
 
 # ---- 3. images -------------------------------------------------------------
 phase "base images (local, no registry)"
 LOCAL_BASE_IMAGE=carfeed-local/base:bookworm
+LOCAL_BUILD_IMAGE=carfeed-local/build:bookworm
 LOCAL_BROWSER_IMAGE=carfeed-local/browser:bookworm
-LOCAL_BASE_IMAGE=$LOCAL_BASE_IMAGE LOCAL_BROWSER_IMAGE=$LOCAL_BROWSER_IMAGE WORK=$SCRATCH/base \
-    scripts/make-local-base-image.sh
+LOCAL_BASE_IMAGE=$LOCAL_BASE_IMAGE LOCAL_BUILD_IMAGE=$LOCAL_BUILD_IMAGE LOCAL_BROWSER_IMAGE=$LOCAL_BROWSER_IMAGE \
+    WORK=$SCRATCH/base scripts/make-local-base-image.sh
 docker build -q -t carfeed-local/postgres:bookworm --build-arg BASE_IMAGE=$LOCAL_BASE_IMAGE docker/postgres-local >/dev/null
 export POSTGRES_IMAGE=carfeed-local/postgres:bookworm NGINX_IMAGE=$LOCAL_BASE_IMAGE RUNTIME_IMAGE=$LOCAL_BASE_IMAGE \
-    BROWSER_RUNTIME_IMAGE=$LOCAL_BROWSER_IMAGE
+    BROWSER_RUNTIME_IMAGE=$LOCAL_BROWSER_IMAGE CERTBOT_IMAGE=$LOCAL_BASE_IMAGE
 
-phase "cargo build ($PROFILE binaries)"
-# The same command as scripts/test.sh: after it (CI), nothing to do. (Only
-# some --bin targets would select other features and rebuild everything.)
-if [ "$PROFILE" = release ]; then
-    cargo build --release --workspace --bins --quiet
-else
-    cargo build --workspace --all-targets --quiet
-fi
+phase "local Rust image (this machine's toolchain)"
+# The version scripts/check-rust-version.sh agreed on, so the build below is
+# the one `rust:X.Y-bookworm` would make.
+scripts/check-rust-version.sh
+RUST_IMAGE=$(LOCAL_BUILD_IMAGE=$LOCAL_BUILD_IMAGE scripts/make-local-rust-image.sh)
+export RUST_IMAGE
+log "RUST_IMAGE=$RUST_IMAGE"
 
-phase "docker build (prebuilt, prebuilt-browser targets)"
-compose build migrate >"$SCRATCH/build.log" 2>&1 || { tail -30 "$SCRATCH/build.log"; fail "docker build"; }
+phase "docker build from source (runtime, runtime-browser; $PROFILE)"
+# Peak memory of the whole machine while it builds, sampled every second.
+( peak=0; while :; do used=$(free -m | awk '/^Mem:/ { print $3 }'); [ "$used" -gt "$peak" ] && peak=$used && echo "$peak" >"$SCRATCH/build-mem-peak"; sleep 1; done ) &
+MEM_SAMPLER=$!
+mem_before=$(free -m | awk '/^Mem:/ { print $3 }')
+build_start=$(date +%s)
+compose build migrate >"$SCRATCH/build.log" 2>&1 || { tail -40 "$SCRATCH/build.log"; kill "$MEM_SAMPLER"; fail "docker build (target runtime)"; }
+build_runtime=$(($(date +%s) - build_start))
 compose --profile browser build worker-browser >"$SCRATCH/build-browser.log" 2>&1 \
-    || { tail -30 "$SCRATCH/build-browser.log"; fail "docker build worker-browser"; }
+    || { tail -40 "$SCRATCH/build-browser.log"; kill "$MEM_SAMPLER"; fail "docker build worker-browser (target runtime-browser)"; }
+kill "$MEM_SAMPLER" 2>/dev/null || true
+wait "$MEM_SAMPLER" 2>/dev/null || true
+size() { docker image inspect --format '{{.Size}}' "$1" | awk '{ printf "%.0f MB", $1 / 1e6 }'; }
+log "built $CARFEED_IMAGE ($(size "$CARFEED_IMAGE")) in $build_runtime s, then $CARFEED_BROWSER_IMAGE ($(size "$CARFEED_BROWSER_IMAGE")) in $(($(date +%s) - build_start - build_runtime)) s"
+log "memory in use while building: peak $(cat "$SCRATCH/build-mem-peak" 2>/dev/null || echo '?') MB (before: $mem_before MB)"
+log "docker's disk after the build: $(docker system df --format '{{.Type}} {{.Size}}' | tr '\n' ';' | sed 's/;$//')"
+docker run --rm "$CARFEED_IMAGE" api --version >/dev/null 2>&1 || docker run --rm "$CARFEED_IMAGE" api --help >/dev/null \
+    || fail "the built image does not run its api binary"
 
 # ---- 4. the stack ------------------------------------------------------------
 # wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every second.
@@ -242,6 +286,9 @@ offers_shown() { get "/api/v1/offers?limit=5" | python3 -c 'import json, sys; sy
 wait_for 120 "offers served through nginx" offers_shown
 log "offers shown $(($(date +%s) - UP_START)) s after up"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$(url /api/v1/offers)")" = 401 ] || fail "offers without a token were not refused"
+compose logs --no-color nginx >"$SCRATCH/nginx.log"
+grep -q 'GET /api/v1/offers?limit=5 .* 200 .*request_id=[0-9a-f]\{32\}' "$SCRATCH/nginx.log" \
+    || { tail -5 "$SCRATCH/nginx.log"; fail "nginx's access log lacks the request id"; }
 first=$(get "/api/v1/offers?limit=1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["items"][0]["inner_id"])')
 get "/api/v1/offers/$first" | python3 -c 'import json, sys; o = json.load(sys.stdin); assert o["inner_id"] == sys.argv[1] and "mark" in o, o' "$first" \
     || fail "offer $first is not a normalised offer"
@@ -353,6 +400,173 @@ wait_for 30 "normalizer restarted by its restart policy" restarted
 grown() { [ "$(sql "SELECT count(*) FROM processed_data")" -gt "$processed_before" ]; }
 wait_for 90 "processed_data grows after the restart ($processed_before before)" grown
 wait_for 60 "normalizer healthy again" healthy normalizer
+
+# ---- the stack comes back on its own after Postgres goes away -------------------
+# every_service_healthy: each running service's container is healthy (or has
+# no healthcheck and runs), none restarting; migrate exited 0.
+every_service_healthy() {
+    local id name state
+    for id in $(compose ps -q); do
+        name=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' "$id")
+        # state exit-code health (empty without a healthcheck)
+        state=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id")
+        case $name:$state in
+            migrate:"exited 0 "*) ;;
+            *:"running "*" healthy" | *:"running 0 ") ;;
+            *) return 1 ;;
+        esac
+    done
+}
+unhealthy_list() {
+    local id
+    for id in $(compose ps -q); do
+        docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}={{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}} restarts={{.RestartCount}}' "$id"
+    done | tr '\n' ' '
+}
+restart_counts() {
+    local id
+    for id in $(compose ps -q); do docker inspect -f '{{.Name}} {{.RestartCount}}' "$id"; done | sort
+}
+# recovered WHAT START: every service healthy, offers through nginx, within 120 s.
+recovered() {
+    local what=$1 start=$2
+    local deadline=$(($(date +%s) + 120))
+    until every_service_healthy && offers_ok; do
+        [ "$(date +%s)" -lt "$deadline" ] || fail "$what: the stack did not come back within 120 s: $(unhealthy_list)"
+        sleep 1
+    done
+    log "$what: every service healthy and offers served through nginx $(elapsed "$start") s later"
+}
+
+phase "restart postgres: the stack comes back"
+restarts_before=$(restart_counts)
+start=$(date +%s.%N)
+compose restart postgres >/dev/null 2>&1
+recovered "docker compose restart postgres" "$start"
+
+phase "SIGKILL to Postgres' main process: the stack comes back"
+start=$(date +%s.%N)
+kill -KILL "$(docker inspect -f '{{.State.Pid}}' "$(container postgres)")"
+recovered "SIGKILL of Postgres' main process" "$start"
+# No container stayed down or looped: each restart count grew by at most 2.
+restarts_after=$(restart_counts)
+join -j 1 <(echo "$restarts_before") <(echo "$restarts_after") | while read -r name before after; do
+    [ $((after - before)) -le 2 ] || fail "$name restarted $((after - before)) times while Postgres was away"
+done
+log "restart counts after both: $(echo "$restarts_after" | awk '$2 > 0 { printf "%s=%s ", substr($1, 2), $2 }')"
+
+phase "down -v (development stack)"
+docker rm -f "$PROJECT-site" "$PROJECT-proxy" >/dev/null 2>&1 || true
+compose --profile browser down -v --remove-orphans --timeout 20 >"$SCRATCH/down.log" 2>&1 \
+    || { tail -20 "$SCRATCH/down.log"; fail "compose down (development stack)"; }
+STACK_UP=0
+
+# ---- 5. the VPS stack, as deploy.sh brings it up -----------------------------
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PROD_HTTP_PORT=$(free_port)
+PROD_HTTPS_PORT=$(free_port)
+# What a VPS user writes into .env (docker-compose.prod.yml requires each
+# secret); the simulator stands in for the real upstream, and the ports are
+# published on loopback, as tests here must.
+{
+    echo "DB_PASSWORD=$(openssl rand -hex 16)"
+    echo "SECRET_KEY=$(openssl rand -hex 32)"
+    echo "CHE168_BASE_URL=http://che168-sim:8090"
+    echo "CHE168_API_KEY=sim-key"
+    echo "HTTP_BIND=127.0.0.1"
+    echo "HTTP_PORT=$PROD_HTTP_PORT"
+    echo "HTTPS_BIND=127.0.0.1"
+    echo "HTTPS_PORT=$PROD_HTTPS_PORT"
+} >"$SCRATCH/prod.env"
+prod_url() { echo "https://127.0.0.1:$PROD_HTTPS_PORT$1"; }
+prod_get() { curl -fsS -k --max-time 10 -H "Authorization: Bearer $PROD_TOKEN" "$(prod_url "$1")"; }
+deploy() {
+    COMPOSE_PROJECT_NAME=$PROD_PROJECT COMPOSE_PROFILES=simulator,backup DEPLOY_TIMEOUT=240 \
+        ./deploy.sh --no-pull --env-file "$SCRATCH/prod.env" "$@"
+}
+
+phase "VPS stack: certificate where certbot keeps it"
+# A self-signed certificate under the name certbot gives its own
+# (certonly --cert-name carfeed), on the volume compose will mount.
+docker volume create --label com.docker.compose.project=$PROD_PROJECT --label com.docker.compose.volume=letsencrypt \
+    "${PROD_PROJECT}_letsencrypt" >/dev/null
+docker run --rm -v "${PROD_PROJECT}_letsencrypt:/etc/letsencrypt" "$LOCAL_BASE_IMAGE" sh -c \
+    'mkdir -p /etc/letsencrypt/live/carfeed && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+        -keyout /etc/letsencrypt/live/carfeed/privkey.pem -out /etc/letsencrypt/live/carfeed/fullchain.pem 2>/dev/null' \
+    || fail "could not place the self-signed certificate"
+
+phase "VPS stack: deploy.sh (both images from source, migrate, health)"
+PROD_UP=1
+deploy >"$SCRATCH/deploy.log" 2>&1 || { tail -40 "$SCRATCH/deploy.log"; fail "deploy.sh"; }
+grep -E "images built|healthy$|running$|exited [0-9]" "$SCRATCH/deploy.log" | sed 's/^/  /'
+for service in postgres loader normalizer api nginx certbot backup che168-sim worker worker-cleanup; do
+    grep -q "\] $service \(healthy\|running\)$" "$SCRATCH/deploy.log" || fail "deploy.sh did not wait for $service"
+done
+grep -q "\] migrate exited 0" "$SCRATCH/deploy.log" || fail "deploy.sh did not see migrate exit 0"
+
+phase "VPS stack: offers over HTTPS, redirect, HSTS, ports"
+PROD_TOKEN=$(prod_compose exec -T api api tokens issue --description "compose smoke (VPS)" | tr -d '\r')
+[[ $PROD_TOKEN =~ ^[A-Za-z0-9]{16}$ ]] || fail "api tokens issue (VPS) printed something else than one token: $PROD_TOKEN"
+prod_offers() { prod_get "/api/v1/offers?limit=5" | python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin)["items"] else 1)'; }
+wait_for 180 "offers served over HTTPS through nginx" prod_offers
+redirect=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$PROD_HTTP_PORT/api/v1/offers?limit=1")
+[[ $redirect == "301 https://"* ]] || fail "plain HTTP did not redirect to HTTPS: $redirect"
+hsts=$(curl -sk -D - -o /dev/null -H "Authorization: Bearer $PROD_TOKEN" "$(prod_url "/api/v1/offers?limit=1")" \
+    | grep -i '^strict-transport-security:' | tr -d '\r')
+[ -n "$hsts" ] || fail "no Strict-Transport-Security header over HTTPS"
+log "HTTP -> $redirect; $hsts"
+# Published ports: nginx's 80 and 443 and nothing else.
+published=$(docker ps --filter "label=com.docker.compose.project=$PROD_PROJECT" --format '{{.Names}} {{.Ports}}' | grep -- '->' || true)
+echo "$published" | sed 's/^/  published: /'
+[ "$(echo "$published" | grep -o -- '->[0-9]*/[a-z]*' | sort -u | tr '\n' ' ')" = "->443/tcp ->80/tcp " ] \
+    || fail "the VPS stack publishes other ports than 80 and 443"
+[ "$(echo "$published" | grep -c .)" = 1 ] && [[ $published == *nginx* ]] || fail "a service other than nginx publishes a port"
+[ "$(docker inspect -f '{{.State.Running}}' "$(prod_compose ps -q certbot)")" = true ] || fail "certbot is not running"
+prod_compose exec -T certbot certbot certificates >"$SCRATCH/certbot.log" 2>&1 || { cat "$SCRATCH/certbot.log"; fail "certbot certificates"; }
+log "certbot running and answering ($(grep -m1 -i 'certificate' "$SCRATCH/certbot.log" | sed 's/^ *//'))"
+
+phase "VPS stack: one backup, then the restore drill"
+prod_compose exec -T backup /carfeed/scripts/backup.sh --once >"$SCRATCH/backup.log" 2>&1 \
+    || { cat "$SCRATCH/backup.log"; fail "backup.sh --once"; }
+sed 's/^/  /' "$SCRATCH/backup.log"
+prod_compose exec -T backup /carfeed/scripts/restore-drill.sh >"$SCRATCH/drill.log" 2>&1 \
+    || { cat "$SCRATCH/drill.log"; fail "restore-drill.sh"; }
+sed 's/^/  /' "$SCRATCH/drill.log"
+prod_sql() { prod_compose exec -T postgres psql -U carfeed -d carfeed -At -c "$1"; }
+[ "$(prod_sql "SELECT count(*) FROM operations_log WHERE operation_type = 'backup' AND status = 'OK'")" -ge 1 ] \
+    || fail "no backup row in operations_log"
+[ "$(prod_sql "SELECT count(*) FROM operations_log WHERE operation_type = 'restore_drill' AND status = 'OK'")" -ge 1 ] \
+    || fail "no restore_drill row in operations_log"
+# A truncated dump (its manifest beside it): the drill refuses it and says why.
+prod_compose exec -T backup sh -c 'd=$(ls /backups/carfeed-*.dump | tail -n 1); head -c 4096 "$d" >/backups/carfeed-29990101T000000Z.dump;
+    cp "$d.manifest" /backups/carfeed-29990101T000000Z.dump.manifest'
+if prod_compose exec -T backup /carfeed/scripts/restore-drill.sh >"$SCRATCH/drill-bad.log" 2>&1; then
+    cat "$SCRATCH/drill-bad.log"; fail "the restore drill passed a truncated dump"
+fi
+grep -q "FAILED" "$SCRATCH/drill-bad.log" || { cat "$SCRATCH/drill-bad.log"; fail "the drill did not say why it failed"; }
+log "a truncated dump: $(grep -m1 FAILED "$SCRATCH/drill-bad.log" | sed 's/^[^]]*] //')"
+prod_compose exec -T backup sh -c 'rm -f /backups/carfeed-29990101T000000Z.dump*'
+
+phase "VPS stack: images carried by docker save/load, deploy.sh --image"
+docker save -o "$SCRATCH/images.tar" "$CARFEED_IMAGE" "$CARFEED_BROWSER_IMAGE"
+log "docker save: $(du -h "$SCRATCH/images.tar" | cut -f1) for both images"
+docker rmi -f "$CARFEED_IMAGE" "$CARFEED_BROWSER_IMAGE" >/dev/null
+docker load -i "$SCRATCH/images.tar" >/dev/null
+rm -f "$SCRATCH/images.tar"
+deploy --image "$CARFEED_IMAGE" --browser-image "$CARFEED_BROWSER_IMAGE" >"$SCRATCH/deploy-image.log" 2>&1 \
+    || { tail -40 "$SCRATCH/deploy-image.log"; fail "deploy.sh --image"; }
+grep -q "no build" "$SCRATCH/deploy-image.log" || fail "deploy.sh --image did not use the given images"
+if grep -q "images built" "$SCRATCH/deploy-image.log"; then fail "deploy.sh --image built the images"; fi
+wait_for 60 "offers served over HTTPS after deploy.sh --image" prod_offers
+
+phase "VPS stack: a failed deploy prints its rollback"
+if deploy --image 127.0.0.1:9/carfeed:missing >"$SCRATCH/deploy-fail.log" 2>&1; then
+    fail "deploy.sh succeeded with an image that does not exist"
+fi
+grep -q "To roll back" "$SCRATCH/deploy-fail.log" && grep -q "docker tag .*:rollback-" "$SCRATCH/deploy-fail.log" \
+    || { cat "$SCRATCH/deploy-fail.log"; fail "the failed deploy printed no rollback commands"; }
+sed -n '/FAILED during/,/up -d --no-build/p' "$SCRATCH/deploy-fail.log" | sed 's/^/  /'
+prod_offers || fail "the failed deploy stopped the running stack"
 
 end_phase
 log "all checks passed"

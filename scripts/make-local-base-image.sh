@@ -10,10 +10,13 @@
 # One image serves as the runtime of the Rust binaries (it has curl for the
 # healthchecks), as the base of the local Postgres image (docker/postgres-local),
 # as nginx and (tinyproxy) as the smoke test's forward proxy. With
-# LOCAL_BROWSER_IMAGE set, the same chroot then gets Debian's Chromium and is
-# imported a second time under that tag: the browser workers' runtime, built
-# without apt inside a container. Each tag is skipped when it exists (FORCE=1
-# rebuilds).
+# LOCAL_BUILD_IMAGE set, the same chroot then gets a C compiler (gcc,
+# libc6-dev) and is imported under that tag: the base of the local Rust image
+# (scripts/make-local-rust-image.sh), since crates such as ring build C. With
+# LOCAL_BROWSER_IMAGE set, it then gets Debian's Chromium and is imported
+# under that tag: the browser workers' runtime, built without apt inside a
+# container. certbot is in the base, so the VPS stack's certbot service runs
+# for real in the test. Each tag is skipped when it exists (FORCE=1 rebuilds).
 #
 # Needs root and a reachable docker engine. Env: LOCAL_BASE_IMAGE (default
 # carfeed-local/base:<codename>), LOCAL_BROWSER_IMAGE (default none), WORK
@@ -25,8 +28,10 @@ DOCKER=${DOCKER:-docker}
 . /etc/os-release
 SUITE=${SUITE:-${VERSION_CODENAME:-bookworm}}
 TAG=${LOCAL_BASE_IMAGE:-carfeed-local/base:$SUITE}
+BUILD_TAG=${LOCAL_BUILD_IMAGE:-}
 BROWSER_TAG=${LOCAL_BROWSER_IMAGE:-}
-PACKAGES="postgresql nginx-light curl ca-certificates tinyproxy"
+PACKAGES="postgresql nginx-light curl ca-certificates tinyproxy certbot openssl"
+BUILD_PACKAGES="gcc libc6-dev"
 BROWSER_PACKAGES="chromium fonts-liberation"
 
 log() { printf '[base-image %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -35,12 +40,16 @@ log() { printf '[base-image %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 $DOCKER info >/dev/null 2>&1 || { echo "make-local-base-image.sh: no docker engine answers" >&2; exit 1; }
 missing() { [ "${FORCE:-0}" = 1 ] || ! $DOCKER image inspect "$1" >/dev/null 2>&1; }
 NEED_BASE=0
+NEED_BUILD=0
 NEED_BROWSER=0
 if missing "$TAG"; then NEED_BASE=1; else log "$TAG already present (FORCE=1 rebuilds it)"; fi
+if [ -n "$BUILD_TAG" ]; then
+    if missing "$BUILD_TAG"; then NEED_BUILD=1; else log "$BUILD_TAG already present (FORCE=1 rebuilds it)"; fi
+fi
 if [ -n "$BROWSER_TAG" ]; then
     if missing "$BROWSER_TAG"; then NEED_BROWSER=1; else log "$BROWSER_TAG already present (FORCE=1 rebuilds it)"; fi
 fi
-[ "$NEED_BASE" = 1 ] || [ "$NEED_BROWSER" = 1 ] || exit 0
+[ "$NEED_BASE" = 1 ] || [ "$NEED_BUILD" = 1 ] || [ "$NEED_BROWSER" = 1 ] || exit 0
 
 # The first URI of the enabled "deb" sources for the main suite (want=main)
 # or the security suite (want=security): deb822 *.sources, then one-line lists.
@@ -148,6 +157,13 @@ chroot_install $PACKAGES
 if [ "$NEED_BASE" = 1 ]; then
     rm -f "$ROOT/usr/sbin/policy-rc.d"
     import_image "$TAG"
+    printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+    chmod +x "$ROOT/usr/sbin/policy-rc.d"
+fi
+if [ "$NEED_BUILD" = 1 ]; then
+    chroot_install $BUILD_PACKAGES
+    rm -f "$ROOT/usr/sbin/policy-rc.d"
+    import_image "$BUILD_TAG"
     printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
     chmod +x "$ROOT/usr/sbin/policy-rc.d"
 fi

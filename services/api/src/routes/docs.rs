@@ -7,6 +7,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
 
+use super::offers::ListPatterns;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -28,7 +29,7 @@ use crate::state::AppState;
         super::health::ready,
         super::health::metrics,
     ),
-    modifiers(&Security),
+    modifiers(&Security, &ListPatterns),
     tags(
         (name = "offers", description = "Active offers and the values to filter them by"),
         (name = "service", description = "Health, readiness, statistics and metrics"),

@@ -79,18 +79,10 @@ pub enum OrderParam {
 pub struct OffersQuery {
     /// Make, case-insensitive (`BMW`, `bmw`); several comma-separated match
     /// any of them (`BMW,Audi`, at most 20).
-    #[param(
-        max_length = 200,
-        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
-        example = "BMW,Audi"
-    )]
+    #[param(max_length = 200, example = "BMW,Audi")]
     mark: Option<String>,
     /// Model, case-insensitive; several comma-separated match any.
-    #[param(
-        max_length = 200,
-        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
-        example = "X5"
-    )]
+    #[param(max_length = 200, example = "X5")]
     model: Option<String>,
     /// Model year from (inclusive).
     #[param(minimum = 1900, maximum = 2100, example = 2015)]
@@ -116,46 +108,22 @@ pub struct OffersQuery {
     #[param(minimum = 0, maximum = 2_147_483_647, example = 80_000)]
     km_age_to: Option<i32>,
     /// City, case-insensitive (values from `/filters`); several comma-separated match any.
-    #[param(
-        max_length = 200,
-        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
-        example = "Beijing"
-    )]
+    #[param(max_length = 200, example = "Beijing")]
     city: Option<String>,
     /// Body type, exact (values from `/filters`); several comma-separated match any.
-    #[param(
-        max_length = 200,
-        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
-        example = "SUV"
-    )]
+    #[param(max_length = 200, example = "SUV")]
     body_type: Option<String>,
     /// Fuel / engine type, exact (values from `/filters`); several comma-separated match any.
-    #[param(
-        max_length = 200,
-        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
-        example = "petrol"
-    )]
+    #[param(max_length = 200, example = "petrol")]
     engine_type: Option<String>,
     /// Transmission, exact (values from `/filters`); several comma-separated match any.
-    #[param(
-        max_length = 200,
-        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
-        example = "automatic"
-    )]
+    #[param(max_length = 200, example = "automatic")]
     transmission_type: Option<String>,
     /// Drive, exact (values from `/filters`); several comma-separated match any.
-    #[param(
-        max_length = 200,
-        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
-        example = "4wd"
-    )]
+    #[param(max_length = 200, example = "4wd")]
     drive_type: Option<String>,
     /// Seller type, exact (values from `/filters`); several comma-separated match any.
-    #[param(
-        max_length = 200,
-        pattern = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$",
-        example = "dealer"
-    )]
+    #[param(max_length = 200, example = "dealer")]
     seller_type: Option<String>,
     /// Only dealers (`true`) or only private sellers (`false`).
     #[param(example = true)]
@@ -332,4 +300,70 @@ pub fn json(body: impl Into<axum::body::Body>) -> Response {
         body.into(),
     )
         .into_response()
+}
+
+/// The OpenAPI pattern of a comma-separated list parameter: 1 to 20 values,
+/// each with a non-blank character and no control characters, blanks around
+/// commas and empty items allowed (what the hand-written parser accepts).
+/// utoipa's `#[param(pattern)]` takes only a literal, so [`ListPatterns`]
+/// puts it on every parameter of [`LIST_PARAMS`] once the document is built.
+const LIST_PATTERN: &str = r"^(?: *,)*(?:[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*(?:,[^,\u0000-\u001F\u007F-\u009F]*[^ ,\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(?:, *)*){0,19}| *)$";
+
+/// The list parameters of `GET /offers` (see [`LIST_PATTERN`]).
+const LIST_PARAMS: [&str; 8] = [
+    "mark",
+    "model",
+    "city",
+    "body_type",
+    "engine_type",
+    "transmission_type",
+    "drive_type",
+    "seller_type",
+];
+
+/// Puts [`LIST_PATTERN`] on the list parameters of `GET /offers`.
+pub struct ListPatterns;
+
+impl utoipa::Modify for ListPatterns {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Schema};
+        let Some(operation) = openapi
+            .paths
+            .paths
+            .get_mut("/api/v1/offers")
+            .and_then(|item| item.get.as_mut())
+        else {
+            return;
+        };
+        for parameter in operation.parameters.iter_mut().flatten() {
+            if LIST_PARAMS.contains(&parameter.name.as_str()) {
+                if let Some(RefOr::T(Schema::Object(object))) = parameter.schema.as_mut() {
+                    object.pattern = Some(LIST_PATTERN.to_owned());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod list_pattern_tests {
+    use utoipa::OpenApi;
+
+    use super::{LIST_PARAMS, LIST_PATTERN};
+
+    #[test]
+    fn every_list_parameter_carries_the_pattern_in_the_document() {
+        let doc = serde_json::to_value(crate::routes::docs::ApiDoc::openapi()).unwrap();
+        let params = doc["paths"]["/api/v1/offers"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        for name in LIST_PARAMS {
+            let param = params
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("no parameter {name}"));
+            assert_eq!(param["schema"]["pattern"], LIST_PATTERN, "{name}");
+            assert_eq!(param["schema"]["maxLength"], 200, "{name}");
+        }
+    }
 }

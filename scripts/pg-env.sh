@@ -1,0 +1,23 @@
+# pg-env.sh: sourced by backup.sh and restore-drill.sh. The standard PG*
+# variables win; without PGHOST, DATABASE_URL
+# (postgres://user:password@host:port/database) is split into them, so that
+# no password is ever on a command line (where `ps` shows it). Percent-escapes
+# in the URL are not decoded: use PGPASSWORD or a PGPASSFILE for passwords
+# that need them.
+if [ -z "${PGHOST:-}" ] && [ -n "${DATABASE_URL:-}" ]; then
+    _rest=${DATABASE_URL#*://}
+    _rest=${_rest%%\?*}
+    case $_rest in
+        *@*) _userinfo=${_rest%@*}; _rest=${_rest##*@} ;;
+        *) _userinfo="" ;;
+    esac
+    if [ -n "$_userinfo" ]; then
+        export PGUSER="${_userinfo%%:*}"
+        case $_userinfo in *:*) export PGPASSWORD="${_userinfo#*:}" ;; esac
+    fi
+    _hostport=${_rest%%/*}
+    case $_rest in */*) export PGDATABASE="${_rest#*/}" ;; esac
+    export PGHOST="${_hostport%%:*}"
+    case $_hostport in *:*) export PGPORT="${_hostport##*:}" ;; esac
+    unset _rest _userinfo _hostport
+fi
