@@ -183,7 +183,7 @@ for id in "${containers[@]}"; do
     case $status in
         *:healthy) log "$name healthy" ;;
         running:*) log "$name running" ;;
-        *) log "$name exited ${status#*:}" ;;
+        *) code=${status#*:}; log "$name exited ${code%%:*}" ;;
     esac
 done
 

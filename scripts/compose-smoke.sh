@@ -471,7 +471,7 @@ PROD_HTTPS_PORT=$(free_port)
 {
     echo "DB_PASSWORD=$(openssl rand -hex 16)"
     echo "SECRET_KEY=$(openssl rand -hex 32)"
-    echo "CHE168_BASE_URL=http://che168-sim:8090"
+    echo "CHE168_BASE_URL=http://che168-sim:8090/api/v2/che168"
     echo "CHE168_API_KEY=sim-key"
     echo "HTTP_BIND=127.0.0.1"
     echo "HTTP_PORT=$PROD_HTTP_PORT"
