@@ -27,7 +27,7 @@ BACKUP_DIR=${BACKUP_DIR:-/backups}
 BACKUP_SCHEDULE=${BACKUP_SCHEDULE:-03:30}
 BACKUP_KEEP=${BACKUP_KEEP:-7d,4w}
 SCRIPTS=$(dirname "$0")
-. "$SCRIPTS/pg-env.sh"
+. "$SCRIPTS/backup-env.sh"
 
 log() { echo "[backup $(date -u +%H:%M:%S)] $*"; }
 

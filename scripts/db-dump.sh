@@ -4,13 +4,25 @@
 # beside it (<file>.counts) so the restore can be checked.
 #
 #   DATABASE_URL=postgres://... scripts/db-dump.sh [carfeed.dump]
+#   PGHOST=... PGUSER=... PGDATABASE=... PGPASSFILE=~/.pgpass scripts/db-dump.sh
+#
+# The URL (or libpq's PG* variables, ~/.pgpass, PGPASSFILE) is read from the
+# environment and handed to pg_dump and psql as PG* variables: no URL and
+# no password ever appears on a command line, where `ps` shows it.
 set -euo pipefail
 out="${1:-carfeed-$(date -u +%Y%m%dT%H%M%SZ).dump}"
-: "${DATABASE_URL:?set DATABASE_URL to the working database}"
+. "$(dirname "$0")/pg-env.sh"
+if [ -n "${DATABASE_URL:-}" ]; then
+    pg_env_from_url "$DATABASE_URL"
+    unset DATABASE_URL
+elif [ -z "${PGDATABASE:-}" ]; then
+    echo "db-dump: set DATABASE_URL (or PGHOST, PGUSER, PGDATABASE) to the working database" >&2
+    exit 2
+fi
 
 counts() {
     # Exact row counts of every user table, one "table count" line each.
-    psql "$1" -XAtq -v ON_ERROR_STOP=1 <<'SQL'
+    psql -XAtq -v ON_ERROR_STOP=1 <<'SQL'
 SELECT format('SELECT %L || '' '' || count(*) FROM %I.%I;', schemaname || '.' || relname, schemaname, relname)
 FROM pg_stat_user_tables ORDER BY schemaname, relname
 \gexec
@@ -18,6 +30,6 @@ SQL
 }
 
 echo "db-dump: dumping to $out"
-pg_dump --format=custom --no-owner --no-privileges --file="$out" "$DATABASE_URL"
-counts "$DATABASE_URL" > "$out.counts"
+pg_dump --format=custom --no-owner --no-privileges --file="$out"
+counts > "$out.counts"
 echo "db-dump: $(wc -l < "$out.counts") tables counted in $out.counts"

@@ -4,19 +4,30 @@
 # with the counts taken at dump time. Exits 1 on any difference.
 #
 #   TARGET_DATABASE_URL=postgres://... scripts/db-restore.sh carfeed.dump [jobs]
+#   PGHOST=... PGUSER=... PGDATABASE=... PGPASSFILE=~/.pgpass scripts/db-restore.sh carfeed.dump
+#
+# As db-dump.sh: the URL goes to pg_restore and psql as PG* variables,
+# never on a command line.
 set -euo pipefail
 dump="${1:?usage: db-restore.sh <file.dump> [jobs]}"
 jobs="${2:-4}"
-: "${TARGET_DATABASE_URL:?set TARGET_DATABASE_URL to the (empty) target database}"
+. "$(dirname "$0")/pg-env.sh"
+if [ -n "${TARGET_DATABASE_URL:-}" ]; then
+    pg_env_from_url "$TARGET_DATABASE_URL"
+    unset TARGET_DATABASE_URL
+elif [ -z "${PGDATABASE:-}" ]; then
+    echo "db-restore: set TARGET_DATABASE_URL (or PGHOST, PGUSER, PGDATABASE) to the (empty) target database" >&2
+    exit 2
+fi
 [ -f "$dump.counts" ] || { echo "db-restore: $dump.counts is missing (made by db-dump.sh)" >&2; exit 2; }
 
 echo "db-restore: restoring $dump with $jobs jobs"
 pg_restore --jobs="$jobs" --no-owner --no-privileges --exit-on-error \
-    --dbname="$TARGET_DATABASE_URL" "$dump"
+    --dbname="$PGDATABASE" "$dump"
 
 restored="$(mktemp)"
 trap 'rm -f "$restored"' EXIT
-psql "$TARGET_DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 > "$restored" <<'SQL'
+psql -XAtq -v ON_ERROR_STOP=1 > "$restored" <<'SQL'
 SELECT format('SELECT %L || '' '' || count(*) FROM %I.%I;', schemaname || '.' || relname, schemaname, relname)
 FROM pg_stat_user_tables ORDER BY schemaname, relname
 \gexec

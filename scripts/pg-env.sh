@@ -1,23 +1,82 @@
-# pg-env.sh: sourced by backup.sh and restore-drill.sh. The standard PG*
-# variables win; without PGHOST, DATABASE_URL
-# (postgres://user:password@host:port/database) is split into them, so that
-# no password is ever on a command line (where `ps` shows it). Percent-escapes
-# in the URL are not decoded: use PGPASSWORD or a PGPASSFILE for passwords
-# that need them.
-if [ -z "${PGHOST:-}" ] && [ -n "${DATABASE_URL:-}" ]; then
-    _rest=${DATABASE_URL#*://}
-    _rest=${_rest%%\?*}
-    case $_rest in
-        *@*) _userinfo=${_rest%@*}; _rest=${_rest##*@} ;;
-        *) _userinfo="" ;;
+# Sourced by db-dump.sh and db-restore.sh: turns a postgres:// URL into
+# libpq's environment variables (PGHOST, PGPORT, PGUSER, PGPASSWORD,
+# PGDATABASE, PGSSLMODE, ...), so no URL and no password ever appears on a
+# command line (`ps` shows command lines to every user of the machine;
+# another user cannot read a process's environment).
+#
+#   pg_env_from_url "$DATABASE_URL"   # then: psql -X, pg_dump, ... without a URL
+#
+# Without a URL the PG* variables already set (or ~/.pgpass, PGPASSFILE)
+# are used as they are.
+
+# Decodes %XX escapes.
+pg_env_decode() {
+    local s="${1//+/ }"
+    printf '%b' "${s//%/\\x}"
+}
+
+pg_env_from_url() {
+    local url="$1" rest auth hostport path query user password host port
+    case "$url" in
+        postgres://*|postgresql://*) ;;
+        *) echo "pg-env: not a postgres:// URL" >&2; return 2 ;;
     esac
-    if [ -n "$_userinfo" ]; then
-        export PGUSER="${_userinfo%%:*}"
-        case $_userinfo in *:*) export PGPASSWORD="${_userinfo#*:}" ;; esac
+    rest="${url#*://}"
+    query=""
+    if [[ "$rest" == *\?* ]]; then
+        query="${rest#*\?}"
+        rest="${rest%%\?*}"
     fi
-    _hostport=${_rest%%/*}
-    case $_rest in */*) export PGDATABASE="${_rest#*/}" ;; esac
-    export PGHOST="${_hostport%%:*}"
-    case $_hostport in *:*) export PGPORT="${_hostport##*:}" ;; esac
-    unset _rest _userinfo _hostport
-fi
+    path=""
+    if [[ "$rest" == */* ]]; then
+        path="${rest#*/}"
+        rest="${rest%%/*}"
+    fi
+    auth=""
+    hostport="$rest"
+    if [[ "$rest" == *@* ]]; then
+        auth="${rest%@*}"
+        hostport="${rest##*@}"
+    fi
+    if [ -n "$auth" ]; then
+        user="${auth%%:*}"
+        export PGUSER="$(pg_env_decode "$user")"
+        if [[ "$auth" == *:* ]]; then
+            password="${auth#*:}"
+            export PGPASSWORD="$(pg_env_decode "$password")"
+        fi
+    fi
+    if [[ "$hostport" == \[*\]* ]]; then
+        host="${hostport%%]*}"; host="${host#[}"
+        port="${hostport##*]}"; port="${port#:}"
+    else
+        host="${hostport%%:*}"
+        port=""
+        [[ "$hostport" == *:* ]] && port="${hostport##*:}"
+    fi
+    [ -n "$host" ] && export PGHOST="$(pg_env_decode "$host")"
+    [ -n "$port" ] && export PGPORT="$port"
+    [ -n "$path" ] && export PGDATABASE="$(pg_env_decode "$path")"
+    local pair key value
+    IFS='&' read -r -a pairs <<< "$query"
+    for pair in "${pairs[@]}"; do
+        [ -z "$pair" ] && continue
+        key="${pair%%=*}"
+        value="$(pg_env_decode "${pair#*=}")"
+        case "$key" in
+            sslmode) export PGSSLMODE="$value" ;;
+            sslrootcert) export PGSSLROOTCERT="$value" ;;
+            sslcert) export PGSSLCERT="$value" ;;
+            sslkey) export PGSSLKEY="$value" ;;
+            connect_timeout) export PGCONNECT_TIMEOUT="$value" ;;
+            application_name) export PGAPPNAME="$value" ;;
+            options) export PGOPTIONS="$value" ;;
+            host) export PGHOST="$value" ;;
+            port) export PGPORT="$value" ;;
+            user) export PGUSER="$value" ;;
+            password) export PGPASSWORD="$value" ;;
+            dbname) export PGDATABASE="$value" ;;
+            *) echo "pg-env: ignoring URL parameter $key" >&2 ;;
+        esac
+    done
+}

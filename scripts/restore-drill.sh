@@ -15,7 +15,7 @@ set -eu
 
 BACKUP_DIR=${BACKUP_DIR:-/backups}
 SCRIPTS=$(dirname "$0")
-. "$SCRIPTS/pg-env.sh"
+. "$SCRIPTS/backup-env.sh"
 case "${1:-}" in
     -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 esac

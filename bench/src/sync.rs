@@ -292,6 +292,7 @@ async fn push(working: &PgPool, production: &PgPool) -> anyhow::Result<::sync::T
         batch_size: BATCH,
         dry_run: false,
         prune: false,
+        full: false,
         progress_interval: Duration::from_secs(3600),
     };
     let mut reports = ::sync::run(

@@ -64,6 +64,44 @@ impl Service {
                 db::schema::needed_version()
             );
         }
+        self.set_role_passwords(&pool).await
+    }
+
+    /// Gives each service role (migration 0015) its password, from
+    /// `DB_<SERVICE>_PASSWORD` or the file under `DB_ROLE_PASSWORD_DIR`
+    /// (generated there on first use). Nothing when neither is configured.
+    async fn set_role_passwords(&self, pool: &PgPool) -> anyhow::Result<()> {
+        let passwords = self.settings.secrets.role_passwords()?;
+        if passwords.is_empty() {
+            return Ok(());
+        }
+        let mut conn = pool.acquire().await?;
+        for role in &passwords {
+            db::roles::set_password(
+                &mut conn,
+                role.role,
+                secrecy::ExposeSecret::expose_secret(&role.password),
+            )
+            .await
+            .with_context(|| format!("Failed to set the password of role {}", role.role))?;
+            match &role.origin {
+                settings::PasswordOrigin::Generated(path) => tracing::warn!(
+                    "Role {}: generated a password and kept it in {} (mode 0600); set {} in production",
+                    role.role,
+                    path.display(),
+                    settings::SERVICE_ROLES
+                        .iter()
+                        .find(|r| r.role == role.role)
+                        .map_or("its variable", |r| r.env)
+                ),
+                settings::PasswordOrigin::File(path) => {
+                    tracing::info!("Role {}: password from {}", role.role, path.display());
+                }
+                settings::PasswordOrigin::Environment(name) => {
+                    tracing::info!("Role {}: password from {name}", role.role);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -23,6 +23,7 @@ pub mod queue;
 pub mod raw;
 pub mod rejected;
 pub mod results;
+pub mod roles;
 pub mod schema;
 pub mod stats;
 pub mod sync_state;

@@ -1,4 +1,8 @@
 //! Counts for the api's `/stats`: how far the pipeline has got.
+//!
+//! The api's role may not read `raw_data`, `rejected_items` or the worker
+//! tables (proxies hold credentials): the counts come from functions that
+//! run with the owner's rights and return numbers only (migration 0015).
 
 use sqlx::{PgConnection, PgExecutor};
 
@@ -23,45 +27,29 @@ pub struct PipelineCounts {
 
 pub async fn pipeline_counts(db: impl PgExecutor<'_>) -> Result<PipelineCounts, DbError> {
     let counts = sqlx::query_as(
-        "SELECT r.loaded, r.processed, r.waiting, r.failed, p.normalized, p.active
-         FROM (SELECT count(*) AS loaded,
-                      count(*) FILTER (WHERE is_processed) AS processed,
-                      count(*) FILTER (WHERE NOT is_processed AND normalize_error IS NULL) AS waiting,
-                      count(*) FILTER (WHERE NOT is_processed AND normalize_error IS NOT NULL) AS failed
-               FROM raw_data) r,
-              (SELECT count(*) AS normalized,
-                      count(*) FILTER (WHERE is_active) AS active
-               FROM processed_data) p",
+        "SELECT loaded, processed, waiting, failed, normalized, active FROM api_pipeline_counts()",
     )
     .fetch_one(db)
     .await?;
     Ok(counts)
 }
 
-/// Tables of the worker fleet, counted when they exist (they arrive in a
-/// later migration than the api's).
+/// Tables of the worker fleet, in the order `/stats` lists them.
 pub const FLEET_TABLES: [&str; 4] = ["tasks", "proxies", "workers", "results"];
 
-/// `(table, rows)` for each fleet table that exists, in [`FLEET_TABLES`] order.
+/// `(table, rows)` for each fleet table, in [`FLEET_TABLES`] order.
 pub async fn fleet_counts(conn: &mut PgConnection) -> Result<Vec<(&'static str, i64)>, DbError> {
-    let names: Vec<&str> = FLEET_TABLES.to_vec();
-    let present: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM UNNEST($1::text[]) AS name WHERE to_regclass(name) IS NOT NULL",
-    )
-    .bind(&names)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut counts = Vec::new();
-    for table in FLEET_TABLES {
-        if present.iter().any(|p| p == table) {
-            // The name comes from FLEET_TABLES, never from a request.
-            let count = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-                .fetch_one(&mut *conn)
-                .await?;
-            counts.push((table, count));
-        }
-    }
-    Ok(counts)
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, row_count FROM api_fleet_counts()")
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(FLEET_TABLES
+        .iter()
+        .filter_map(|table| {
+            rows.iter()
+                .find(|(name, _)| name == table)
+                .map(|(_, n)| (*table, *n))
+        })
+        .collect())
 }
 
 /// Where the initial load stands, for `/stats`.
@@ -81,7 +69,7 @@ pub struct InitialLoadStatus {
 pub async fn initial_load(db: impl PgExecutor<'_>) -> Result<Option<InitialLoadStatus>, DbError> {
     let status = sqlx::query_as(
         "SELECT finished_at IS NOT NULL AS finished, failed_pages AS missing_pages,
-                refetch_rounds, (SELECT count(*) FROM rejected_items) AS rejected_items
+                refetch_rounds, api_rejected_items_count() AS rejected_items
            FROM initial_load_state WHERE id = 1",
     )
     .fetch_optional(db)

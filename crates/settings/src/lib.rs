@@ -10,6 +10,7 @@
 
 mod browser;
 mod load;
+mod roles;
 mod secret_key;
 mod secrets;
 mod sections;
@@ -18,6 +19,7 @@ mod worker;
 
 pub use browser::{default_block_patterns, BrowserSettings, ExtractProfiles};
 pub use load::{load, load_from, Env};
+pub use roles::{PasswordOrigin, RolePassword, ServiceRole, SERVICE_ROLES};
 pub use secret_key::{KeyOrigin, SecretKey};
 pub use secrets::Secrets;
 pub use sections::*;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::roles::RolePasswordSources;
 use crate::{load::Env, SettingsError};
 
 #[derive(Debug, Clone, Default)]
@@ -16,6 +17,8 @@ pub struct Secrets {
     /// `SECRET_KEY_FILE`: where a generated key is kept when `SECRET_KEY`
     /// is unset (see `secret_key.rs`); unset = no such fallback.
     pub secret_key_file: Option<PathBuf>,
+    /// Where `migrate` takes the service roles' passwords from (`roles.rs`).
+    pub(crate) role_password_sources: RolePasswordSources,
 }
 
 impl Secrets {
@@ -27,6 +30,7 @@ impl Secrets {
             che168_access_name: env.non_empty("CHE168_ACCESS_NAME"),
             secret_key: env.non_empty("SECRET_KEY").map(SecretString::from),
             secret_key_file: env.non_empty("SECRET_KEY_FILE").map(PathBuf::from),
+            role_password_sources: RolePasswordSources::from_env(env),
         })
     }
 
@@ -54,7 +58,9 @@ impl Secrets {
 }
 
 /// `DATABASE_URL`, else a URL built from `DB_HOST`, `DB_PORT`, `DB_USER`,
-/// `DB_PASSWORD`, `DB_NAME`; `None` when neither is there.
+/// `DB_PASSWORD` (else the first line of `DB_PASSWORD_FILE`: a service
+/// role's password, written by `migrate`), `DB_NAME`; `None` when neither
+/// is there.
 fn database_url(env: &Env) -> Result<Option<String>, SettingsError> {
     if let Some(url) = env.non_empty("DATABASE_URL") {
         return Ok(Some(url));
@@ -77,7 +83,23 @@ fn database_url(env: &Env) -> Result<Option<String>, SettingsError> {
     let encode = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
-    let auth = match env.non_empty("DB_PASSWORD") {
+    let password = match (
+        env.non_empty("DB_PASSWORD"),
+        env.non_empty("DB_PASSWORD_FILE"),
+    ) {
+        (Some(password), _) => Some(password),
+        (None, Some(file)) => {
+            let path = PathBuf::from(&file);
+            let password = crate::roles::read(&path)?.ok_or_else(|| {
+                SettingsError::new(format!(
+                    "DB_PASSWORD_FILE {file} does not exist (the migrate service writes it)"
+                ))
+            })?;
+            Some(secrecy::ExposeSecret::expose_secret(&password).to_owned())
+        }
+        (None, None) => None,
+    };
+    let auth = match password {
         Some(password) => format!("{}:{}", encode(&user), encode(&password)),
         None => encode(&user),
     };

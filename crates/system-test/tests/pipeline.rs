@@ -7,7 +7,9 @@
 //! issue`. That is the users' two-database topology: the pipeline writes to
 //! the working database, the public api reads production. What each hop must produce comes from the simulator's catalogue
 //! (its oracle of raw_data, written apart from the loader) and the domain's
-//! normalisation rules.
+//! normalisation rules. Each service runs as its own database role
+//! (migration 0015), with a password, as compose runs it; migrations run as
+//! the owner.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,6 +36,28 @@ fn simulation() -> SimConfig {
         first_day: defaults.first_day + chrono::Duration::days(i64::from(defaults.days) - 1),
         changes_per_day: 80,
         ..defaults
+    }
+}
+
+/// `url` logged in as `role` with a password: the one this test gives each
+/// service role first (roles belong to the server, as in compose, where
+/// `migrate` sets them).
+fn as_role(url: &str, role: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{role}:{}@{host}", role_password(role))
+}
+
+fn role_password(role: &str) -> String {
+    format!("system-test-{role}")
+}
+
+async fn set_role_passwords(pool: &PgPool) {
+    let mut conn = pool.acquire().await.unwrap();
+    for role in settings::SERVICE_ROLES {
+        db::roles::set_password(&mut conn, role.role, &role_password(role.role))
+            .await
+            .unwrap();
     }
 }
 
@@ -168,7 +192,11 @@ async fn listings_flow_from_the_upstream_through_loader_normaliser_api_and_nginx
     let Some(nginx_binary) = binary_or_skip() else {
         return;
     };
-    let url = test_support::database_url(&pool.connect_options());
+    let owner_url = test_support::database_url(&pool.connect_options());
+    set_role_passwords(&pool).await;
+    let loader_url = as_role(&owner_url, "carfeed_loader");
+    let normalizer_url = as_role(&owner_url, "carfeed_normalizer");
+    let sync_url = as_role(&owner_url, "carfeed_sync");
     let config = simulation();
     let catalogue = config.catalogue();
     let sim_bind = format!("127.0.0.1:{}", free_port());
@@ -192,7 +220,7 @@ async fn listings_flow_from_the_upstream_through_loader_normaliser_api_and_nginx
     sim.wait_for_line("Simulating", Duration::from_secs(30));
     let base_url = format!("http://{sim_bind}/api/v2/che168");
     let env = [
-        ("DATABASE_URL", url.as_str()),
+        ("DATABASE_URL", loader_url.as_str()),
         ("CHE168_BASE_URL", base_url.as_str()),
         ("CARFEED__UPSTREAM__MAX_REQUESTS_PER_SECOND", "500"),
         ("CARFEED__UPSTREAM__RETRY__INTERVAL", "100ms"),
@@ -210,7 +238,11 @@ async fn listings_flow_from_the_upstream_through_loader_normaliser_api_and_nginx
     );
 
     // Hop 2: raw_data -> normalizer -> processed_data, by the domain's rules.
-    run_ok("normalizer", &["run"], &[("DATABASE_URL", url.as_str())]);
+    run_ok(
+        "normalizer",
+        &["run"],
+        &[("DATABASE_URL", normalizer_url.as_str())],
+    );
     let processed = processed_rows(&pool).await;
     let mut served = BTreeMap::new();
     let mut removed = Vec::new();
@@ -248,9 +280,10 @@ async fn listings_flow_from_the_upstream_through_loader_normaliser_api_and_nginx
     // Hop 3: working processed_data -> sync push -> production, row for
     // row; then verify agrees, and a second push finds nothing to send.
     let production = Production::create(&pool.connect_options()).await;
+    let production_sync_url = as_role(&production.url, "carfeed_sync");
     let sync_env = [
-        ("DATABASE_URL", url.as_str()),
-        ("TARGET_DATABASE_URL", production.url.as_str()),
+        ("DATABASE_URL", sync_url.as_str()),
+        ("TARGET_DATABASE_URL", production_sync_url.as_str()),
     ];
     run_ok("sync", &["push"], &sync_env);
     assert!(
@@ -266,8 +299,9 @@ async fn listings_flow_from_the_upstream_through_loader_normaliser_api_and_nginx
 
     // Hop 4: production processed_data -> api -> nginx -> a client with a token.
     let api_bind = format!("127.0.0.1:{}", free_port());
+    let production_api_url = as_role(&production.url, "carfeed_api");
     let api_env = [
-        ("DATABASE_URL", production.url.as_str()),
+        ("DATABASE_URL", production_api_url.as_str()),
         ("SECRET_KEY", SECRET),
         ("API_BIND", api_bind.as_str()),
         ("CARFEED__API__INITIAL_TOKENS", "0"),
@@ -309,6 +343,14 @@ async fn listings_flow_from_the_upstream_through_loader_normaliser_api_and_nginx
     }
     assert_eq!(seen.len(), served.len(), "offers served through nginx");
     assert!(seen == served, "the offers served differ from the records");
+    // /stats as the api's role: counts through the owner's functions.
+    let stats = client
+        .get(nginx.url("/api/v1/stats"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats.status(), 200, "{:?}", stats.text().await);
     let gone = client
         .get(nginx.url(&format!("/api/v1/offers/{}", removed[0])))
         .bearer_auth(&token)

@@ -1,15 +1,14 @@
 //! The command line: what each subcommand does, in one place, so `main.rs`
 //! only parses and wires.
 
-use anyhow::{bail, Context};
+use std::path::PathBuf;
+
 use bootstrap::Service;
 use clap::{Args, Parser, Subcommand};
 use db::sync_tables::Direction;
-use db::PgPool;
-use domain::operation::OperationType;
-use settings::{Settings, SyncTable};
+use settings::SettingsError;
 
-use crate::commands;
+use crate::commands::{self, TableMigration, Transfer};
 
 #[derive(Parser)]
 #[command(
@@ -33,13 +32,19 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Healthcheck: exit 0 when the working database answers with a current schema.
     Check,
-    /// Send the rows of the push tables changed since the last push to production.
+    /// Send the rows of the push tables changed since the last push to
+    /// production (every row when production is not the one the last push
+    /// went to, or with --full).
     Push(PushArgs),
     /// Bring the rows of the pull tables changed on production since the last pull back.
     Pull(PushArgs),
     /// Compare row counts and checksums of the push and pull tables (or
     /// --tables) on both sides; exit 1 naming the tables and keys that differ.
     Verify(VerifyArgs),
+    /// Before switching production to a new database: every table of both
+    /// (named with --from-env/--from-file and --to-env/--to-file), row
+    /// count and checksum; exit 1 naming each table that differs.
+    CutoverCheck(CutoverArgs),
     /// Run until SIGTERM or SIGINT: pull on sync.pull_schedule, push every
     /// sync.push_interval and after each normaliser run.
     Serve,
@@ -56,6 +61,10 @@ pub struct PushArgs {
     /// Rows per batch (default: sync.batch_size).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Send every row, whatever the marks say (rows already equal on the
+    /// target are not rewritten).
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Args)]
@@ -65,21 +74,66 @@ pub struct VerifyArgs {
     pub tables: Vec<String>,
 }
 
+/// Where a database URL comes from: never the command line itself, which
+/// `ps` shows to every user of the machine.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FromUrl {
+    /// The environment variable holding the source database URL (default: DATABASE_URL).
+    #[arg(long, value_name = "VAR", conflicts_with = "from_file")]
+    pub from_env: Option<String>,
+    /// A file whose first line is the source database URL.
+    #[arg(long, value_name = "PATH")]
+    pub from_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ToUrl {
+    /// The environment variable holding the target database URL (default: TARGET_DATABASE_URL).
+    #[arg(long, value_name = "VAR", conflicts_with = "to_file")]
+    pub to_env: Option<String>,
+    /// A file whose first line is the target database URL.
+    #[arg(long, value_name = "PATH")]
+    pub to_file: Option<PathBuf>,
+}
+
+/// Either end, once parsed.
+pub struct DatabaseUrl {
+    env: Option<String>,
+    file: Option<PathBuf>,
+}
+
+impl From<FromUrl> for DatabaseUrl {
+    fn from(url: FromUrl) -> Self {
+        Self {
+            env: url.from_env,
+            file: url.from_file,
+        }
+    }
+}
+
+impl From<ToUrl> for DatabaseUrl {
+    fn from(url: ToUrl) -> Self {
+        Self {
+            env: url.to_env,
+            file: url.to_file,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct MigrateArgs {
     /// Copy these tables' rows (the table migration) instead of applying the schema.
     #[arg(long, value_delimiter = ',')]
     pub tables: Vec<String>,
-    /// Source database URL (default: DATABASE_URL).
-    #[arg(long, requires = "tables")]
-    pub from: Option<String>,
-    /// Target database URL (default: TARGET_DATABASE_URL).
-    #[arg(long, requires = "tables")]
-    pub to: Option<String>,
+    #[command(flatten)]
+    pub from: FromUrl,
+    #[command(flatten)]
+    pub to: ToUrl,
     /// Print per table what would be inserted and updated; write nothing.
     #[arg(long, requires = "tables")]
     pub dry_run: bool,
-    /// Walk every row again instead of resuming above the target's greatest key.
+    /// Walk every row again instead of resuming above the target's greatest
+    /// key (rows that changed on the source since are updated).
     #[arg(long, requires = "tables")]
     pub from_start: bool,
     /// Rows per batch (default: sync.batch_size).
@@ -87,84 +141,148 @@ pub struct MigrateArgs {
     pub batch_size: Option<usize>,
 }
 
+#[derive(Args)]
+pub struct CutoverArgs {
+    #[command(flatten)]
+    pub from: FromUrl,
+    #[command(flatten)]
+    pub to: ToUrl,
+}
+
 pub async fn execute(service: Service, command: Command) -> anyhow::Result<()> {
     let settings = &service.settings;
     match command {
         Command::Migrate(args) if args.tables.is_empty() => service.migrate().await,
-        Command::Migrate(args) => commands::migrate_tables(settings, &args).await,
+        Command::Migrate(args) => {
+            let migration = TableMigration {
+                from: DatabaseUrl::from(args.from)
+                    .resolve("--from", || Ok(settings.secrets.database_url()?.to_owned()))?,
+                to: DatabaseUrl::from(args.to).resolve("--to", || {
+                    Ok(settings.secrets.target_database_url()?.to_owned())
+                })?,
+                tables: args.tables,
+                dry_run: args.dry_run,
+                from_start: args.from_start,
+                batch_size: args.batch_size,
+            };
+            commands::migrate_tables(settings, &migration).await
+        }
         Command::Check => service.check().await,
-        Command::Push(args) => transfer(&service, Direction::Push, &args).await,
-        Command::Pull(args) => transfer(&service, Direction::Pull, &args).await,
-        Command::Verify(args) => {
-            let production = commands::connect_production(settings, None).await?;
-            let working = service.connect().await?;
-            let tables = verify_tables(settings, &args.tables);
-            let differing = commands::verify(&working, &production, &tables, true).await?;
-            if differing > 0 {
-                bail!("{differing} table(s) differ between the working database and production");
-            }
-            Ok(())
+        Command::Push(args) => commands::transfer(&service, Direction::Push, &args.into()).await,
+        Command::Pull(args) => commands::transfer(&service, Direction::Pull, &args.into()).await,
+        Command::Verify(args) => commands::verify(&service, &args.tables).await,
+        Command::CutoverCheck(args) => {
+            let missing = || {
+                Err(SettingsError::new(
+                    "cutover-check needs both databases named",
+                ))
+            };
+            let from = DatabaseUrl::from(args.from).resolve("--from", missing)?;
+            let to = DatabaseUrl::from(args.to).resolve("--to", missing)?;
+            commands::cutover_check(settings, &from, &to).await
         }
-        Command::Serve => {
-            let shutdown = bootstrap::shutdown_token();
-            let working = service.connect().await?;
-            crate::serve(settings, working, shutdown).await
+        Command::Serve => commands::serve(&service).await,
+    }
+}
+
+impl From<PushArgs> for Transfer {
+    fn from(args: PushArgs) -> Self {
+        Self {
+            dry_run: args.dry_run,
+            prune: args.prune,
+            full: args.full,
+            batch_size: args.batch_size,
         }
     }
 }
 
-async fn transfer(service: &Service, direction: Direction, args: &PushArgs) -> anyhow::Result<()> {
-    let settings = &service.settings;
-    // Production first: when it is unreachable the working side is untouched.
-    let production = commands::connect_production(settings, None).await?;
-    let working: PgPool = service.connect().await?;
-    let ends = crate::Ends {
-        working,
-        production,
-    };
-    let mut options = commands::run_options(settings, args.dry_run, args.prune);
-    if let Some(size) = args.batch_size {
-        options.batch_size = size.max(1);
+impl DatabaseUrl {
+    /// The URL from the named variable or file, else `default`. A setup
+    /// problem (exit 2) when the variable is unset or the file unreadable.
+    fn resolve(
+        &self,
+        flag: &str,
+        default: impl FnOnce() -> Result<String, SettingsError>,
+    ) -> Result<String, SettingsError> {
+        let url = match (&self.env, &self.file) {
+            (Some(name), _) => std::env::var(name).unwrap_or_default(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|err| {
+                    SettingsError::new(format!("{flag}-file {}: {err}", path.display()))
+                })?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            (None, None) => return default(),
+        };
+        let url = url.trim().to_owned();
+        if url.is_empty() {
+            let source = match (&self.env, &self.file) {
+                (Some(name), _) => format!("the variable {name} ({flag}-env) is not set"),
+                (None, Some(path)) => format!("{} ({flag}-file) is empty", path.display()),
+                (None, None) => unreachable!("handled above"),
+            };
+            return Err(SettingsError::new(format!(
+                "{source}: it must hold a database URL"
+            )));
+        }
+        Ok(url)
     }
-    let shutdown = bootstrap::shutdown_token();
-    commands::transfer(&ends, direction, settings, &options, &shutdown)
-        .await
-        .map(|_| ())
-        .with_context(|| format!("sync {} failed", direction.as_str()))
 }
 
-fn verify_tables(settings: &Settings, names: &[String]) -> Vec<SyncTable> {
-    let configured = settings
-        .sync
-        .push_tables
-        .iter()
-        .chain(&settings.sync.pull_tables)
-        .cloned();
-    if names.is_empty() {
-        return configured.collect();
-    }
-    names
-        .iter()
-        .map(|name| {
-            settings
-                .sync
-                .push_tables
-                .iter()
-                .chain(&settings.sync.pull_tables)
-                .find(|t| &t.name == name)
-                .cloned()
-                .unwrap_or_else(|| SyncTable {
-                    name: name.clone(),
-                    key: Vec::new(),
-                })
-        })
-        .collect()
-}
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
 
-/// The operation type of a transfer direction.
-pub fn operation(direction: Direction) -> OperationType {
-    match direction {
-        Direction::Push => OperationType::SyncPush,
-        Direction::Pull => OperationType::SyncPull,
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_url_comes_from_the_variable_or_the_file_it_names_never_the_argument() {
+        let cli = Cli::try_parse_from([
+            "sync",
+            "migrate",
+            "--tables",
+            "t",
+            "--from-env",
+            "OLD",
+            "--to-file",
+            "/run/url",
+        ])
+        .unwrap();
+        let Command::Migrate(args) = cli.command else {
+            panic!("not migrate")
+        };
+        assert_eq!(args.from.from_env.as_deref(), Some("OLD"));
+        assert_eq!(args.to.to_file, Some(PathBuf::from("/run/url")));
+        // A URL itself is no longer an argument.
+        assert!(Cli::try_parse_from([
+            "sync",
+            "migrate",
+            "--tables",
+            "t",
+            "--from",
+            "postgres://u:p@h/d"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn a_named_variable_that_is_unset_is_a_setup_error_naming_it() {
+        let url = DatabaseUrl {
+            env: Some("SYNC_TEST_SURELY_UNSET_VARIABLE".into()),
+            file: None,
+        };
+        let err = url.resolve("--from", || Ok("unused".into())).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("SYNC_TEST_SURELY_UNSET_VARIABLE (--from-env) is not set"),
+            "{err}"
+        );
     }
 }

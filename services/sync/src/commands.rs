@@ -1,126 +1,108 @@
-//! The work behind each subcommand, shared by the CLI and `serve`: connect
-//! to production, run a transfer or a verify, log it in `operations_log`.
+//! The work behind each subcommand, one function each: connect what it
+//! needs, run it, turn a difference into an error. The command line
+//! (`cli.rs`) sits above; `serve` and the shared runs (`job.rs`) below.
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use bootstrap::Service;
 use db::sync_tables::Direction;
 use db::PgPool;
-use domain::operation::OperationType;
 use settings::{Settings, SyncTable};
-use tokio_util::sync::CancellationToken;
 
-use crate::cli::{operation, MigrateArgs};
-use crate::report;
-use crate::run::{Ends, RunOptions, TableReport};
+use crate::cutover;
+use crate::job;
+use crate::run::Ends;
 use crate::table_copy::{copy_table, CopyOptions};
-use crate::verify::{check_table, TableCheck};
 
-/// A pool of at most `sync.target_max_connections` to production (or `url`).
-pub async fn connect_production(settings: &Settings, url: Option<&str>) -> anyhow::Result<PgPool> {
-    let url = match url {
-        Some(url) => url,
-        None => settings.secrets.target_database_url()?,
-    };
-    connect(settings, url, settings.sync.target_max_connections())
-        .await
-        .context("Production database unreachable (check TARGET_DATABASE_URL)")
+/// `sync push` / `sync pull`.
+#[derive(Debug, Clone, Default)]
+pub struct Transfer {
+    pub dry_run: bool,
+    pub prune: bool,
+    pub full: bool,
+    pub batch_size: Option<usize>,
 }
 
-async fn connect(settings: &Settings, url: &str, max: u32) -> Result<PgPool, db::DbError> {
-    let options = db::PoolOptions {
-        max_connections: max,
-        acquire_timeout: settings.database.acquire_timeout,
-        application_name: "sync".to_owned(),
-    };
-    db::connect(url, &options).await
-}
-
-pub fn run_options(settings: &Settings, dry_run: bool, prune: bool) -> RunOptions {
-    RunOptions {
-        batch_size: settings.sync.batch_size(),
-        dry_run,
-        prune,
-        progress_interval: settings.sync.progress_interval,
-    }
-}
-
-/// One push or pull of the configured tables, logged (unless dry).
 pub async fn transfer(
-    ends: &Ends,
+    service: &Service,
     direction: Direction,
-    settings: &Settings,
-    options: &RunOptions,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Vec<TableReport>> {
-    let tables = match direction {
-        Direction::Push => &settings.sync.push_tables,
-        Direction::Pull => &settings.sync.pull_tables,
+    args: &Transfer,
+) -> anyhow::Result<()> {
+    let settings = &service.settings;
+    // Production first: when it is unreachable the working side is untouched.
+    let production = job::connect_production(settings).await?;
+    let working: PgPool = service.connect().await?;
+    let ends = Ends {
+        working,
+        production,
     };
-    let started_at = chrono::Utc::now();
-    if options.dry_run {
-        tracing::info!("Dry run: nothing is written, state included");
+    let mut options = job::run_options(settings, args.dry_run, args.prune, args.full);
+    if let Some(size) = args.batch_size {
+        options.batch_size = size.max(1);
     }
-    let result = crate::run(direction, ends, tables, options, shutdown).await;
-    if !options.dry_run {
-        let outcome = result.as_ref().map(|r| report::transfer_details(r));
-        report::record(&ends.working, operation(direction), started_at, outcome).await;
-    }
-    result
+    let shutdown = bootstrap::shutdown_token();
+    job::transfer(&ends, direction, settings, &options, &shutdown)
+        .await
+        .map(|_| ())
+        .with_context(|| format!("sync {} failed", direction.as_str()))
 }
 
-/// Compares `tables` on both sides, prints a line per table, and logs the
-/// run when `log` is set. Returns how many tables differ.
-pub async fn verify(
-    working: &PgPool,
-    production: &PgPool,
-    tables: &[SyncTable],
-    log: bool,
-) -> anyhow::Result<usize> {
-    let started_at = chrono::Utc::now();
-    let result = verify_all(working, production, tables).await;
-    if log {
-        let outcome = result.as_ref().map(|c| report::verify_details(c));
-        report::record(working, OperationType::SyncVerify, started_at, outcome).await;
+/// `sync verify [--tables]`: working against production.
+pub async fn verify(service: &Service, names: &[String]) -> anyhow::Result<()> {
+    let settings = &service.settings;
+    let production = job::connect_production(settings).await?;
+    let working = service.connect().await?;
+    let tables = verify_tables(settings, names);
+    let checks = job::verify(&working, &production, &tables, Some(&working)).await?;
+    let differing = checks.iter().filter(|c| !c.matches()).count();
+    if differing > 0 {
+        bail!("{differing} table(s) differ between the working database and production");
     }
-    Ok(result?.iter().filter(|c| !c.matches()).count())
+    Ok(())
 }
 
-async fn verify_all(
-    working: &PgPool,
-    production: &PgPool,
-    tables: &[SyncTable],
-) -> anyhow::Result<Vec<TableCheck>> {
-    let mut a = working.acquire().await?;
-    let mut b = production.acquire().await?;
-    let mut checks = Vec::new();
-    for table in tables {
-        let key = (!table.key.is_empty()).then_some(table.key.as_slice());
-        let check = check_table(&mut a, &mut b, &table.name, key)
-            .await
-            .with_context(|| format!("Failed to verify {}", table.name))?;
-        if check.matches() {
-            tracing::info!("{}", check.line());
-        } else {
-            tracing::error!("{}", check.line());
-        }
-        checks.push(check);
+fn verify_tables(settings: &Settings, names: &[String]) -> Vec<SyncTable> {
+    let configured = || {
+        settings
+            .sync
+            .push_tables
+            .iter()
+            .chain(&settings.sync.pull_tables)
+    };
+    if names.is_empty() {
+        return configured().cloned().collect();
     }
-    Ok(checks)
+    names
+        .iter()
+        .map(|name| {
+            configured()
+                .find(|t| &t.name == name)
+                .cloned()
+                .unwrap_or_else(|| SyncTable {
+                    name: name.clone(),
+                    key: Vec::new(),
+                })
+        })
+        .collect()
 }
 
-/// `sync migrate --tables`: copy, then verify; an error on any difference.
-pub async fn migrate_tables(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<()> {
-    let from = match &args.from {
-        Some(url) => url.clone(),
-        None => settings.secrets.database_url()?.to_owned(),
-    };
-    let to = match &args.to {
-        Some(url) => url.clone(),
-        None => settings.secrets.target_database_url()?.to_owned(),
-    };
-    let target = connect(settings, &to, settings.sync.target_max_connections())
+/// `sync migrate --tables`: the URLs are resolved already (never taken from
+/// the command line itself).
+#[derive(Debug, Clone)]
+pub struct TableMigration {
+    pub tables: Vec<String>,
+    pub from: String,
+    pub to: String,
+    pub dry_run: bool,
+    pub from_start: bool,
+    pub batch_size: Option<usize>,
+}
+
+/// Copy, then verify; an error on any difference.
+pub async fn migrate_tables(settings: &Settings, args: &TableMigration) -> anyhow::Result<()> {
+    let target = job::connect(settings, &args.to, settings.sync.target_max_connections())
         .await
         .context("Target database unreachable")?;
-    let source = connect(settings, &from, 2)
+    let source = job::connect(settings, &args.from, 2)
         .await
         .context("Source database unreachable")?;
     let options = CopyOptions {
@@ -150,10 +132,47 @@ pub async fn migrate_tables(settings: &Settings, args: &MigrateArgs) -> anyhow::
             key: Vec::new(),
         })
         .collect();
-    let differing = verify(&source, &target, &tables, false).await?;
+    let checks = job::verify(&source, &target, &tables, None).await?;
+    let differing = checks.iter().filter(|c| !c.matches()).count();
     if differing > 0 {
-        anyhow::bail!("{differing} table(s) differ after the copy");
+        bail!("{differing} table(s) differ after the copy");
     }
     tracing::info!("Table migration finished: every table verified identical");
     Ok(())
+}
+
+/// `sync cutover-check`: every table of both databases compared.
+pub async fn cutover_check(settings: &Settings, from: &str, to: &str) -> anyhow::Result<()> {
+    let source = job::connect(settings, from, 2)
+        .await
+        .context("Source (old production) database unreachable")?;
+    let target = job::connect(settings, to, 2)
+        .await
+        .context("Target (new production) database unreachable")?;
+    let findings = cutover::check_all(&source, &target).await?;
+    let differing: Vec<&str> = findings
+        .iter()
+        .filter(|f| !f.matches())
+        .map(|f| f.table.as_str())
+        .collect();
+    if !differing.is_empty() {
+        bail!(
+            "{} of {} table(s) differ: {} (do not switch yet)",
+            differing.len(),
+            findings.len(),
+            differing.join(", ")
+        );
+    }
+    tracing::info!(
+        "Cutover check passed: all {} tables identical on both sides",
+        findings.len()
+    );
+    Ok(())
+}
+
+/// `sync serve`, until SIGTERM or SIGINT.
+pub async fn serve(service: &Service) -> anyhow::Result<()> {
+    let shutdown = bootstrap::shutdown_token();
+    let working = service.connect().await?;
+    crate::serve::serve(&service.settings, working, shutdown).await
 }

@@ -1,14 +1,18 @@
 //! The sync service: replicates the final tables from the working database
 //! to production (`push`), reference tables back (`pull`), compares both
-//! sides (`verify`), copies whole tables between any two databases (`copy`,
+//! sides (`verify`, and every table with `cutover-check`), copies whole tables between any two databases (`copy`,
 //! the table migration) and runs all of it on a schedule (`serve`).
 //!
 //! `main.rs` wires settings, logs and the pools; everything the service does
-//! lives here and takes its shutdown signal as a parameter.
+//! lives here and takes its shutdown signal as a parameter. Modules call
+//! downwards only: `cli` -> `commands` -> `serve` -> `job` -> `run`.
 
 pub mod cli;
 pub mod commands;
 mod copy_split;
+pub mod cutover;
+pub mod job;
+mod lock;
 mod report;
 pub mod run;
 mod serve;

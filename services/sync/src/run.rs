@@ -7,6 +7,10 @@
 //! batch lands on the target the table's resume point moves on the working
 //! side, so a killed run sends again at most the batch it was writing.
 //!
+//! Marks belong to one production (`sync_table_state.production_id`): a run
+//! against any other, or with `full`, sends every row (and rewrites only
+//! those that differ). A run holds its direction's lock (`lock.rs`).
+//!
 //! The source is read a few batches ahead of the target, and a batch's
 //! resume point is written while the next batch travels (saved before that
 //! one commits): neither server waits for the other.
@@ -14,17 +18,17 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use db::sync_tables::{self, Direction, Resume};
+use db::sync_tables::{self, Direction, Marks, Resume, TableState};
 use db::PgPool;
 use settings::SyncTable;
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, Postgres};
+use sqlx::{Connection, PgConnection};
 use telemetry::progress;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::copy_split::Batch;
+use crate::lock::RunLock;
 use crate::sql::{self, KeyBound, Selection};
 use crate::tables;
 use crate::transfer::{Batches, Outcome, Target};
@@ -44,6 +48,8 @@ pub struct RunOptions {
     pub batch_size: usize,
     pub dry_run: bool,
     pub prune: bool,
+    /// Send every row whatever the marks say (`--full`).
+    pub full: bool,
     pub progress_interval: Duration,
 }
 
@@ -72,9 +78,23 @@ impl TableReport {
     }
 }
 
-/// Runs every table of `tables` in `direction`. Stops between batches when
-/// `shutdown` is cancelled (the state says where the next run resumes).
+/// Runs every table of `tables` in `direction`, holding the direction's
+/// lock. Stops between batches when `shutdown` is cancelled (the state says
+/// where the next run resumes).
 pub async fn run(
+    direction: Direction,
+    ends: &Ends,
+    tables: &[SyncTable],
+    options: &RunOptions,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<TableReport>> {
+    let lock = RunLock::acquire(&ends.working, direction, shutdown).await?;
+    let result = run_locked(direction, ends, tables, options, shutdown).await;
+    lock.release().await;
+    result
+}
+
+async fn run_locked(
     direction: Direction,
     ends: &Ends,
     tables: &[SyncTable],
@@ -89,17 +109,21 @@ pub async fn run(
         .acquire()
         .await
         .context("Failed to connect to the target")?;
+    let production_id = sync_tables::database_id(&ends.production)
+        .await
+        .context("Failed to read production's identity (pg_control_system)")?;
     let mut source = source_pool
         .acquire()
         .await
         .context("Failed to connect to the source")?;
-    // One snapshot for every table of the run; its xmin is the next mark.
-    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *source)
-        .await?;
+    // One snapshot for every table of the run; it is the next mark.
+    let mut snapshot = source
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .context("Failed to open the source snapshot")?;
     let result = async {
         let mark: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
-            .fetch_one(&mut *source)
+            .fetch_one(&mut *snapshot)
             .await
             .context("Failed to read the source snapshot")?;
         let mut reports = Vec::new();
@@ -107,14 +131,21 @@ pub async fn run(
             if shutdown.is_cancelled() {
                 break;
             }
-            let report = run_table(
+            let marks = Marks {
                 direction,
+                table: &table.name,
+                production_id: &production_id,
+            };
+            let report = run_table(
                 ends,
-                &mut source,
+                &mut snapshot,
                 &mut target,
                 table,
-                &mark,
-                options,
+                Run {
+                    marks,
+                    mark: &mark,
+                    options,
+                },
                 shutdown,
             )
             .await
@@ -125,29 +156,82 @@ pub async fn run(
         anyhow::Ok(reports)
     }
     .await;
-    end_snapshot(source, result.is_ok()).await;
+    if result.is_ok() {
+        snapshot
+            .commit()
+            .await
+            .context("Failed to end the source snapshot")?;
+    } else {
+        // A COPY cut short leaves the connection in no state to reuse.
+        drop(snapshot);
+        source.close_on_drop();
+    }
     result
 }
 
-async fn end_snapshot(mut source: PoolConnection<Postgres>, ok: bool) {
-    if ok && sqlx::raw_sql("COMMIT").execute(&mut *source).await.is_ok() {
-        return;
-    }
-    // A COPY cut short leaves the connection in no state to reuse.
-    source.close_on_drop();
+/// What a table's run needs to know besides the connections.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    marks: Marks<'a>,
+    /// The source snapshot this run reads under (the next mark).
+    mark: &'a str,
+    options: &'a RunOptions,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The table's state, or a fresh one when the run must be full: `--full`,
+/// or marks taken against another production (or none named).
+async fn usable_state(ends: &Ends, run: Run<'_>) -> anyhow::Result<TableState> {
+    let Run { marks, options, .. } = run;
+    let state = sync_tables::get(&ends.working, marks.direction, marks.table).await?;
+    let has_marks = state.watermark.is_some() || state.resume().is_some();
+    let why = if options.full {
+        Some("--full".to_owned())
+    } else if !has_marks {
+        None
+    } else {
+        match &state.production_id {
+            Some(id) if id == marks.production_id => None,
+            Some(id) => Some(format!(
+                "its marks belong to production {id}, this is {}",
+                marks.production_id
+            )),
+            None => Some(format!(
+                "its marks name no production (written before marks were bound); this is {}",
+                marks.production_id
+            )),
+        }
+    };
+    let Some(why) = why else {
+        return Ok(state);
+    };
+    tracing::warn!(
+        "{}: full {} ({why}): every row is sent, rows already equal are not rewritten",
+        marks.table,
+        marks.direction.as_str()
+    );
+    if !options.dry_run {
+        sync_tables::forget(&ends.working, marks)
+            .await
+            .context("Failed to drop the table's old marks")?;
+    }
+    Ok(TableState::default())
+}
+
+#[tracing::instrument(skip_all, fields(direction = run.marks.direction.as_str(), table = %table.name))]
 async fn run_table(
-    direction: Direction,
     ends: &Ends,
     source: &mut PgConnection,
     target: &mut PgConnection,
     table: &SyncTable,
-    mark: &str,
-    options: &RunOptions,
+    run: Run<'_>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<TableReport> {
+    let Run {
+        marks,
+        mark,
+        options,
+    } = run;
+    let direction = marks.direction;
     let spec = tables::describe(source, &table.name, Some(&table.key)).await?;
     if !spec.tracked {
         bail!(
@@ -158,9 +242,9 @@ async fn run_table(
     }
     let target_spec = tables::describe(target, &table.name, Some(&table.key)).await?;
     tables::check_compatible(&spec, &target_spec)?;
-    let state = sync_tables::get(&ends.working, direction, &table.name).await?;
-    let marks = state.watermark.iter().chain(&state.resume_watermark);
-    if let Some(bad) = marks.into_iter().find(|m| !sql::is_snapshot(m)) {
+    let state = usable_state(ends, run).await?;
+    let stored = state.watermark.iter().chain(&state.resume_watermark);
+    if let Some(bad) = stored.into_iter().find(|m| !sql::is_snapshot(m)) {
         bail!(
             "sync_table_state holds {bad:?} for {}, which is not a snapshot",
             table.name
@@ -244,13 +328,18 @@ async fn run_table(
                     key: outcome.last_key.clone()?,
                     watermark: mark.to_owned(),
                 };
-                Some(tokio::spawn(save_resume(
-                    ends.working.clone(),
-                    direction,
-                    table.name.clone(),
-                    resume,
-                    rows,
-                )))
+                let working = ends.working.clone();
+                let (table, production_id) = (table.name.clone(), marks.production_id.to_owned());
+                Some(tokio::spawn(async move {
+                    let marks = Marks {
+                        direction,
+                        table: &table,
+                        production_id: &production_id,
+                    };
+                    sync_tables::save_resume(&working, marks, &resume, rows)
+                        .await
+                        .context("Failed to save the resume point")
+                }))
             };
             let mut saving: Option<JoinHandle<anyhow::Result<()>>> = None;
             while let Some(first) = received.recv().await {
@@ -322,23 +411,11 @@ async fn run_table(
     }
     sink.close().await?;
     if !options.dry_run {
-        sync_tables::finish(&ends.working, direction, &table.name, mark)
+        sync_tables::finish(&ends.working, marks, mark)
             .await
             .context("Failed to save the table's mark")?;
     }
     Ok(report)
-}
-
-async fn save_resume(
-    working: PgPool,
-    direction: Direction,
-    table: String,
-    resume: Resume,
-    rows: i64,
-) -> anyhow::Result<()> {
-    sync_tables::save_resume(&working, direction, &table, &resume, rows)
-        .await
-        .context("Failed to save the resume point")
 }
 
 fn rows_of(batch: &Batch) -> i64 {

@@ -4,10 +4,11 @@
 //! missed while sync was down runs at start, so the loader's next run never
 //! works from reference tables older than the schedule promises.
 //!
-//! Production being unreachable never stops the working side: each failed
-//! attempt is one log line, retried after a wait that doubles from
-//! `sync.retry.initial_interval` up to `sync.retry.max_interval`; the first
-//! success after failures says so. Sync holds
+//! Neither database being unreachable makes it spin: each failed push,
+//! pull or LISTEN attempt is one log line saying which, retried after a
+//! wait that doubles from `sync.retry.initial_interval` up to
+//! `sync.retry.max_interval`; the first success after failures says so. A
+//! notification never cuts a push's backoff short. Sync holds
 //! at most two connections to the working database while it reads, and reads
 //! under a snapshot, so the loader and the normaliser never wait for it.
 
@@ -18,18 +19,59 @@ use chrono::Utc;
 use db::sync_tables::{Direction, NORMALIZER_FINISHED};
 use db::PgPool;
 use settings::Settings;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::commands;
+use crate::job;
 use crate::run::Ends;
 
-/// A direction's next run and its backoff.
+/// The longest the LISTEN connection waits for a connection to open.
+const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// When something runs next, and its backoff after failures.
 struct Due {
     at: Instant,
     backoff: Option<Duration>,
     failures: u32,
+}
+
+impl Due {
+    fn at(at: Instant) -> Self {
+        Self {
+            at,
+            backoff: None,
+            failures: 0,
+        }
+    }
+
+    /// A failure: the wait before the next attempt, doubling from
+    /// `sync.retry.initial_interval` up to `max_interval`.
+    fn failed(&mut self, settings: &Settings) -> Duration {
+        let retry = &settings.sync.retry;
+        let wait = self
+            .backoff
+            .map_or(retry.initial_interval, |b| (b * 2).min(retry.max_interval));
+        self.backoff = Some(wait);
+        self.failures += 1;
+        self.at = Instant::now() + wait;
+        wait
+    }
+
+    /// A success: how many failures came before it (and none from now on).
+    fn succeeded(&mut self, next: Instant) -> u32 {
+        self.backoff = None;
+        self.at = next;
+        std::mem::take(&mut self.failures)
+    }
+}
+
+/// What woke the loop.
+enum Event {
+    Run(Direction),
+    /// Time to (re)open the LISTEN connection.
+    Listen,
+    Finished(sqlx::Result<sqlx::postgres::PgNotification>),
 }
 
 pub async fn serve(
@@ -43,13 +85,15 @@ pub async fn serve(
             settings.sync.pull_schedule
         )
     })?;
-    let mut listener = PgListener::connect_with(&working)
-        .await
-        .context("Failed to open the LISTEN connection")?;
-    listener
-        .listen(NORMALIZER_FINISHED)
-        .await
-        .context("Failed to LISTEN on normalizer_finished")?;
+    // The LISTEN connection has a pool of its own that gives up quickly, so
+    // a working database that refuses connections fails its attempt soon
+    // and the attempt waits its backoff like any other.
+    let listen_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(LISTEN_CONNECT_TIMEOUT.min(settings.database.acquire_timeout))
+        .connect_lazy_with((*working.connect_options()).clone());
+    let mut listener = Some(listen(&listen_pool).await?);
+    let mut listen_due = Due::at(Instant::now());
     let version = db::schema::applied_version(&working).await?;
     tracing::info!(
         "sync ready (database schema version {version}); push every {}, pull on {:?} (UTC)",
@@ -57,38 +101,69 @@ pub async fn serve(
         settings.sync.pull_schedule
     );
     let mut production: Option<PgPool> = None;
-    let mut push = Due {
-        at: Instant::now(),
-        backoff: None,
-        failures: 0,
-    };
+    let mut push = Due::at(Instant::now());
     let pull_missed = missed_pull(settings, &working, &schedule).await?;
     if pull_missed {
         tracing::info!("The last scheduled pull did not run: pulling now");
     }
-    let mut pull = Due {
-        at: if pull_missed {
-            Instant::now()
-        } else {
-            next_pull(&schedule)
-        },
-        backoff: None,
-        failures: 0,
-    };
+    let mut pull = Due::at(if pull_missed {
+        Instant::now()
+    } else {
+        next_pull(&schedule)
+    });
     loop {
         // Biased: a pull due at the same time as a push goes first.
-        let direction = tokio::select! {
+        let event = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            () = sleep_until(pull.at) => Direction::Pull,
-            () = sleep_until(push.at) => Direction::Push,
-            note = listener.recv() => {
-                if let Err(err) = note {
-                    tracing::warn!(error = ?err, "LISTEN connection lost; reconnecting");
+            () = sleep_until(pull.at) => Event::Run(Direction::Pull),
+            () = sleep_until(push.at) => Event::Run(Direction::Push),
+            () = sleep_until(listen_due.at), if listener.is_none() => Event::Listen,
+            note = recv(listener.as_mut()) => Event::Finished(note),
+        };
+        let direction = match event {
+            Event::Listen => {
+                match listen(&listen_pool).await {
+                    Ok(opened) => {
+                        listener = Some(opened);
+                        let failures = listen_due.succeeded(Instant::now());
+                        tracing::info!(
+                            "LISTEN on {NORMALIZER_FINISHED} open again after {failures} failed attempt(s)"
+                        );
+                    }
+                    Err(err) => {
+                        let wait = listen_due.failed(settings);
+                        tracing::warn!(
+                            "LISTEN on {NORMALIZER_FINISHED} failed, retrying in {}: {err:#}",
+                            humantime::format_duration(wait)
+                        );
+                    }
                 }
+                continue;
+            }
+            Event::Finished(Err(err)) => {
+                // Notifications may be lost until it is back; the push
+                // interval still runs meanwhile.
+                listener = None;
+                let wait = listen_due.failed(settings);
+                tracing::warn!(
+                    "LISTEN connection lost, reopening in {}: {err:#}",
+                    humantime::format_duration(wait)
+                );
+                continue;
+            }
+            Event::Finished(Ok(_)) if push.failures > 0 => {
+                tracing::info!(
+                    "The normaliser finished a run; the push keeps its retry in {}",
+                    humantime::format_duration(push.at.saturating_duration_since(Instant::now()))
+                );
+                continue;
+            }
+            Event::Finished(Ok(_)) => {
                 tracing::info!("The normaliser finished a run: pushing");
                 Direction::Push
             }
+            Event::Run(direction) => direction,
         };
         let result = attempt(settings, &working, &mut production, direction, &shutdown).await;
         let due = match direction {
@@ -97,43 +172,55 @@ pub async fn serve(
         };
         match result {
             Ok(()) => {
-                if due.failures > 0 {
-                    tracing::info!(
-                        "sync {} succeeded after {} failed attempt(s): production is reachable again",
-                        direction.as_str(),
-                        due.failures
-                    );
-                }
-                due.backoff = None;
-                due.failures = 0;
-                due.at = match direction {
+                let next = match direction {
                     Direction::Push => Instant::now() + settings.sync.push_interval,
                     Direction::Pull => next_pull(&schedule),
                 };
+                let failures = due.succeeded(next);
+                if failures > 0 {
+                    tracing::info!(
+                        "sync {} succeeded after {failures} failed attempt(s)",
+                        direction.as_str(),
+                    );
+                }
             }
             Err(err) => {
-                let wait = due
-                    .backoff
-                    .map_or(settings.sync.retry.initial_interval, |b| {
-                        (b * 2).min(settings.sync.retry.max_interval)
-                    });
+                let wait = due.failed(settings);
                 tracing::warn!(
                     "sync {} failed, retrying in {}: {err:#}",
                     direction.as_str(),
                     humantime::format_duration(wait)
                 );
-                due.backoff = Some(wait);
-                due.failures += 1;
-                due.at = Instant::now() + wait;
             }
         }
     }
     if let Some(pool) = production {
         pool.close().await;
     }
+    drop(listener);
+    listen_pool.close().await;
     working.close().await;
     tracing::info!("sync stopped");
     Ok(())
+}
+
+async fn listen(pool: &PgPool) -> anyhow::Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool)
+        .await
+        .context("Failed to open the LISTEN connection")?;
+    listener
+        .listen(NORMALIZER_FINISHED)
+        .await
+        .context("Failed to LISTEN on normalizer_finished")?;
+    Ok(listener)
+}
+
+/// The next notification, or never while there is no listener.
+async fn recv(listener: Option<&mut PgListener>) -> sqlx::Result<sqlx::postgres::PgNotification> {
+    match listener {
+        Some(listener) => listener.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// One run; an error when it failed (production unreachable included).
@@ -150,15 +237,15 @@ async fn attempt(
     let production = match production {
         Some(pool) => pool.clone(),
         None => production
-            .insert(commands::connect_production(settings, None).await?)
+            .insert(job::connect_production(settings).await?)
             .clone(),
     };
     let ends = Ends {
         working: working.clone(),
         production,
     };
-    let options = commands::run_options(settings, false, false);
-    commands::transfer(&ends, direction, settings, &options, shutdown).await?;
+    let options = job::run_options(settings, false, false, false);
+    job::transfer(&ends, direction, settings, &options, shutdown).await?;
     Ok(())
 }
 

@@ -99,6 +99,11 @@ pub fn create_staging(spec: &TableSpec, staging: &str) -> String {
     )
 }
 
+/// Drops a session's staging table (a name of ours, never a user's).
+pub fn drop_staging(staging: &str) -> String {
+    format!("DROP TABLE IF EXISTS {staging}")
+}
+
 pub fn copy_in(spec: &TableSpec, into: &str) -> String {
     format!(
         "COPY {into} ({}) FROM STDIN (FORMAT binary)",
@@ -295,6 +300,17 @@ pub fn rows_of_buckets(spec: &TableSpec) -> String {
     )
 }
 
+/// Moves the sequence `$1` (a `regclass`) past the greatest value of
+/// `column` in the table, unless it already is: the next id the target
+/// hands out after a copy must not collide with a copied one.
+pub fn advance_sequence(spec: &TableSpec, column: &str) -> String {
+    format!(
+        "SELECT setval($1::regclass, m) FROM (SELECT max({column})::bigint AS m FROM {table}) t
+         WHERE m > coalesce(pg_sequence_last_value($1::regclass), 0)",
+        table = spec.qualified
+    )
+}
+
 /// The greatest key on the target (where a table copy resumes).
 pub fn greatest_key(spec: &TableSpec) -> String {
     format!(
@@ -348,6 +364,15 @@ mod tests {
     fn the_upsert_rewrites_a_row_only_when_a_non_key_column_differs() {
         let sql = merge(&spec(), "sync_in");
         assert!(sql.contains("ON CONFLICT (a, b) DO UPDATE SET v = EXCLUDED.v WHERE ROW(tgt.v) IS DISTINCT FROM ROW(EXCLUDED.v)"), "{sql}");
+    }
+
+    #[test]
+    fn a_sequence_moves_only_forward_past_the_greatest_copied_value() {
+        assert_eq!(
+            advance_sequence(&spec(), "a"),
+            "SELECT setval($1::regclass, m) FROM (SELECT max(a)::bigint AS m FROM ref) t
+         WHERE m > coalesce(pg_sequence_last_value($1::regclass), 0)"
+        );
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! Resumable without any state table: a batch commits on the target as one
 //! statement, so the target's greatest key is exactly how far the copy got;
 //! a run after a kill carries on above it and sends no batch twice.
+//!
+//! Afterwards every sequence the table's columns own (serial, identity) on
+//! the target is moved past the greatest copied value, so the first row the
+//! new database writes itself (a token issued after a cutover) gets a free id.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +17,7 @@ use sqlx::PgConnection;
 
 use crate::run::{print_progress, TableReport};
 use crate::sql::{self, KeyBound, Selection};
-use crate::tables;
+use crate::tables::{self, TableSpec};
 use crate::transfer::{Batches, Target};
 
 #[derive(Debug, Clone)]
@@ -26,6 +30,7 @@ pub struct CopyOptions {
     pub progress_interval: Duration,
 }
 
+#[tracing::instrument(skip_all, fields(table = name))]
 pub async fn copy_table(
     source: &mut PgConnection,
     target: &mut PgConnection,
@@ -85,5 +90,35 @@ pub async fn copy_table(
     drop(batches);
     sink.close().await?;
     print_progress(name, report.read, total, started);
+    if !options.dry_run {
+        advance_sequences(target, &spec)
+            .await
+            .with_context(|| format!("Failed to move the sequences of {name} on the target"))?;
+    }
     Ok(report)
+}
+
+/// The sequences owned by `spec`'s columns on the target, each moved past
+/// the column's greatest value.
+async fn advance_sequences(target: &mut PgConnection, spec: &TableSpec) -> anyhow::Result<()> {
+    let owned: Vec<(String, String)> = sqlx::query_as(
+        "SELECT quote_ident(a.attname), s.seq
+         FROM pg_attribute a
+         CROSS JOIN LATERAL (SELECT pg_get_serial_sequence($1, a.attname) AS seq) s
+         WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+           AND s.seq IS NOT NULL",
+    )
+    .bind(&spec.qualified)
+    .fetch_all(&mut *target)
+    .await?;
+    for (column, sequence) in owned {
+        let moved: Option<i64> = sqlx::query_scalar(&sql::advance_sequence(spec, &column))
+            .bind(&sequence)
+            .fetch_optional(&mut *target)
+            .await?;
+        if let Some(value) = moved {
+            tracing::info!("{}: sequence {sequence} set to {value}", spec.name);
+        }
+    }
+    Ok(())
 }

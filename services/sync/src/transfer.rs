@@ -1,8 +1,8 @@
 //! The target side of a transfer: batches of binary COPY rows land in a
 //! session-local staging table, then one statement upserts them, rewriting
 //! only rows that really differ (or, on a dry run, only counts what it would
-//! do). Four round trips per batch: COPY start, COPY data, merge, COMMIT
-//! (the merge waits for its turn to commit, see `send`).
+//! do). Five round trips per batch: COPY start, COPY data, BEGIN, merge,
+//! COMMIT (the merge waits for its turn to commit, see `send`).
 //!
 //! Into a target table that is empty when the transfer opens (a first, full
 //! push) there is nothing to compare against: batches are COPYed straight
@@ -14,7 +14,7 @@ use std::future::Future;
 
 use anyhow::Context;
 use futures::StreamExt;
-use sqlx::{PgConnection, Row};
+use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::mpsc;
 
 use crate::copy_split::{Batch, Splitter};
@@ -112,27 +112,23 @@ impl<'a> Target<'a> {
             return outcome(&row);
         }
         // The merge does its work at once and commits once `before_commit`
-        // ended (another connection may be merging the batch before).
-        let merged = async {
-            let row = sqlx::raw_sql(&format!("BEGIN; {}", sql::merge(self.spec, &self.staging)))
-                .fetch_one(&mut *self.conn)
-                .await
-                .with_context(|| format!("Failed to upsert a batch of {}", self.spec.name))?;
-            let outcome = outcome(&row)?;
-            before_commit.await?;
-            sqlx::raw_sql("COMMIT")
-                .execute(&mut *self.conn)
-                .await
-                .with_context(|| format!("Failed to commit a batch of {}", self.spec.name))?;
-            anyhow::Ok(outcome)
-        }
-        .await;
-        if merged.is_err() {
-            // Leave the connection outside any transaction (best effort: the
-            // run fails anyway).
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await;
-        }
-        merged
+        // ended (another connection may be merging the batch before). A
+        // failure drops the transaction, which rolls it back.
+        let mut tx = self
+            .conn
+            .begin()
+            .await
+            .with_context(|| format!("Failed to begin a batch of {}", self.spec.name))?;
+        let row = sqlx::raw_sql(&sql::merge(self.spec, &self.staging))
+            .fetch_one(&mut *tx)
+            .await
+            .with_context(|| format!("Failed to upsert a batch of {}", self.spec.name))?;
+        let outcome = outcome(&row)?;
+        before_commit.await?;
+        tx.commit()
+            .await
+            .with_context(|| format!("Failed to commit a batch of {}", self.spec.name))?;
+        Ok(outcome)
     }
 
     /// Deletes (or counts, on a dry run) target rows whose key is not in
@@ -159,14 +155,14 @@ impl<'a> Target<'a> {
             .fetch_one(&mut *self.conn)
             .await
             .with_context(|| format!("Failed to prune {}", self.spec.name))?;
-        sqlx::raw_sql(&format!("DROP TABLE {keys}"))
+        sqlx::raw_sql(&sql::drop_staging(keys))
             .execute(&mut *self.conn)
             .await?;
         Ok(deleted)
     }
 
     pub async fn close(self) -> anyhow::Result<()> {
-        sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {}", self.staging))
+        sqlx::raw_sql(&sql::drop_staging(&self.staging))
             .execute(&mut *self.conn)
             .await?;
         Ok(())

@@ -74,6 +74,7 @@ async fn rows_of(
 }
 
 /// Compares `name` on both sides; `key` None takes the primary key.
+#[tracing::instrument(skip_all, fields(table = name))]
 pub async fn check_table(
     source: &mut PgConnection,
     target: &mut PgConnection,

@@ -242,3 +242,97 @@ fn tempfile_with(text: &str) -> std::path::PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// The waits the lines containing `needle` name, in order.
+fn waits_named(lines: &[String], needle: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.contains(needle))
+        .map(|l| {
+            let after = l.split(" in ").nth(1).unwrap();
+            after.split(':').next().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn serve_backs_off_while_the_working_database_refuses_connections_and_pushes_once_it_is_back(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let working = PgPool::connect_with(connect.clone()).await.unwrap();
+    let production = Production::create(&connect).await;
+    insert_processed(&working, 0, 40).await;
+    let direct = test_support::database_url(&connect);
+    let mut gate = common::Gate::new((connect.get_host().to_owned(), connect.get_port()));
+    gate.open();
+    let through_gate = gate.url(&direct);
+    let env = vec![
+        ("DATABASE_URL", through_gate.as_str()),
+        ("TARGET_DATABASE_URL", production.url.as_str()),
+        ("CARFEED__SYNC__PUSH_INTERVAL", "1s"),
+        ("CARFEED__SYNC__RETRY__INITIAL_INTERVAL", "500ms"),
+        ("CARFEED__SYNC__RETRY__MAX_INTERVAL", "2s"),
+        ("CARFEED__DATABASE__ACQUIRE_TIMEOUT", "1s"),
+    ];
+    let mut serve = Running::start(BIN, &["serve"], &env);
+    serve.wait_for_line("sync ready", Duration::from_secs(30));
+    serve.wait_for_line(
+        "processed_data: 40 changed rows read",
+        Duration::from_secs(30),
+    );
+    let before = serve.output().len();
+
+    // The working database refuses connections for 10 s; rows written to it
+    // meanwhile (by a session that was not cut) wait for it to come back.
+    gate.close();
+    insert_processed(&working, 40, 7).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let during: Vec<String> = serve.output()[before..].to_vec();
+    gate.open();
+    serve.wait_for_line("sync push succeeded after", Duration::from_secs(30));
+    common::wait_for(&production.pool, "SELECT count(*) FROM processed_data", 47).await;
+    // The LISTEN connection comes back on its own schedule, and works.
+    serve.wait_for_line(
+        "LISTEN on normalizer_finished open again",
+        Duration::from_secs(30),
+    );
+    sqlx::query("SELECT pg_notify('normalizer_finished', '')")
+        .execute(&working)
+        .await
+        .unwrap();
+    serve.wait_for_line(
+        "The normaliser finished a run: pushing",
+        Duration::from_secs(30),
+    );
+    serve.signal(Signal::SIGTERM);
+    assert!(serve.wait_exit(Duration::from_secs(10)).success());
+    let text = during.join("\n");
+
+    // Pushes: one line per failed attempt, waits doubling to the maximum;
+    // in 10 s that is a handful of attempts, not hundreds.
+    let push_waits = waits_named(&during, "sync push failed, retrying in");
+    assert!((3..=8).contains(&push_waits.len()), "{text}");
+    let doubling = ["500ms", "1s", "2s", "2s", "2s", "2s", "2s", "2s"];
+    assert_eq!(push_waits, doubling[..push_waits.len()], "{text}");
+    // The LISTEN connection: lost once, then reopened on its own backoff.
+    assert_eq!(
+        during
+            .iter()
+            .filter(|l| l.contains("LISTEN connection lost, reopening in 500ms"))
+            .count(),
+        1,
+        "{text}"
+    );
+    let listen_waits = waits_named(&during, "LISTEN on normalizer_finished failed, retrying in");
+    assert!(listen_waits.len() <= 8, "{text}");
+    assert_eq!(listen_waits, doubling[1..=listen_waits.len()], "{text}");
+    // Nothing claims the normaliser ran, and the log stays short.
+    assert!(!text.contains("The normaliser finished a run"), "{text}");
+    assert!(during.len() < 40, "{} lines:\n{text}", during.len());
+    assert_eq!(
+        contents(&production.pool, "processed_data", "inner_id").await,
+        contents(&working, "processed_data", "inner_id").await
+    );
+    production.drop_database().await;
+}

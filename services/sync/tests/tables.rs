@@ -179,10 +179,10 @@ async fn verify_names_one_deleted_one_altered_and_one_extra_row_per_table(
     )
     .await
     .unwrap();
-    let same = sync::commands::verify(&working, &production.pool, &tables, true)
+    let same = sync::job::verify(&working, &production.pool, &tables, Some(&working))
         .await
         .unwrap();
-    assert_eq!(same, 0);
+    assert_eq!(same.iter().filter(|c| !c.matches()).count(), 0);
 
     sqlx::raw_sql(
         "DELETE FROM processed_data WHERE inner_id = 'k000100';
@@ -208,10 +208,10 @@ async fn verify_names_one_deleted_one_altered_and_one_extra_row_per_table(
         .unwrap();
     assert_eq!(check.sample, ["(Audi,2001)", "(BMW,2002)", "(Ford,1999)"]);
     drop((a, b));
-    let differing = sync::commands::verify(&working, &production.pool, &tables, true)
+    let differing = sync::job::verify(&working, &production.pool, &tables, Some(&working))
         .await
         .unwrap();
-    assert_eq!(differing, 2);
+    assert_eq!(differing.iter().filter(|c| !c.matches()).count(), 2);
     let details: String = sqlx::query_scalar(
         "SELECT details FROM operations_log WHERE operation_type = 'sync_verify' ORDER BY id DESC LIMIT 1",
     )

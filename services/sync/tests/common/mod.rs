@@ -116,6 +116,7 @@ pub fn options(batch_size: usize) -> sync::RunOptions {
         batch_size,
         dry_run: false,
         prune: false,
+        full: false,
         progress_interval: Duration::from_secs(3600),
     }
 }
@@ -199,5 +200,101 @@ pub async fn wait_for(pool: &PgPool, sql: &str, expected: i64) {
             "{sql}: {n}, expected {expected}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP gate in front of a database server: while open, every connection
+/// to `port` is forwarded to the server; closed, the port refuses
+/// connections and every forwarded one is cut. Plain threads: a test's
+/// runtime may be blocked while it waits for a binary's log lines.
+pub struct Gate {
+    pub port: u16,
+    server: (String, u16),
+    open: Option<Opened>,
+}
+
+/// An open gate: its stop flag, accept thread and forwarded streams.
+type Opened = (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+    std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+);
+
+impl Gate {
+    pub fn new(server: (String, u16)) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self {
+            port,
+            server,
+            open: None,
+        }
+    }
+
+    pub fn open(&mut self) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        assert!(self.open.is_none(), "the gate is open already");
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let streams: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (thread_stop, thread_streams, server) =
+            (stop.clone(), streams.clone(), self.server.clone());
+        let accept = std::thread::spawn(move || {
+            while !thread_stop.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((client, _)) => client,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(upstream) = std::net::TcpStream::connect(server.clone()) else {
+                    continue;
+                };
+                let mut kept = thread_streams.lock().unwrap();
+                kept.push(client.try_clone().unwrap());
+                kept.push(upstream.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        self.open = Some((stop, accept, streams));
+    }
+
+    pub fn close(&mut self) {
+        let (stop, accept, streams) = self.open.take().expect("the gate is closed already");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        accept.join().unwrap();
+        for stream in streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// `url` with its port replaced by the gate's.
+    pub fn url(&self, url: &str) -> String {
+        let via = url.replace(&format!(":{}/", self.server.1), &format!(":{}/", self.port));
+        assert_ne!(via, url, "{url} does not name port {}", self.server.1);
+        via
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if self.open.is_some() {
+            self.close();
+        }
     }
 }

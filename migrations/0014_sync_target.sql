@@ -1,0 +1,14 @@
+-- Sync (issue 25): a table's marks know which database they were taken
+-- against.
+--
+-- A mark says "the other side already has every row this snapshot saw".
+-- That holds only for the database the run talked to: pointed at another
+-- production (a cutover, a restore, a typo in TARGET_DATABASE_URL), the
+-- same mark made a push send only the latest changes and exit 0 with most
+-- rows missing. Each row now names production as
+-- `<system_identifier>/<database name>` (`pg_control_system()`, plus the
+-- name, since one server holds several databases); a run whose production
+-- is not the one named here starts over with a full run (which rewrites no
+-- row that is already equal). Rows written before this migration name
+-- none, so their next run is full too.
+ALTER TABLE sync_table_state ADD COLUMN production_id text;
