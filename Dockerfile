@@ -25,15 +25,19 @@ FROM ${RUNTIME_IMAGE} AS runtime-base
 # curl answers the HTTP healthchecks; ca-certificates for the real upstream's
 # HTTPS is not needed (the binaries carry their own roots), but is the usual
 # kit. Installed only when the base image lacks curl.
+# /app/db-roles/<role>: where `migrate` keeps each service role's generated
+# password, on that role's volume (a new volume takes the directory's owner).
 RUN if ! command -v curl >/dev/null 2>&1; then \
         apt-get update \
         && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl ca-certificates \
         && rm -rf /var/lib/apt/lists/*; \
     fi \
     && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home carfeed \
-    && mkdir -p /app/secrets /app/logs \
-    && chown carfeed:carfeed /app/secrets /app/logs \
-    && chmod 0700 /app/secrets
+    && mkdir -p /app/secrets /app/logs /app/db-role \
+        /app/db-roles/carfeed_loader /app/db-roles/carfeed_normalizer /app/db-roles/carfeed_api \
+        /app/db-roles/carfeed_worker /app/db-roles/carfeed_sync \
+    && chown -R carfeed:carfeed /app/secrets /app/logs /app/db-role /app/db-roles \
+    && chmod 0700 /app/secrets /app/db-role /app/db-roles/*
 WORKDIR /app
 # The defaults; compose mounts the repo's config.yaml over it.
 COPY config.yaml /app/config.yaml
