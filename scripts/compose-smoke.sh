@@ -141,6 +141,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# A check that fails outside `fail` (set -e) still says where.
+trap 'echo "compose-smoke: a command failed (line $LINENO): $BASH_COMMAND" >&2' ERR
 
 # ---- 1. Docker and Compose -----------------------------------------------
 phase "install docker, compose"
@@ -509,11 +511,12 @@ PROD_TOKEN=$(prod_compose exec -T api api tokens issue --description "compose sm
 [[ $PROD_TOKEN =~ ^[A-Za-z0-9]{16}$ ]] || fail "api tokens issue (VPS) printed something else than one token: $PROD_TOKEN"
 prod_offers() { prod_get "/api/v1/offers?limit=5" | python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin)["items"] else 1)'; }
 wait_for 180 "offers served over HTTPS through nginx" prod_offers
-redirect=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$PROD_HTTP_PORT/api/v1/offers?limit=1")
+redirect=$(curl -s --max-time 10 -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$PROD_HTTP_PORT/api/v1/offers?limit=1" || true)
 [[ $redirect == "301 https://"* ]] || fail "plain HTTP did not redirect to HTTPS: $redirect"
-hsts=$(curl -sk -D - -o /dev/null -H "Authorization: Bearer $PROD_TOKEN" "$(prod_url "/api/v1/offers?limit=1")" \
-    | grep -i '^strict-transport-security:' | tr -d '\r')
-[ -n "$hsts" ] || fail "no Strict-Transport-Security header over HTTPS"
+curl -sk --max-time 10 -D "$SCRATCH/https-headers" -o /dev/null -H "Authorization: Bearer $PROD_TOKEN" \
+    "$(prod_url "/api/v1/offers?limit=1")" || fail "GET over HTTPS for its headers"
+hsts=$(grep -i '^strict-transport-security:' "$SCRATCH/https-headers" | tr -d '\r' || true)
+[ -n "$hsts" ] || { cat "$SCRATCH/https-headers"; fail "no Strict-Transport-Security header over HTTPS"; }
 log "HTTP -> $redirect; $hsts"
 # Published ports: nginx's 80 and 443 and nothing else.
 published=$(docker ps --filter "label=com.docker.compose.project=$PROD_PROJECT" --format '{{.Names}} {{.Ports}}' | grep -- '->' || true)
