@@ -78,8 +78,8 @@ pub fn prepare(dir: &Path, api: SocketAddr, http: u16, https: u16) {
         ),
         ("/var/www/certbot", format!("{}/certbot", dir.display())),
         (
-            "access_log /dev/stdout combined;",
-            format!("access_log {}/access.log combined;", dir.display()),
+            "access_log /dev/stdout carfeed;",
+            format!("access_log {}/access.log carfeed;", dir.display()),
         ),
     ];
     let mut applied = vec![false; replacements.len()];
