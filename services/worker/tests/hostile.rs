@@ -503,11 +503,18 @@ async fn a_completer_that_cannot_write_fails_the_check_and_sigterm_still_stops_t
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let failed_check = failed_check.expect("worker check failed within its bound");
+    // The slow fetch ends 2 s after its claim at the latest, then the
+    // bound (2 s) passes; the check runs every 200 ms.
+    assert!(
+        started.elapsed() < Duration::from_secs(2 + 2 + 4),
+        "worker check failed {:?} after the cut",
+        started.elapsed()
+    );
     assert!(
         failed_check
             .iter()
-            .any(|l| l.contains("write") || l.contains("stuck")),
-        "{failed_check:?}"
+            .any(|l| l.contains("has waited") && l.contains("for its write")),
+        "the check names the waiting write: {failed_check:?}"
     );
     let stopping = Instant::now();
     worker.signal(Signal::SIGTERM);
