@@ -188,12 +188,15 @@ HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1",
 export HTTP_BIND=127.0.0.1 HTTP_PORT
 export CARFEED_IMAGE=carfeed-smoke:latest CARFEED_BUILD_TARGET=runtime CARFEED_BUILD_PROFILE=$PROFILE
 export CARFEED_BROWSER_IMAGE=carfeed-smoke-browser:latest CARFEED_BROWSER_BUILD_TARGET=runtime-browser
+# The browser worker's test site is on the compose network: a private address.
+export WORKER_ALLOW_PRIVATE_TARGETS=true
 : >"$SCRATCH/empty.env" # a developer's .env must not leak into the test
 compose() { "${COMPOSE_CMD[@]}" -p "$PROJECT" --env-file "$SCRATCH/empty.env" -f "$REPO/docker-compose.yml" "$@"; }
 
 phase "validate compose files"
 compose config -q
-PROD_REQUIRED=(DB_PASSWORD=x CHE168_BASE_URL=https://upstream.invalid CHE168_API_KEY=x SECRET_KEY=0123456789abcdef0123456789abcdef)
+PROD_REQUIRED=(DB_PASSWORD=x CHE168_BASE_URL=https://upstream.invalid CHE168_API_KEY=x SECRET_KEY=0123456789abcdef0123456789abcdef
+    DB_LOADER_PASSWORD=x DB_NORMALIZER_PASSWORD=x DB_API_PASSWORD=x DB_WORKER_PASSWORD=x DB_SYNC_PASSWORD=x)
 env "${PROD_REQUIRED[@]}" "${COMPOSE_CMD[@]}" --env-file "$SCRATCH/empty.env" -f docker-compose.yml -f docker-compose.prod.yml config -q
 # Each required secret, missing alone, stops compose naming it.
 for missing in "${PROD_REQUIRED[@]}"; do
@@ -299,6 +302,26 @@ processed=$(sql "SELECT count(*) FROM processed_data")
 log "raw_data: $raw rows loaded from the simulator; processed_data: $processed normalised"
 [ "$raw" -gt 0 ] && [ "$processed" -gt 0 ] || fail "no rows loaded or normalised"
 [ "$(sql "SELECT count(*) FROM processed_data WHERE inner_id = '$first'")" = 1 ] || fail "offer $first is not in processed_data"
+
+phase "a database role per service"
+[ "$(sql "SELECT count(*) FROM pg_roles WHERE rolname IN ('carfeed_loader', 'carfeed_normalizer', 'carfeed_api', 'carfeed_worker', 'carfeed_sync')")" = 5 ] \
+    || fail "the five service roles are not all there"
+compose logs --no-color migrate >"$SCRATCH/migrate.log"
+[ "$(grep -c "Role carfeed_[a-z]*: generated a password" "$SCRATCH/migrate.log")" = 5 ] \
+    || { cat "$SCRATCH/migrate.log"; fail "migrate did not generate the five role passwords"; }
+logins=$(sql "SELECT string_agg(DISTINCT usename, ',' ORDER BY usename) FROM pg_stat_activity WHERE application_name IN ('loader', 'normalizer', 'api', 'worker')")
+log "the services are logged in as: $logins"
+[[ $logins == *carfeed_api* && $logins == *carfeed_loader* && $logins == *carfeed_normalizer* && $logins == *carfeed_worker* ]] \
+    || fail "not every service logged in as its own role: $logins"
+[[ ,$logins, != *,carfeed,* ]] || fail "a service logged in as the owner: $logins"
+denied() { sql "SET ROLE $1; $2" >"$SCRATCH/denied.log" 2>&1 && return 1; grep -q "permission denied" "$SCRATCH/denied.log"; }
+denied carfeed_api "SELECT 1 FROM raw_data LIMIT 1" || fail "carfeed_api may read raw_data"
+denied carfeed_api "UPDATE processed_data SET mark = mark WHERE false" || fail "carfeed_api may write processed_data"
+denied carfeed_worker "SELECT 1 FROM api_tokens LIMIT 1" || fail "carfeed_worker may read api_tokens"
+denied carfeed_worker "SELECT 1 FROM processed_data LIMIT 1" || fail "carfeed_worker may read processed_data"
+get /api/v1/stats >/dev/null || fail "/api/v1/stats under the api's role"
+[ "$(compose exec -T api stat -c %a /app/db-role/password | tr -d '\r')" = 600 ] || fail "the api's role password file is not mode 0600"
+log "roles: 5 present, each service on its own, the api kept from raw_data and processed_data writes, the worker from tokens and offers"
 
 phase "restart, recreate api: nginx serves"
 restart_start=$(date +%s.%N)
@@ -475,6 +498,7 @@ PROD_HTTPS_PORT=$(free_port)
     echo "SECRET_KEY=$(openssl rand -hex 32)"
     echo "CHE168_BASE_URL=http://che168-sim:8090/api/v2/che168"
     echo "CHE168_API_KEY=sim-key"
+    for role in LOADER NORMALIZER API WORKER SYNC; do echo "DB_${role}_PASSWORD=$(openssl rand -hex 16)"; done
     echo "HTTP_BIND=127.0.0.1"
     echo "HTTP_PORT=$PROD_HTTP_PORT"
     echo "HTTPS_BIND=127.0.0.1"

@@ -30,6 +30,10 @@ fn settings(slots: usize, browser: bool) -> settings::Settings {
         ),
         ("DATABASE_URL".to_owned(), "postgres://unused/db".to_owned()),
         ("CARFEED__WORKER__SLOTS".to_owned(), slots.to_string()),
+        (
+            "CARFEED__WORKER__ALLOW_PRIVATE_TARGETS".to_owned(),
+            "true".to_owned(),
+        ),
         ("CARFEED__WORKER__IDLE_POLL".to_owned(), "20ms".to_owned()),
         (
             "CARFEED__WORKER__BROWSER__ENABLED".to_owned(),

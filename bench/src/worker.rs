@@ -46,6 +46,11 @@ fn settings(slots: usize) -> settings::Settings {
         ),
         ("DATABASE_URL".to_owned(), "postgres://unused/db".to_owned()),
         ("CARFEED__WORKER__SLOTS".to_owned(), slots.to_string()),
+        // The bench's origin and proxies listen on 127.0.0.1.
+        (
+            "CARFEED__WORKER__ALLOW_PRIVATE_TARGETS".to_owned(),
+            "true".to_owned(),
+        ),
         ("CARFEED__WORKER__IDLE_POLL".to_owned(), "20ms".to_owned()),
     ];
     pairs.extend(tried);
@@ -137,8 +142,10 @@ async fn fleet(
     ))
 }
 
-/// The baseline: one connection, autocommit, claim one task, fetch it
-/// through a proxy, save its result, complete it. Tasks/s and
+/// The baseline: one connection, autocommit, claim one (task, proxy) pair
+/// (`claims::claim_pairs`, the worker's claim), fetch it through the
+/// proxy, then save its result, complete it and free the proxy
+/// (`claims::finish_claims`): two transactions per task. Tasks/s and
 /// transactions/task.
 async fn one_by_one(
     db: &BenchDatabase,
@@ -147,7 +154,7 @@ async fn one_by_one(
     tasks: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let pool = &db.pool;
-    reset(pool, &[]).await?;
+    reset(pool, &[proxy_url.to_owned()]).await?;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/b/{i}"))).collect();
     db::tasks::insert(pool, "fetch_url", &targets).await?;
     // As `worker tasks upload` does.
@@ -160,32 +167,33 @@ async fn one_by_one(
     let mut conn = sqlx::postgres::PgConnection::connect(&db.url()).await?;
     let start = Instant::now();
     loop {
-        let Some(task) = db::tasks::acquire_task(&mut conn, worker_id, 1)
-            .await?
-            .pop()
-        else {
+        let Some((task, proxy)) = db::claims::claim_pairs(
+            &mut conn,
+            worker_id,
+            1,
+            &[domain::fleet::TaskKind::FetchUrl],
+        )
+        .await?
+        .pop() else {
             break;
         };
         let body = client.get(&task.target).send().await?.text().await?;
-        let lease = db::tasks::Lease {
-            id: task.id,
-            lease: task.lease,
+        let proxy = db::tasks::Lease {
+            id: proxy.id,
+            lease: proxy.lease,
             worker_id,
         };
-        db::results::save_result(
-            &mut conn,
-            &[db::results::NewResult {
-                task_id: task.id,
-                lease: task.lease,
-                worker_id,
-                status_code: 200,
-                headers: serde_json::json!({}),
-                body: Some(body),
-                body_truncated: false,
-            }],
-        )
-        .await?;
-        db::tasks::mark_task_completed(&mut conn, &[lease], &["ok"]).await?;
+        let result = db::results::NewResult {
+            task_id: task.id,
+            lease: task.lease,
+            worker_id,
+            status_code: 200,
+            headers: serde_json::json!({}),
+            body: Some(body.into_bytes()),
+            body_truncated: false,
+        };
+        db::claims::finish_claims(&mut conn, &[result], &[], &[proxy], db::claims::Flush::Wait)
+            .await?;
     }
     let rate = per_second(tasks, start.elapsed());
     conn.close().await?;

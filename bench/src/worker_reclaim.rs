@@ -26,6 +26,7 @@ const RECLAIM_SETTINGS: &[(&str, &str)] = &[
     ("CARFEED__WORKER__CLEANUP__INTERVAL", "5s"),
     ("CARFEED__WORKER__CLEANUP__IN_WORKER", "true"),
     ("CARFEED__WORKER__SLOTS", "4"),
+    ("CARFEED__WORKER__ALLOW_PRIVATE_TARGETS", "true"),
     ("CARFEED__WORKER__IDLE_POLL", "100ms"),
     ("CARFEED__LOG__LEVEL", "warn"),
 ];

@@ -1,9 +1,10 @@
 //! A worker's claim: tasks and the proxies to fetch them through, taken
-//! together. `tasks::acquire_task` and `proxies::acquire_proxy` take one
-//! table each; the worker's hot path uses `claim_pairs`, which takes both in
-//! a single statement, so a claim costs one round trip and one commit; and
-//! `finish_claims` ends the common outcomes of claims in one statement too.
+//! together. `claim_pairs` takes both in a single statement, so a claim
+//! costs one round trip and one commit; `finish_claims` ends the common
+//! outcomes of claims (and frees proxies) in one statement too. This is the
+//! only claim path.
 
+use domain::fleet::TaskKind;
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 
@@ -32,8 +33,9 @@ pub async fn claim_pairs(
     db: impl PgExecutor<'_>,
     worker_id: i64,
     limit: i64,
-    kinds: &[&str],
+    kinds: &[TaskKind],
 ) -> Result<Vec<(ClaimedTask, ClaimedProxy)>, DbError> {
+    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
     let rows: Vec<PairRow> = sqlx::query_as(CLAIM_PAIRS_SQL)
         .bind(worker_id)
         .bind(limit)
@@ -72,6 +74,9 @@ pub enum Flush {
     DontWait,
 }
 
+/// The content columns of saved pages: headers, bodies, truncated flags.
+type Content<'a> = (Vec<&'a Value>, Vec<Option<&'a [u8]>>, Vec<bool>);
+
 /// The common end of claims, in one statement: tasks that gave a page
 /// (`fetched`, with their results) or a 404 (`not_found`) are completed
 /// while their lease holds, and only those get their result saved; the
@@ -89,7 +94,7 @@ pub async fn finish_claims(
         return Ok(Finished::default());
     }
     let mut page: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i32>) = Default::default();
-    let mut content: (Vec<&Value>, Vec<Option<&str>>, Vec<bool>) = Default::default();
+    let mut content: Content<'_> = Default::default();
     for r in fetched {
         page.0.push(r.task_id);
         page.1.push(r.lease);

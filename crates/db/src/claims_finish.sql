@@ -3,12 +3,12 @@
 -- ($8..$10) are completed when their lease still holds (same lease number,
 -- same worker), and only those get their result saved (the completion's
 -- row lock is the fence); the proxies $11..$13 are freed under their
--- leases; each worker's completed count goes up by what it completed. $14:
+-- leases (they answered: their faults in a row start again from 0); each worker's completed count goes up by what it completed. $14:
 -- commit without waiting for the WAL flush (set for the statement's own
 -- transaction, or the caller's).
 WITH page AS (
     SELECT *
-      FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::jsonb[], $6::text[], $7::bool[])
+      FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::jsonb[], $6::bytea[], $7::bool[])
            AS r(task_id, lease, worker_id, status_code, headers, body, truncated)
 ),
 ended AS (
@@ -37,7 +37,7 @@ saved AS (
            fetched_at = now(), saves = results.saves + 1
 ),
 freed AS (
-    UPDATE proxies AS p SET status = 'free', worker_id = NULL
+    UPDATE proxies AS p SET status = 'free', worker_id = NULL, faults = 0
       FROM UNNEST($11::bigint[], $12::bigint[], $13::bigint[]) AS c(id, lease, worker_id)
      WHERE p.id = c.id AND p.lease = c.lease AND p.worker_id = c.worker_id
        AND p.status = 'in_use'

@@ -13,6 +13,7 @@ pub mod commit;
 pub mod copy;
 mod error;
 pub mod initial_pages;
+pub mod isolate;
 pub mod load_state;
 pub mod offers;
 pub mod operations;

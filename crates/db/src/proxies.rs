@@ -1,16 +1,24 @@
-//! `proxies`: the fleet's outbound addresses, `free | in_use | blocked`.
-//! Claimed like tasks (`FOR UPDATE SKIP LOCKED`, a lease per claim); a
-//! release or block quoting a lease that was taken away changes nothing.
+//! `proxies`: the fleet's outbound addresses, `free | in_use | blocked |
+//! cooldown`. Claimed like tasks (`FOR UPDATE SKIP LOCKED`, a lease per
+//! claim); a release or block quoting a lease that was taken away changes
+//! nothing. `url` holds the credentials: show it only through
+//! `domain::fleet::ProxyUrl` (or `redact_line`), which masks them.
 
 use std::time::Duration;
 
+use domain::fleet::ProxyStatus;
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::tasks::Lease;
 use crate::DbError;
 
 /// Status words operators and scripts read.
-pub const STATUSES: [&str; 3] = ["free", "in_use", "blocked"];
+pub const STATUSES: [&str; 4] = [
+    ProxyStatus::Free.as_str(),
+    ProxyStatus::InUse.as_str(),
+    ProxyStatus::Blocked.as_str(),
+    ProxyStatus::Cooldown.as_str(),
+];
 
 /// One claimed proxy: its URL (`scheme://[user:pass@]host:port`) and lease.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -29,52 +37,6 @@ pub async fn insert(db: impl PgExecutor<'_>, urls: &[String]) -> Result<u64, DbE
     )
     .bind(urls)
     .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-/// Claims up to `limit` free proxies for `worker_id`, least recently used
-/// first, in one statement.
-pub async fn acquire_proxy(
-    conn: &mut PgConnection,
-    worker_id: i64,
-    limit: i64,
-) -> Result<Vec<ClaimedProxy>, DbError> {
-    let rows = sqlx::query_as(
-        "WITH picked AS (
-            SELECT id FROM proxies WHERE status = 'free'
-             ORDER BY last_used_at NULLS FIRST, id
-             LIMIT $2
-               FOR UPDATE SKIP LOCKED)
-         UPDATE proxies AS p
-            SET status = 'in_use', worker_id = $1, lease = next_lease(p.lease),
-                last_used_at = now(), uses = p.uses + 1
-           FROM picked WHERE p.id = picked.id
-         RETURNING p.id, p.url, p.lease",
-    )
-    .bind(worker_id)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows)
-}
-
-/// Frees claimed proxies. Returns how many leases were still current.
-pub async fn release_proxy(conn: &mut PgConnection, leases: &[Lease]) -> Result<u64, DbError> {
-    if leases.is_empty() {
-        return Ok(0);
-    }
-    let (ids, numbers, workers) = crate::tasks::split(leases);
-    let done = sqlx::query(
-        "UPDATE proxies AS p SET status = 'free', worker_id = NULL
-           FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS c(id, lease, worker_id)
-          WHERE p.id = c.id AND p.lease = c.lease AND p.worker_id = c.worker_id
-            AND p.status = 'in_use'",
-    )
-    .bind(ids)
-    .bind(numbers)
-    .bind(workers)
-    .execute(conn)
     .await?;
     Ok(done.rows_affected())
 }
@@ -105,6 +67,72 @@ pub async fn mark_proxy_blocked(
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Cools claimed proxies down: each failed itself (`reasons`: a 407, an
+/// unreachable proxy, a failed CONNECT). It rests `base` doubled for each
+/// fault in a row before this one, at most `cap`; a good answer resets the
+/// count (`claims::finish_claims`). Returns how many leases were current.
+pub async fn cool_down(
+    conn: &mut PgConnection,
+    leases: &[Lease],
+    reasons: &[String],
+    base: Duration,
+    cap: Duration,
+) -> Result<u64, DbError> {
+    if leases.is_empty() {
+        return Ok(0);
+    }
+    let (ids, numbers, workers) = crate::tasks::split(leases);
+    let done = sqlx::query(
+        "UPDATE proxies AS p
+            SET status = 'cooldown', worker_id = NULL, faults = p.faults + 1,
+                total_faults = p.total_faults + 1, last_fault = c.reason,
+                blocked_until = now() + make_interval(secs => least($6, $5 * power(2, least(p.faults, 30))))
+           FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS c(id, lease, worker_id, reason)
+          WHERE p.id = c.id AND p.lease = c.lease AND p.worker_id = c.worker_id
+            AND p.status = 'in_use'",
+    )
+    .bind(ids)
+    .bind(numbers)
+    .bind(workers)
+    .bind(reasons)
+    .bind(base.as_secs_f64())
+    .bind(cap.as_secs_f64())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A proxy resting (blocked by a site, or cooling down after its own
+/// faults), as `worker status` shows it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Resting {
+    pub id: i64,
+    /// As stored, credentials included: mask it before showing it.
+    pub url: String,
+    #[sqlx(try_from = "String")]
+    pub status: ProxyStatus,
+    /// Faults in a row (what the next cooldown doubles from).
+    pub faults: i32,
+    pub total_faults: i64,
+    pub blocks: i64,
+    pub seconds_left: f64,
+    pub last_fault: Option<String>,
+}
+
+/// Resting proxies, the longest rest first (at most `limit`).
+pub async fn resting(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Resting>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT id, url, status, faults, total_faults, blocks,
+                greatest(0, extract(epoch FROM blocked_until - now()))::float8 AS seconds_left,
+                last_fault
+           FROM proxies WHERE status IN ('blocked', 'cooldown')
+          ORDER BY blocked_until DESC NULLS LAST, id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
 }
 
 /// Every proxy `worker_id` holds, except the ids in `keep`, is free again,
@@ -138,11 +166,11 @@ pub async fn free_from_dead(db: impl PgExecutor<'_>) -> Result<u64, DbError> {
     Ok(done.rows_affected())
 }
 
-/// Cleanup: blocked proxies whose cooldown has passed are free again.
+/// Cleanup: blocked and cooling proxies whose time is up are free again.
 pub async fn unblock_expired(db: impl PgExecutor<'_>) -> Result<u64, DbError> {
     let done = sqlx::query(
         "UPDATE proxies SET status = 'free', blocked_until = NULL
-          WHERE status = 'blocked' AND blocked_until <= now()",
+          WHERE status IN ('blocked', 'cooldown') AND blocked_until <= now()",
     )
     .execute(db)
     .await?;

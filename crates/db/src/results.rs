@@ -18,7 +18,8 @@ pub struct NewResult {
     pub worker_id: i64,
     pub status_code: i32,
     pub headers: Value,
-    pub body: Option<String>,
+    /// The body's bytes as they came (`bytea`, migration 0013).
+    pub body: Option<Vec<u8>>,
     pub body_truncated: bool,
 }
 
@@ -128,7 +129,9 @@ pub struct ResultRow {
     pub target: String,
     pub status_code: i32,
     pub headers: Value,
-    pub body: Option<String>,
+    /// The body's bytes; exports write it as text or base64 (`body_encoding`).
+    #[serde(skip)]
+    pub body: Option<Vec<u8>>,
     pub body_truncated: bool,
     pub worker_id: i64,
     pub fetched_at: DateTime<Utc>,

@@ -5,7 +5,7 @@
 -- `saves` counted up, never a second row.
 INSERT INTO results (task_id, kind, target, worker_id, lease, status_code, headers, body, body_truncated)
 SELECT t.id, t.kind, t.target, r.worker_id, r.lease, r.status_code, r.headers, r.body, r.truncated
-  FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::jsonb[], $6::text[], $7::bool[])
+  FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::jsonb[], $6::bytea[], $7::bool[])
        AS r(task_id, lease, worker_id, status_code, headers, body, truncated)
   JOIN tasks AS t ON t.id = r.task_id AND t.lease = r.lease AND t.worker_id = r.worker_id
                  AND t.status = 'running'

@@ -1,25 +1,37 @@
-//! `tasks`: what the worker fleet fetches. A claim (`acquire_task`) flips
-//! pending rows to running with `FOR UPDATE SKIP LOCKED`, names the worker
-//! and bumps the lease; every later write about the claim is fenced by that
-//! lease, so a claim cleanup took away writes nothing (see the migration).
+//! `tasks`: what the worker fleet fetches. A claim (`claims::claim_pairs`)
+//! flips pending rows to running with `FOR UPDATE SKIP LOCKED`, names the
+//! worker and bumps the lease; every later write about the claim is fenced
+//! by that lease, so a claim cleanup took away writes nothing (see the
+//! migration).
 
 use std::time::Duration;
 
+use domain::fleet::{TaskKind, TaskStatus};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::DbError;
 
 /// Status words operators and scripts read.
-pub const STATUSES: [&str; 4] = ["pending", "running", "completed", "failed"];
+pub const STATUSES: [&str; 4] = [
+    TaskStatus::Pending.as_str(),
+    TaskStatus::Running.as_str(),
+    TaskStatus::Completed.as_str(),
+    TaskStatus::Failed.as_str(),
+];
 /// Task kinds: `offer_refresh` (target: an inner_id), `fetch_url` (a URL),
 /// `render_url` (a URL rendered by a browser worker, migration 0010).
-pub const KINDS: [&str; 3] = ["offer_refresh", "fetch_url", "render_url"];
+pub const KINDS: [&str; 3] = [
+    TaskKind::OfferRefresh.as_str(),
+    TaskKind::FetchUrl.as_str(),
+    TaskKind::RenderUrl.as_str(),
+];
 
 /// One claimed task, with the lease every later write must quote.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ClaimedTask {
     pub id: i64,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: TaskKind,
     pub target: String,
     pub lease: i64,
     pub attempts: i32,
@@ -95,37 +107,6 @@ pub async fn insert_with_params(
     Ok(done.rows_affected())
 }
 
-/// The one-task-at-a-time claim ($1 worker, $2 most tasks, $3 kinds), for
-/// `EXPLAIN`.
-pub const ACQUIRE_SQL: &str = include_str!("tasks_acquire.sql");
-
-/// Claims up to `limit` pending tasks whose backoff has passed, oldest first,
-/// for `worker_id`, in one statement. Rows other claimers hold are skipped.
-pub async fn acquire_task(
-    conn: &mut PgConnection,
-    worker_id: i64,
-    limit: i64,
-) -> Result<Vec<ClaimedTask>, DbError> {
-    acquire_task_of(conn, worker_id, limit, &KINDS).await
-}
-
-/// `acquire_task` for the given kinds only (a worker without a browser
-/// never claims `render_url`).
-pub async fn acquire_task_of(
-    conn: &mut PgConnection,
-    worker_id: i64,
-    limit: i64,
-    kinds: &[&str],
-) -> Result<Vec<ClaimedTask>, DbError> {
-    let rows = sqlx::query_as(ACQUIRE_SQL)
-        .bind(worker_id)
-        .bind(limit)
-        .bind(kinds)
-        .fetch_all(conn)
-        .await?;
-    Ok(rows)
-}
-
 /// `leases` as the columns the fencing statements unnest: ids, lease
 /// numbers, workers.
 pub(crate) fn split(leases: &[Lease]) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
@@ -138,44 +119,24 @@ pub(crate) fn split(leases: &[Lease]) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
     columns
 }
 
-/// Completes claims with their outcome (`ok`, `not_found`). Returns the ids
-/// whose lease was still current: the others were taken away and are left
-/// alone (the caller logs them).
-pub async fn mark_task_completed(
-    conn: &mut PgConnection,
-    leases: &[Lease],
-    outcomes: &[&str],
-) -> Result<Vec<i64>, DbError> {
-    // Batches are often empty: no round trip for nothing.
-    if leases.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (ids, numbers, workers) = split(leases);
-    let done = sqlx::query_scalar(
-        "UPDATE tasks AS t
-            SET status = 'completed', outcome = c.outcome, finished_at = now(),
-                worker_id = NULL, last_error = NULL
-           FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])
-                AS c(id, lease, worker_id, outcome)
-          WHERE t.id = c.id AND t.lease = c.lease AND t.worker_id = c.worker_id
-            AND t.status = 'running'
-      RETURNING t.id",
-    )
-    .bind(ids)
-    .bind(numbers)
-    .bind(workers)
-    .bind(outcomes)
-    .fetch_all(conn)
-    .await?;
-    Ok(done)
-}
-
 /// How a task's retries are spaced and bounded.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryRule {
     pub max_attempts: i32,
     pub backoff: Duration,
     pub backoff_max: Duration,
+}
+
+/// Rows of (id, status word) as (id, status).
+fn with_status(rows: Vec<(i64, String)>) -> Result<Vec<(i64, TaskStatus)>, DbError> {
+    rows.into_iter()
+        .map(|(id, word)| {
+            let status = word
+                .parse()
+                .map_err(|e| DbError::Sqlx(sqlx::Error::Decode(Box::new(e))))?;
+            Ok((id, status))
+        })
+        .collect()
 }
 
 /// Counts one failed try (5xx, timeout) against each claim: the task goes
@@ -186,7 +147,7 @@ pub async fn increment_task_attempts(
     leases: &[Lease],
     errors: &[String],
     rule: RetryRule,
-) -> Result<Vec<(i64, String)>, DbError> {
+) -> Result<Vec<(i64, TaskStatus)>, DbError> {
     if leases.is_empty() {
         return Ok(Vec::new());
     }
@@ -201,7 +162,72 @@ pub async fn increment_task_attempts(
         .bind(rule.backoff_max.as_secs_f64())
         .fetch_all(conn)
         .await?;
-    Ok(rows)
+    with_status(rows)
+}
+
+/// A site refused a claim's proxy (`proxy_id`; `reason`: the status or
+/// block page). The proxy joins the task's `blocked_by`; the task goes back
+/// to pending at once, without an attempt, until `max_blocks` distinct
+/// proxies blocked it: then it fails, "blocked by N proxies". Returns (id,
+/// new status) for current leases.
+pub async fn block(
+    conn: &mut PgConnection,
+    leases: &[Lease],
+    proxy_ids: &[i64],
+    reasons: &[String],
+    max_blocks: i32,
+) -> Result<Vec<(i64, TaskStatus)>, DbError> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, numbers, workers) = split(leases);
+    let rows = sqlx::query_as(include_str!("tasks_block.sql"))
+        .bind(ids)
+        .bind(numbers)
+        .bind(workers)
+        .bind(proxy_ids)
+        .bind(reasons)
+        .bind(max_blocks)
+        .fetch_all(conn)
+        .await?;
+    with_status(rows)
+}
+
+/// A claim's proxy failed itself (`reasons`): the task goes back to pending
+/// at once, without an attempt, for another proxy; after `max_rotations`
+/// such returns it fails. Returns (id, new status) for current leases.
+pub async fn rotate(
+    conn: &mut PgConnection,
+    leases: &[Lease],
+    reasons: &[String],
+    max_rotations: i32,
+) -> Result<Vec<(i64, TaskStatus)>, DbError> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, numbers, workers) = split(leases);
+    let rows = sqlx::query_as(
+        "UPDATE tasks AS t
+            SET rotations = t.rotations + 1, worker_id = NULL, run_after = now(),
+                status = CASE WHEN t.rotations + 1 >= $5 THEN 'failed' ELSE 'pending' END,
+                finished_at = CASE WHEN t.rotations + 1 >= $5 THEN now() END,
+                last_error = CASE WHEN t.rotations + 1 >= $5
+                                  THEN 'sent back by ' || (t.rotations + 1) || ' proxy faults (last: ' || c.reason || ')'
+                                  ELSE c.reason END
+           FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])
+                AS c(id, lease, worker_id, reason)
+          WHERE t.id = c.id AND t.lease = c.lease AND t.worker_id = c.worker_id
+            AND t.status = 'running'
+      RETURNING t.id, t.status",
+    )
+    .bind(ids)
+    .bind(numbers)
+    .bind(workers)
+    .bind(reasons)
+    .bind(max_rotations)
+    .fetch_all(conn)
+    .await?;
+    with_status(rows)
 }
 
 /// Puts claims back to pending at once without counting a try (the proxy
@@ -271,25 +297,33 @@ pub async fn rescue_from_dead(db: impl PgExecutor<'_>) -> Result<u64, DbError> {
     Ok(done.rows_affected())
 }
 
-/// Cleanup: deletes up to `batch` finished tasks older than `older_than`
-/// (queue tables bloat otherwise). Returns how many; call until below batch.
+/// Cleanup: deletes up to `batch` finished tasks older than `older_than`,
+/// with their results (queue tables bloat otherwise, and results are kept
+/// as long as their tasks). Returns how many tasks; call until below batch.
 pub async fn purge_finished(
     db: impl PgExecutor<'_>,
     older_than: Duration,
     batch: i64,
 ) -> Result<u64, DbError> {
-    let done = sqlx::query(
-        "DELETE FROM tasks WHERE id IN (
-            SELECT id FROM tasks
-             WHERE status IN ('completed', 'failed')
-               AND finished_at < now() - make_interval(secs => $1)
-             LIMIT $2)",
+    let purged: i64 = sqlx::query_scalar(
+        "WITH gone AS (
+            DELETE FROM tasks WHERE id IN (
+                SELECT id FROM tasks
+                 WHERE status IN ('completed', 'failed')
+                   AND finished_at < now() - make_interval(secs => $1)
+                 LIMIT $2)
+            RETURNING id
+         ),
+         results_gone AS (
+            DELETE FROM results WHERE task_id IN (SELECT id FROM gone)
+         )
+         SELECT count(*) FROM gone",
     )
     .bind(older_than.as_secs_f64())
     .bind(batch)
-    .execute(db)
+    .fetch_one(db)
     .await?;
-    Ok(done.rows_affected())
+    Ok(purged as u64)
 }
 
 /// Task count per status word (every status listed, zero included).

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use domain::fleet::WorkerStatus;
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::DbError;
@@ -28,28 +29,52 @@ pub async fn register(
     Ok(id)
 }
 
-/// Records a heartbeat if the worker is alive. Returns the row's status
-/// word: `alive` when recorded; `dead` when cleanup declared it dead and
-/// took what it held; `stopped` when it ended cleanly; `None` when the row
-/// is gone (purged). Two statements: after waiting on the row's lock the
-/// UPDATE sees the newest status, a snapshot taken before would not.
+/// How a worker's writes are doing, as a heartbeat reports it (seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WriteAges {
+    /// Since the completer last wrote outcomes (`None`: never yet).
+    pub last_write: Option<f64>,
+    /// Since the oldest finished slot still waiting for its write finished
+    /// (`None`: none waits).
+    pub oldest_unwritten: Option<f64>,
+}
+
+/// Records a heartbeat (and the write ages) if the worker is alive.
+/// Returns the row's status: `Alive` when recorded; `Dead` when cleanup
+/// declared it dead and took what it held; `Stopped` when it ended cleanly;
+/// `None` when the row is gone (purged). Two statements: after waiting on
+/// the row's lock the UPDATE sees the newest status, a snapshot taken
+/// before would not.
 pub async fn update_heartbeat(
     conn: &mut PgConnection,
     worker_id: i64,
-) -> Result<Option<String>, DbError> {
-    let done =
-        sqlx::query("UPDATE workers SET last_heartbeat = now() WHERE id = $1 AND status = 'alive'")
-            .bind(worker_id)
-            .execute(&mut *conn)
-            .await?;
+    ages: WriteAges,
+) -> Result<Option<WorkerStatus>, DbError> {
+    let done = sqlx::query(
+        "UPDATE workers
+            SET last_heartbeat = now(),
+                last_write_at = now() - make_interval(secs => $2),
+                unwritten_since = now() - make_interval(secs => $3)
+          WHERE id = $1 AND status = 'alive'",
+    )
+    .bind(worker_id)
+    .bind(ages.last_write)
+    .bind(ages.oldest_unwritten)
+    .execute(&mut *conn)
+    .await?;
     if done.rows_affected() == 1 {
-        return Ok(Some("alive".to_owned()));
+        return Ok(Some(WorkerStatus::Alive));
     }
-    let status = sqlx::query_scalar("SELECT status FROM workers WHERE id = $1")
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM workers WHERE id = $1")
         .bind(worker_id)
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(status)
+    status
+        .map(|word| {
+            word.parse()
+                .map_err(|e| DbError::Sqlx(sqlx::Error::Decode(Box::new(e))))
+        })
+        .transpose()
 }
 
 /// What a batch of finished slots adds to a worker's counters.
@@ -132,12 +157,17 @@ pub async fn purge_ended(db: impl PgExecutor<'_>, older_than: Duration) -> Resul
 pub struct WorkerRow {
     pub id: i64,
     pub name: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: WorkerStatus,
     pub slots: i32,
     pub started_at: DateTime<Utc>,
     pub last_heartbeat: DateTime<Utc>,
     /// Seconds since the last heartbeat, by the database's clock.
     pub heartbeat_age: f64,
+    /// Seconds since its completer last wrote outcomes (as of its last beat).
+    pub last_write_age: Option<f64>,
+    /// Seconds its oldest finished slot has waited for its write.
+    pub unwritten_age: Option<f64>,
     pub tasks_completed: i64,
     pub tasks_failed: i64,
 }
@@ -147,6 +177,8 @@ pub async fn list_recent(db: impl PgExecutor<'_>) -> Result<Vec<WorkerRow>, DbEr
     let rows = sqlx::query_as(
         "SELECT id, name, status, slots, started_at, last_heartbeat,
                 extract(epoch FROM now() - last_heartbeat)::float8 AS heartbeat_age,
+                extract(epoch FROM now() - last_write_at)::float8 AS last_write_age,
+                extract(epoch FROM now() - unwritten_since)::float8 AS unwritten_age,
                 tasks_completed, tasks_failed
            FROM workers
           WHERE status = 'alive' OR ended_at > now() - interval '1 day'

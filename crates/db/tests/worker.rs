@@ -1,6 +1,7 @@
 //! The worker fleet's db functions (tasks, proxies, workers, results), each
 //! against a real Postgres: claims, the lease fence, retries, cleanup.
 
+use domain::fleet::{TaskKind, WorkerStatus};
 use std::time::Duration;
 
 use db::proxies;
@@ -30,6 +31,26 @@ fn result(task: &tasks::ClaimedTask, worker_id: i64) -> NewResult {
         body: Some("ok".into()),
         body_truncated: false,
     }
+}
+
+/// Claims up to `n` due tasks for `w` the way the worker does
+/// (`claims::claim_pairs`: each with a free proxy).
+async fn claim(pool: &PgPool, w: i64, n: i64) -> Vec<tasks::ClaimedTask> {
+    db::claims::claim_pairs(pool, w, n, TaskKind::ALL)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// A task row as a claim returns it.
+async fn claimed_row(pool: &PgPool, id: i64) -> tasks::ClaimedTask {
+    sqlx::query_as("SELECT id, kind, target, lease, attempts, params FROM tasks WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 async fn status_of(pool: &PgPool, id: i64) -> (String, i64, i32) {
@@ -63,45 +84,17 @@ async fn uploading_the_same_task_twice_stores_it_once(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
-async fn two_concurrent_claimers_never_get_the_same_task(pool: PgPool) {
-    let w = worker(&pool).await;
-    tasks::insert(&pool, "fetch_url", &targets(10))
-        .await
-        .unwrap();
-    let mut first = pool.begin().await.unwrap();
-    let a = tasks::acquire_task(&mut first, w, 4).await.unwrap();
-    // The first claim is not committed: its rows are locked and skipped.
-    let mut second = pool.begin().await.unwrap();
-    let b = tasks::acquire_task(&mut second, w, 100).await.unwrap();
-    first.commit().await.unwrap();
-    second.commit().await.unwrap();
-    assert_eq!((a.len(), b.len()), (4, 6));
-    let mut ids: Vec<i64> = a.iter().chain(&b).map(|t| t.id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), 10);
-    assert!(
-        a.iter().chain(&b).all(|t| t.lease > 0),
-        "each claim took a lease"
-    );
-    let mut conn = pool.acquire().await.unwrap();
-    assert!(tasks::acquire_task(&mut conn, w, 5)
-        .await
-        .unwrap()
-        .is_empty());
-}
-
-#[sqlx::test(migrator = "db::MIGRATOR")]
 async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: PgPool) {
+    use db::claims::{finish_claims, Flush};
     let w = worker(&pool).await;
     tasks::insert(&pool, "fetch_url", &targets(1))
         .await
         .unwrap();
-    let mut conn = pool.acquire().await.unwrap();
-    let old = tasks::acquire_task(&mut conn, w, 1)
+    proxies::insert(&pool, &["http://p:1".into()])
         .await
-        .unwrap()
-        .remove(0);
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let old = claim(&pool, w, 1).await.remove(0);
     // Cleanup takes the claim away (the worker died), another worker claims.
     sqlx::query("UPDATE workers SET last_heartbeat = now() - interval '1 hour'")
         .execute(&pool)
@@ -109,11 +102,9 @@ async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: 
         .unwrap();
     assert_eq!(workers::mark_stale_dead(&pool).await.unwrap(), vec![w]);
     assert_eq!(tasks::rescue_from_dead(&pool).await.unwrap(), 1);
+    assert_eq!(proxies::free_from_dead(&pool).await.unwrap(), 1);
     let w2 = worker(&pool).await;
-    let new = tasks::acquire_task(&mut conn, w2, 1)
-        .await
-        .unwrap()
-        .remove(0);
+    let new = claim(&pool, w2, 1).await.remove(0);
     assert_eq!(new.id, old.id);
     assert!(new.lease > old.lease);
 
@@ -126,10 +117,10 @@ async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: 
         .await
         .unwrap()
         .is_empty());
-    assert!(tasks::mark_task_completed(&mut conn, &[late], &["ok"])
+    let ended = finish_claims(&mut conn, &[result(&old, w)], &[late], &[], Flush::Wait)
         .await
-        .unwrap()
-        .is_empty());
+        .unwrap();
+    assert!(ended.fetched.is_empty() && ended.gone.is_empty());
     assert!(
         tasks::increment_task_attempts(&mut conn, &[late], &["x".into()], rule(3))
             .await
@@ -138,23 +129,10 @@ async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: 
     );
     assert_eq!(results::count(&pool).await.unwrap(), 0);
 
-    let current = Lease {
-        id: new.id,
-        lease: new.lease,
-        worker_id: w2,
-    };
-    assert_eq!(
-        results::save_result(&mut conn, &[result(&new, w2)])
-            .await
-            .unwrap(),
-        vec![new.id]
-    );
-    assert_eq!(
-        tasks::mark_task_completed(&mut conn, &[current], &["ok"])
-            .await
-            .unwrap(),
-        vec![new.id]
-    );
+    let done = finish_claims(&mut conn, &[result(&new, w2)], &[], &[], Flush::Wait)
+        .await
+        .unwrap();
+    assert_eq!(done.fetched, vec![new.id]);
     assert_eq!(status_of(&pool, new.id).await.0, "completed");
     let (worker_id, saves): (i64, i32) = sqlx::query_as("SELECT worker_id, saves FROM results")
         .fetch_one(&pool)
@@ -169,19 +147,17 @@ async fn saving_a_result_again_under_a_newer_lease_updates_the_row(pool: PgPool)
     tasks::insert(&pool, "fetch_url", &targets(1))
         .await
         .unwrap();
-    let mut conn = pool.acquire().await.unwrap();
-    let first = tasks::acquire_task(&mut conn, w, 1)
+    proxies::insert(&pool, &["http://p:1".into()])
         .await
-        .unwrap()
-        .remove(0);
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let first = claim(&pool, w, 1).await.remove(0);
     results::save_result(&mut conn, &[result(&first, w)])
         .await
         .unwrap();
     tasks::hand_back(&pool, w, &[]).await.unwrap();
-    let second = tasks::acquire_task(&mut conn, w, 1)
-        .await
-        .unwrap()
-        .remove(0);
+    proxies::hand_back(&pool, w, &[]).await.unwrap();
+    let second = claim(&pool, w, 1).await.remove(0);
     let mut again = result(&second, w);
     again.status_code = 201;
     results::save_result(&mut conn, &[again]).await.unwrap();
@@ -207,16 +183,24 @@ async fn a_failing_task_backs_off_then_fails_with_its_last_error(pool: PgPool) {
     tasks::insert(&pool, "fetch_url", &targets(1))
         .await
         .unwrap();
+    proxies::insert(&pool, &["http://p:1".into()])
+        .await
+        .unwrap();
     let mut conn = pool.acquire().await.unwrap();
     for attempt in 1..=3 {
         sqlx::query("UPDATE tasks SET run_after = now()")
             .execute(&pool)
             .await
             .unwrap();
-        let t = tasks::acquire_task(&mut conn, w, 1)
+        let (t, proxy) = claim_leases(&pool, w, 1).await.remove(0);
+        let t = tasks::ClaimedTask {
+            id: t.id,
+            lease: t.lease,
+            ..claimed_row(&pool, t.id).await
+        };
+        db::claims::finish_claims(&mut conn, &[], &[], &[proxy], db::claims::Flush::Wait)
             .await
-            .unwrap()
-            .remove(0);
+            .unwrap();
         assert_eq!(t.attempts, attempt - 1);
         let lease = Lease {
             id: t.id,
@@ -232,13 +216,10 @@ async fn a_failing_task_backs_off_then_fails_with_its_last_error(pool: PgPool) {
         .await
         .unwrap();
         let expected = if attempt < 3 { "pending" } else { "failed" };
-        assert_eq!(done, vec![(t.id, expected.to_owned())]);
+        assert_eq!(done, vec![(t.id, expected.parse().unwrap())]);
         if attempt < 3 {
             // Backing off: not claimable yet, waiting 10 s then 15 s (capped).
-            assert!(tasks::acquire_task(&mut conn, w, 1)
-                .await
-                .unwrap()
-                .is_empty());
+            assert!(claim(&pool, w, 1).await.is_empty());
             let wait: f64 = sqlx::query_scalar(
                 "SELECT extract(epoch FROM run_after - now())::float8 FROM tasks",
             )
@@ -266,37 +247,42 @@ async fn a_blocked_proxy_rests_until_its_cooldown_then_cleanup_frees_it(pool: Pg
     )
     .await
     .unwrap();
+    tasks::insert(&pool, "fetch_url", &targets(2))
+        .await
+        .unwrap();
     let mut conn = pool.acquire().await.unwrap();
-    let got = proxies::acquire_proxy(&mut conn, w, 5).await.unwrap();
-    assert_eq!(got.len(), 2);
-    let leases: Vec<Lease> = got
-        .iter()
-        .map(|p| Lease {
-            id: p.id,
-            lease: p.lease,
-            worker_id: w,
-        })
+    let leases: Vec<Lease> = claim_leases(&pool, w, 5)
+        .await
+        .into_iter()
+        .map(|(_, p)| p)
         .collect();
+    assert_eq!(leases.len(), 2);
     assert_eq!(
         proxies::mark_proxy_blocked(&mut conn, &leases[..1], Duration::from_secs(3600))
             .await
             .unwrap(),
         1
     );
-    assert_eq!(
-        proxies::release_proxy(&mut conn, &leases[1..])
-            .await
-            .unwrap(),
-        1
-    );
-    // Releasing twice (a late release) changes nothing.
-    assert_eq!(proxies::release_proxy(&mut conn, &leases).await.unwrap(), 0);
+    let release = |leases: Vec<Lease>| {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.acquire().await.unwrap();
+            db::claims::finish_claims(&mut conn, &[], &[], &leases, db::claims::Flush::Wait)
+                .await
+                .unwrap();
+        }
+    };
+    release(leases[1..].to_vec()).await;
+    // Releasing twice (a late release) changes nothing: the blocked one
+    // stays blocked.
+    release(leases.clone()).await;
     assert_eq!(
         proxies::count_by_status(&pool).await.unwrap(),
         vec![
             ("free".into(), 1),
             ("in_use".into(), 0),
-            ("blocked".into(), 1)
+            ("blocked".into(), 1),
+            ("cooldown".into(), 0)
         ]
     );
     assert_eq!(proxies::unblock_expired(&pool).await.unwrap(), 0);
@@ -307,10 +293,10 @@ async fn a_blocked_proxy_rests_until_its_cooldown_then_cleanup_frees_it(pool: Pg
     .await
     .unwrap();
     assert_eq!(proxies::unblock_expired(&pool).await.unwrap(), 1);
-    assert_eq!(
-        proxies::acquire_proxy(&mut conn, w, 5).await.unwrap().len(),
-        2
-    );
+    tasks::insert(&pool, "fetch_url", &["more-1".into(), "more-2".into()])
+        .await
+        .unwrap();
+    assert_eq!(claim_leases(&pool, w, 5).await.len(), 2);
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
@@ -329,13 +315,13 @@ async fn cleanup_frees_what_a_dead_worker_held_and_leaves_the_living_alone(pool:
     .await
     .unwrap();
     let mut conn = pool.acquire().await.unwrap();
-    tasks::acquire_task(&mut conn, dead, 2).await.unwrap();
-    proxies::acquire_proxy(&mut conn, dead, 2).await.unwrap();
-    tasks::acquire_task(&mut conn, alive, 2).await.unwrap();
-    proxies::acquire_proxy(&mut conn, alive, 2).await.unwrap();
+    assert_eq!(claim(&pool, dead, 2).await.len(), 2);
+    assert_eq!(claim(&pool, alive, 2).await.len(), 2);
     assert_eq!(
-        workers::update_heartbeat(&mut conn, dead).await.unwrap(),
-        Some("alive".into())
+        workers::update_heartbeat(&mut conn, dead, Default::default())
+            .await
+            .unwrap(),
+        Some(WorkerStatus::Alive)
     );
     sqlx::query("UPDATE workers SET last_heartbeat = now() - interval '91 seconds' WHERE id = $1")
         .bind(dead)
@@ -344,8 +330,10 @@ async fn cleanup_frees_what_a_dead_worker_held_and_leaves_the_living_alone(pool:
         .unwrap();
     assert_eq!(workers::mark_stale_dead(&pool).await.unwrap(), vec![dead]);
     assert_eq!(
-        workers::update_heartbeat(&mut conn, dead).await.unwrap(),
-        Some("dead".into()),
+        workers::update_heartbeat(&mut conn, dead, Default::default())
+            .await
+            .unwrap(),
+        Some(WorkerStatus::Dead),
         "a dead worker stays dead"
     );
     assert!(
@@ -377,22 +365,30 @@ async fn shutdown_hands_back_tasks_and_proxies_and_marks_the_worker_stopped(pool
     tasks::insert(&pool, "fetch_url", &targets(3))
         .await
         .unwrap();
-    proxies::insert(&pool, &["http://p:1".into()])
-        .await
-        .unwrap();
+    proxies::insert(
+        &pool,
+        &[
+            "http://p:1".into(),
+            "http://p:2".into(),
+            "http://p:3".into(),
+        ],
+    )
+    .await
+    .unwrap();
     let mut conn = pool.acquire().await.unwrap();
-    let claimed = tasks::acquire_task(&mut conn, w, 3).await.unwrap();
-    proxies::acquire_proxy(&mut conn, w, 1).await.unwrap();
+    let claimed = claim(&pool, w, 3).await;
     assert_eq!(tasks::hand_back(&pool, w, &[]).await.unwrap(), 3);
-    assert_eq!(proxies::hand_back(&pool, w, &[]).await.unwrap(), 1);
+    assert_eq!(proxies::hand_back(&pool, w, &[]).await.unwrap(), 3);
     assert!(workers::mark_stopped(&pool, w).await.unwrap());
     assert!(
         !workers::mark_stopped(&pool, w).await.unwrap(),
         "stopped once"
     );
     assert_eq!(
-        workers::update_heartbeat(&mut conn, w).await.unwrap(),
-        Some("stopped".into()),
+        workers::update_heartbeat(&mut conn, w, Default::default())
+            .await
+            .unwrap(),
+        Some(WorkerStatus::Stopped),
         "a stopped worker's heartbeat records nothing"
     );
     let (status, lease, _) = status_of(&pool, claimed[0].id).await;
@@ -410,8 +406,10 @@ async fn finished_tasks_past_retention_are_purged_in_batches(pool: PgPool) {
     tasks::insert(&pool, "fetch_url", &targets(5))
         .await
         .unwrap();
+    let urls: Vec<String> = (0..4).map(|i| format!("http://p{i}:1")).collect();
+    proxies::insert(&pool, &urls).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
-    let claimed = tasks::acquire_task(&mut conn, w, 4).await.unwrap();
+    let claimed = claim(&pool, w, 4).await;
     let leases: Vec<Lease> = claimed
         .iter()
         .map(|t| Lease {
@@ -420,7 +418,7 @@ async fn finished_tasks_past_retention_are_purged_in_batches(pool: PgPool) {
             worker_id: w,
         })
         .collect();
-    tasks::mark_task_completed(&mut conn, &leases, &["ok"; 4])
+    db::claims::finish_claims(&mut conn, &[], &leases, &[], db::claims::Flush::Wait)
         .await
         .unwrap();
     sqlx::query("UPDATE tasks SET finished_at = now() - interval '8 days' WHERE id <> $1")
@@ -466,18 +464,26 @@ async fn handing_back_what_no_slot_holds_keeps_the_claims_named(pool: PgPool) {
     tasks::insert(&pool, "fetch_url", &targets(3))
         .await
         .unwrap();
-    proxies::insert(&pool, &["http://p:1".into(), "http://p:2".into()])
+    proxies::insert(
+        &pool,
+        &[
+            "http://p:1".into(),
+            "http://p:2".into(),
+            "http://p:3".into(),
+        ],
+    )
+    .await
+    .unwrap();
+    let pairs = db::claims::claim_pairs(&pool, w, 3, &[TaskKind::FetchUrl])
         .await
         .unwrap();
-    let mut conn = pool.acquire().await.unwrap();
-    let claimed = tasks::acquire_task(&mut conn, w, 3).await.unwrap();
-    let held = proxies::acquire_proxy(&mut conn, w, 2).await.unwrap();
+    let claimed: Vec<&tasks::ClaimedTask> = pairs.iter().map(|(t, _)| t).collect();
     let keep_task = claimed[0].id;
-    let keep_proxy = held[0].id;
+    let keep_proxy = pairs[0].1.id;
     assert_eq!(tasks::hand_back(&pool, w, &[keep_task]).await.unwrap(), 2);
     assert_eq!(
         proxies::hand_back(&pool, w, &[keep_proxy]).await.unwrap(),
-        1
+        2
     );
     let (status, lease, _) = status_of(&pool, keep_task).await;
     assert_eq!((status.as_str(), lease), ("running", claimed[0].lease));
@@ -512,7 +518,7 @@ async fn a_claim_pairs_each_due_task_of_its_kinds_with_a_free_proxy_and_leaves_t
         .await
         .unwrap();
 
-    let pairs = db::claims::claim_pairs(&pool, w, 8, &["fetch_url"])
+    let pairs = db::claims::claim_pairs(&pool, w, 8, &[TaskKind::FetchUrl])
         .await
         .unwrap();
     assert_eq!(
@@ -522,7 +528,7 @@ async fn a_claim_pairs_each_due_task_of_its_kinds_with_a_free_proxy_and_leaves_t
     );
     assert!(pairs
         .iter()
-        .all(|(t, p)| t.kind == "fetch_url" && t.lease > 0 && p.lease > 0));
+        .all(|(t, p)| t.kind == TaskKind::FetchUrl && t.lease > 0 && p.lease > 0));
     let mut proxy_ids: Vec<i64> = pairs.iter().map(|(_, p)| p.id).collect();
     proxy_ids.dedup();
     assert_eq!(proxy_ids.len(), 2, "one proxy per task");
@@ -549,11 +555,11 @@ async fn a_claim_pairs_each_due_task_of_its_kinds_with_a_free_proxy_and_leaves_t
     let (status, _, _) = status_of(&pool, pairs[0].0.id).await;
     assert_eq!(status, "running");
     // The render_url task waits for a worker with a browser; one proxy is free.
-    assert!(db::claims::claim_pairs(&pool, w, 8, &["fetch_url"])
+    assert!(db::claims::claim_pairs(&pool, w, 8, &[TaskKind::FetchUrl])
         .await
         .unwrap()
         .is_empty());
-    let render = db::claims::claim_pairs(&pool, w, 8, &["fetch_url", "render_url"])
+    let render = db::claims::claim_pairs(&pool, w, 8, &[TaskKind::FetchUrl, TaskKind::RenderUrl])
         .await
         .unwrap();
     assert_eq!(render.len(), 1);
@@ -562,7 +568,7 @@ async fn a_claim_pairs_each_due_task_of_its_kinds_with_a_free_proxy_and_leaves_t
     tasks::insert(&pool, "fetch_url", &["late".to_owned()])
         .await
         .unwrap();
-    assert!(db::claims::claim_pairs(&pool, w, 8, &["fetch_url"])
+    assert!(db::claims::claim_pairs(&pool, w, 8, &[TaskKind::FetchUrl])
         .await
         .unwrap()
         .is_empty());
@@ -584,11 +590,11 @@ async fn concurrent_pair_claims_skip_what_the_other_holds(pool: PgPool) {
         .await
         .unwrap();
     let mut first = pool.begin().await.unwrap();
-    let a = db::claims::claim_pairs(&mut *first, w, 4, &["fetch_url"])
+    let a = db::claims::claim_pairs(&mut *first, w, 4, &[TaskKind::FetchUrl])
         .await
         .unwrap();
     // Not committed yet: its tasks and proxies are locked and skipped.
-    let b = db::claims::claim_pairs(&pool, w, 4, &["fetch_url"])
+    let b = db::claims::claim_pairs(&pool, w, 4, &[TaskKind::FetchUrl])
         .await
         .unwrap();
     first.commit().await.unwrap();
@@ -611,7 +617,9 @@ async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(p
     tasks::insert(&pool, "fetch_url", &targets(4))
         .await
         .unwrap();
-    let pairs = claim_pairs(&pool, w, 4, &["fetch_url"]).await.unwrap();
+    let pairs = claim_pairs(&pool, w, 4, &[TaskKind::FetchUrl])
+        .await
+        .unwrap();
     assert_eq!(pairs.len(), 4);
     let lease = |t: &tasks::ClaimedTask| Lease {
         id: t.id,
@@ -749,7 +757,9 @@ async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
         .await
         .unwrap();
     // An earlier claim, handed back: the rows carry a lease from the clock.
-    let earlier = claim_pairs(&pool, first, 1, &["fetch_url"]).await.unwrap();
+    let earlier = claim_pairs(&pool, first, 1, &[TaskKind::FetchUrl])
+        .await
+        .unwrap();
     let mut conn = pool.acquire().await.unwrap();
     tasks::hand_back(&mut *conn, first, &[]).await.unwrap();
     proxies::hand_back(&mut *conn, first, &[]).await.unwrap();
@@ -757,7 +767,9 @@ async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
     let before: (i64, i64) = sqlx::query_as(leases).fetch_one(&pool).await.unwrap();
     assert_eq!(before, (earlier[0].0.lease + 1, earlier[0].1.lease + 1));
 
-    let forgotten = claim_pairs(&pool, first, 1, &["fetch_url"]).await.unwrap();
+    let forgotten = claim_pairs(&pool, first, 1, &[TaskKind::FetchUrl])
+        .await
+        .unwrap();
     // The crash: the rows are as they were before the claim.
     sqlx::query(
         "UPDATE tasks SET status = 'pending', worker_id = NULL, claimed_at = NULL, lease = $1",
@@ -771,7 +783,9 @@ async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
         .execute(&pool)
         .await
         .unwrap();
-    let again = claim_pairs(&pool, second, 1, &["fetch_url"]).await.unwrap();
+    let again = claim_pairs(&pool, second, 1, &[TaskKind::FetchUrl])
+        .await
+        .unwrap();
     let ((task, proxy), (task_now, proxy_now)) = (&forgotten[0], &again[0]);
     assert_eq!((task.id, proxy.id), (task_now.id, proxy_now.id));
     assert!(
@@ -809,9 +823,10 @@ async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
         .unwrap()
         .is_empty());
     assert!(
-        tasks::mark_task_completed(&mut conn, &[task_late], &["not_found"])
+        finish_claims(&mut conn, &[], &[task_late], &[], Flush::Wait)
             .await
             .unwrap()
+            .gone
             .is_empty()
     );
     assert!(
@@ -826,12 +841,9 @@ async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(
-        proxies::release_proxy(&mut conn, &[proxy_late])
-            .await
-            .unwrap(),
-        0
-    );
+    finish_claims(&mut conn, &[], &[], &[proxy_late], Flush::Wait)
+        .await
+        .unwrap();
     assert_eq!(
         proxies::mark_proxy_blocked(&mut conn, &[proxy_late], Duration::from_secs(60))
             .await
@@ -869,10 +881,7 @@ async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
 async fn claim_plans(pool: &PgPool, worker_id: i64) -> Vec<(String, String)> {
     let mut conn = pool.acquire().await.unwrap();
     let mut plans = Vec::new();
-    for (name, sql) in [
-        ("claim_pairs", db::claims::CLAIM_PAIRS_SQL),
-        ("acquire_task", tasks::ACQUIRE_SQL),
-    ] {
+    for (name, sql) in [("claim_pairs", db::claims::CLAIM_PAIRS_SQL)] {
         sqlx::raw_sql(&format!("PREPARE {name}(bigint, bigint, text[]) AS {sql}"))
             .execute(&mut *conn)
             .await
@@ -913,4 +922,225 @@ async fn after_an_upload_claims_walk_the_pending_index_instead_of_sorting_the_qu
              not read and sort the whole queue:\n{plan}"
         );
     }
+}
+
+/// Claims every due task it can for `w`, each with a free proxy, the way the
+/// worker does; returns the task and proxy leases.
+async fn claim_leases(pool: &PgPool, w: i64, n: i64) -> Vec<(Lease, Lease)> {
+    db::claims::claim_pairs(pool, w, n, TaskKind::ALL)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(t, p)| {
+            (
+                Lease {
+                    id: t.id,
+                    lease: t.lease,
+                    worker_id: w,
+                },
+                Lease {
+                    id: p.id,
+                    lease: p.lease,
+                    worker_id: w,
+                },
+            )
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_task_blocked_through_n_distinct_proxies_fails_without_an_attempt(pool: PgPool) {
+    use domain::fleet::TaskStatus;
+    let w = worker(&pool).await;
+    proxies::insert(&pool, &["http://p1:1".into(), "http://p2:1".into()])
+        .await
+        .unwrap();
+    tasks::insert(&pool, "fetch_url", &targets(1))
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let mut blocked_through = Vec::new();
+    // Blocked twice through the first proxy, then through the second.
+    for round in 0..3 {
+        let (task, proxy) = claim_leases(&pool, w, 1).await.remove(0);
+        blocked_through.push(proxy.id);
+        let done = tasks::block(
+            &mut conn,
+            &[task],
+            &[proxy.id],
+            &["HTTP 403 through the proxy".into()],
+            2,
+        )
+        .await
+        .unwrap();
+        let expected = if round < 2 {
+            TaskStatus::Pending
+        } else {
+            TaskStatus::Failed
+        };
+        assert_eq!(done, vec![(task.id, expected)], "round {round}");
+        // The proxy is freed so that the next round may claim it again.
+        db::claims::finish_claims(&mut conn, &[], &[], &[proxy], db::claims::Flush::Wait)
+            .await
+            .unwrap();
+        if round == 0 {
+            // Round 1 goes through the same proxy again: force it.
+            sqlx::query("UPDATE proxies SET last_used_at = NULL WHERE id = $1")
+                .bind(proxy.id)
+                .execute(&pool)
+                .await
+                .unwrap();
+        } else {
+            sqlx::query(
+                "UPDATE proxies SET last_used_at = now() + interval '1 hour' WHERE id = $1",
+            )
+            .bind(proxy.id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    }
+    assert_eq!(
+        blocked_through[0], blocked_through[1],
+        "the same proxy twice"
+    );
+    assert_ne!(blocked_through[1], blocked_through[2]);
+    let (status, attempts, error, blocked_by): (String, i32, String, Vec<i64>) =
+        sqlx::query_as("SELECT status, attempts, last_error, blocked_by FROM tasks")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("failed", 0));
+    assert_eq!(blocked_by.len(), 2, "distinct proxies only: {blocked_by:?}");
+    assert_eq!(
+        error,
+        "blocked by 2 proxies (last: HTTP 403 through the proxy)"
+    );
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_proxy_that_fails_itself_cools_down_longer_each_time_and_its_task_moves_on_free(
+    pool: PgPool,
+) {
+    use domain::fleet::TaskStatus;
+    let w = worker(&pool).await;
+    proxies::insert(&pool, &["http://p1:1".into()])
+        .await
+        .unwrap();
+    tasks::insert(&pool, "fetch_url", &targets(1))
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let base = Duration::from_secs(30);
+    let cap = Duration::from_secs(100);
+    let mut rests = Vec::new();
+    for round in 0..4 {
+        let (task, proxy) = claim_leases(&pool, w, 1).await.remove(0);
+        let reason = "the proxy wants credentials (HTTP 407)".to_owned();
+        let moved = tasks::rotate(&mut conn, &[task], std::slice::from_ref(&reason), 4)
+            .await
+            .unwrap();
+        let expected = if round < 3 {
+            TaskStatus::Pending
+        } else {
+            TaskStatus::Failed
+        };
+        assert_eq!(moved, vec![(task.id, expected)]);
+        assert_eq!(
+            proxies::cool_down(&mut conn, &[proxy], &[reason], base, cap)
+                .await
+                .unwrap(),
+            1
+        );
+        let rest: f64 = sqlx::query_scalar(
+            "SELECT extract(epoch FROM blocked_until - now())::float8 FROM proxies WHERE status = 'cooldown'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        rests.push(rest.round());
+        // Its time is up.
+        sqlx::query("UPDATE proxies SET blocked_until = now() - interval '1 second'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(proxies::unblock_expired(&pool).await.unwrap(), 1);
+    }
+    assert_eq!(rests, vec![30.0, 60.0, 100.0, 100.0], "doubled, capped");
+    let (status, attempts, error): (String, i32, String) =
+        sqlx::query_as("SELECT status, attempts, last_error FROM tasks")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("failed", 0));
+    assert!(error.starts_with("sent back by 4 proxy faults"), "{error}");
+    let resting = proxies::resting(&pool, 10).await.unwrap();
+    assert!(resting.is_empty(), "freed again");
+    let (faults, total): (i32, i64) = sqlx::query_as("SELECT faults, total_faults FROM proxies")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!((faults, total), (4, 4));
+    // A good answer through it resets the faults in a row.
+    tasks::insert(&pool, "fetch_url", &["fresh".to_owned()])
+        .await
+        .unwrap();
+    let (_, proxy) = claim_leases(&pool, w, 1).await.remove(0);
+    db::claims::finish_claims(&mut conn, &[], &[], &[proxy], db::claims::Flush::Wait)
+        .await
+        .unwrap();
+    let faults: i32 = sqlx::query_scalar("SELECT faults FROM proxies")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(faults, 0);
+}
+
+#[sqlx::test(migrator = "db::MIGRATOR")]
+async fn a_binary_body_keeps_its_bytes_and_results_go_with_their_purged_tasks(pool: PgPool) {
+    use db::claims::{finish_claims, Flush};
+    let w = worker(&pool).await;
+    proxies::insert(&pool, &["http://p1:1".into(), "http://p2:1".into()])
+        .await
+        .unwrap();
+    tasks::insert(&pool, "fetch_url", &targets(2))
+        .await
+        .unwrap();
+    let claimed = db::claims::claim_pairs(&pool, w, 2, &[TaskKind::FetchUrl])
+        .await
+        .unwrap();
+    let png = vec![0x89, b'P', b'N', b'G', 0, 0, 0, 13, 0xff, 0];
+    let mut conn = pool.acquire().await.unwrap();
+    let pages: Vec<NewResult> = claimed
+        .iter()
+        .map(|(t, _)| NewResult {
+            body: Some(png.clone()),
+            ..result(t, w)
+        })
+        .collect();
+    let done = finish_claims(&mut conn, &pages, &[], &[], Flush::Wait)
+        .await
+        .unwrap();
+    assert_eq!(done.fetched.len(), 2);
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM results")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![png.clone(), png]);
+    sqlx::query("UPDATE tasks SET finished_at = now() - interval '8 days' WHERE id = $1")
+        .bind(claimed[0].0.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let week = Duration::from_secs(7 * 86_400);
+    assert_eq!(tasks::purge_finished(&pool, week, 10).await.unwrap(), 1);
+    let left: Vec<i64> = sqlx::query_scalar("SELECT task_id FROM results")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        vec![claimed[1].0.id],
+        "the purged task's result went with it"
+    );
 }

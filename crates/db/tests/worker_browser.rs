@@ -2,6 +2,7 @@
 //! without a browser never claims render_url), and the page data results
 //! carry, fenced by the claim's lease like the result itself.
 
+use domain::fleet::TaskKind;
 use std::time::Duration;
 
 use db::results::{self, NewResult, PageData};
@@ -30,18 +31,28 @@ async fn tasks_keep_their_parameters_and_a_claim_takes_only_the_kinds_asked(pool
         .await
         .unwrap();
     let w = worker(&pool).await;
-    let mut conn = pool.acquire().await.unwrap();
-    let plain = tasks::acquire_task_of(&mut conn, w, 10, &["offer_refresh", "fetch_url"])
-        .await
-        .unwrap();
+    let proxies: Vec<String> = (0..4).map(|i| format!("http://p{i}:1")).collect();
+    db::proxies::insert(&pool, &proxies).await.unwrap();
+    let claim = |kinds: &'static [TaskKind]| {
+        let pool = pool.clone();
+        async move {
+            db::claims::claim_pairs(&pool, w, 10, kinds)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect::<Vec<_>>()
+        }
+    };
+    let plain = claim(&[TaskKind::OfferRefresh, TaskKind::FetchUrl]).await;
     assert_eq!(plain.len(), 1);
     assert_eq!(
         (plain[0].kind.as_str(), &plain[0].params),
         ("fetch_url", &json!({}))
     );
-    let rendered = tasks::acquire_task(&mut conn, w, 10).await.unwrap();
-    assert_eq!(rendered.len(), 2, "every kind by default");
-    assert!(rendered.iter().all(|t| t.kind == "render_url"));
+    let rendered = claim(TaskKind::ALL).await;
+    assert_eq!(rendered.len(), 2, "every kind asked");
+    assert!(rendered.iter().all(|t| t.kind == TaskKind::RenderUrl));
     assert_eq!(rendered[0].params, params);
     let refused = tasks::insert(&pool, "screenshot_url", &["x".into()]).await;
     assert!(refused.is_err(), "the kind check still holds");
@@ -53,11 +64,14 @@ async fn page_data_lands_only_under_the_claims_lease_and_names_the_profiles_fiel
         .await
         .unwrap();
     let w = worker(&pool).await;
-    let mut conn = pool.acquire().await.unwrap();
-    let task = tasks::acquire_task(&mut conn, w, 1)
+    db::proxies::insert(&pool, &["http://p:1".into()])
+        .await
+        .unwrap();
+    let task = db::claims::claim_pairs(&pool, w, 1, TaskKind::ALL)
         .await
         .unwrap()
-        .remove(0);
+        .remove(0)
+        .0;
     let result = NewResult {
         task_id: task.id,
         lease: task.lease,

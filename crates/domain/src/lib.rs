@@ -5,6 +5,7 @@
 //! here is a value or a pure function, unit-tested in place.
 
 pub mod change;
+pub mod fleet;
 pub mod listing;
 pub mod normalize;
 pub mod operation;

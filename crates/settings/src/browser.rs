@@ -49,12 +49,20 @@ impl Default for BrowserSettings {
     }
 }
 
-/// Case-insensitive substrings that make a 2xx page a bot check (captcha,
-/// "verify you are human"): the proxy is blocked for its cooldown.
+/// Case-insensitive substrings that make a page a block page (a captcha,
+/// "verify you are human", Cloudflare's "Just a moment..."), looked for in
+/// its title and in short pages only: the proxy is blocked for its cooldown.
 pub fn default_block_patterns() -> Vec<String> {
-    ["captcha", "verify you are human", "are you a robot"]
-        .map(String::from)
-        .to_vec()
+    [
+        "captcha",
+        "verify you are human",
+        "are you a robot",
+        "access denied",
+        "attention required",
+        "just a moment",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// `worker.extract.<profile>.<field>`: `SELECTOR[@ATTR][[]][ | TYPE]`.

@@ -44,15 +44,51 @@ pub struct WorkerSettings {
     pub retry_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_backoff_max: Duration,
-    /// A proxy answered 403/429/captcha: it rests this long.
+    /// A site refused a proxy (a block status or a block page): it rests this long.
     #[serde(with = "humantime_serde")]
     pub proxy_cooldown: Duration,
+    /// A proxy failed itself (407, unreachable, a failed CONNECT, its own
+    /// 502/503): it rests this long, doubled for each fault in a row ...
+    #[serde(with = "humantime_serde", default = "default_fault_cooldown")]
+    pub proxy_fault_cooldown: Duration,
+    /// ... up to this.
+    #[serde(with = "humantime_serde", default = "default_fault_cooldown_max")]
+    pub proxy_fault_cooldown_max: Duration,
+    /// A task blocked through this many distinct proxies fails ("blocked by
+    /// N proxies"); a block costs no attempt.
+    #[serde(default = "default_max_blocks_per_task")]
+    pub max_blocks_per_task: u32,
+    /// A task sent back this many times by proxy faults fails (a fault costs
+    /// no attempt; crawlee's max_session_rotations).
+    #[serde(default = "default_max_proxy_rotations")]
+    pub max_proxy_rotations: u32,
+    /// Statuses that mean the site refused the proxy.
+    #[serde(default = "default_block_statuses")]
+    pub block_statuses: Vec<u16>,
+    /// Block patterns are looked for in a page's title, and in its whole
+    /// text only when the body is at most this long (a block page is short;
+    /// a listing page that mentions reCAPTCHA in its footer is not).
+    #[serde(default = "default_block_page_max_bytes")]
+    pub block_page_max_bytes: u32,
+    /// Targets that resolve to loopback, private, link-local or metadata
+    /// addresses are refused unless this is set (tests and the local smoke
+    /// fetch from 127.0.0.1).
+    #[serde(default)]
+    pub allow_private_targets: bool,
+    /// `worker check` fails when a finished slot has waited longer than
+    /// this for its write (a stuck completer).
+    #[serde(with = "humantime_serde", default = "default_max_write_wait")]
+    pub max_write_wait: Duration,
+    /// Where `worker run` keeps its write health for `worker check`.
+    #[serde(default = "default_health_file")]
+    pub health_file: String,
     /// `fetch_url` bodies are kept up to this many bytes.
     pub body_cap_bytes: u32,
     /// `fetch_url` response headers kept with the result (lower case).
     pub keep_headers: Vec<String>,
     pub cleanup: CleanupSettings,
-    /// Bot-check pages (issue 15): case-insensitive substrings of a 2xx page.
+    /// Block pages: case-insensitive substrings of a page's title, or of a
+    /// short page's text (`block_page_max_bytes`).
     #[serde(default = "crate::browser::default_block_patterns")]
     pub block_patterns: Vec<String>,
     /// `render_url` through headless Chromium.
@@ -80,6 +116,38 @@ pub struct CleanupSettings {
 
 fn default_claims_in_flight() -> u32 {
     1
+}
+
+fn default_fault_cooldown() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_fault_cooldown_max() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+fn default_max_blocks_per_task() -> u32 {
+    3
+}
+
+fn default_max_proxy_rotations() -> u32 {
+    10
+}
+
+fn default_block_statuses() -> Vec<u16> {
+    vec![403, 429]
+}
+
+fn default_block_page_max_bytes() -> u32 {
+    4096
+}
+
+fn default_max_write_wait() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_health_file() -> String {
+    "/tmp/carfeed-worker.health".into()
 }
 
 fn positive(key: &str, value: Duration) -> Result<(), SettingsError> {
@@ -125,6 +193,33 @@ impl WorkerSettings {
         positive("worker.retry_backoff", self.retry_backoff)?;
         positive("worker.retry_backoff_max", self.retry_backoff_max)?;
         positive("worker.proxy_cooldown", self.proxy_cooldown)?;
+        positive("worker.proxy_fault_cooldown", self.proxy_fault_cooldown)?;
+        positive(
+            "worker.proxy_fault_cooldown_max",
+            self.proxy_fault_cooldown_max,
+        )?;
+        in_range(
+            "worker.max_blocks_per_task",
+            self.max_blocks_per_task.into(),
+            1,
+            1000,
+        )?;
+        in_range(
+            "worker.max_proxy_rotations",
+            self.max_proxy_rotations.into(),
+            1,
+            1000,
+        )?;
+        if let Some(bad) = self
+            .block_statuses
+            .iter()
+            .find(|s| !(100..=599).contains(*s))
+        {
+            return Err(SettingsError::new(format!(
+                "worker.block_statuses: {bad} is not an HTTP status"
+            )));
+        }
+        positive("worker.max_write_wait", self.max_write_wait)?;
         in_range(
             "worker.body_cap_bytes",
             self.body_cap_bytes.into(),

@@ -29,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use upstream::{ChangesPage, Client, UpstreamError};
 
-use crate::isolate;
 use crate::report::RunReport;
+use db::isolate;
 
 /// `loader daily` options.
 #[derive(Debug, Clone, Copy, Default)]

@@ -9,7 +9,6 @@
 
 mod daily;
 mod initial;
-mod isolate;
 mod lock;
 pub mod pipeline;
 mod refetch;

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::isolate;
+use db::isolate;
 
 /// One downloaded page: its number, its listings and the items it rejected.
 #[derive(Debug, Clone, Default)]

@@ -18,6 +18,7 @@ use chromiumoxide::cdp::browser_protocol::target::{
 };
 use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::{Browser, BrowserConfig, Page};
+use domain::fleet::ProxyUrl;
 use futures::StreamExt;
 use settings::BrowserSettings;
 use tokio::sync::Mutex;
@@ -139,9 +140,13 @@ impl Chromium {
         let config = BrowserConfig::builder()
             .chrome_executable(&self.executable)
             .user_data_dir(profile.path())
-            // Containers run as root, where Chromium's sandbox cannot start.
+            // Containers run as root, where Chromium's sandbox cannot start
+            // (docs/worker.md says what isolates it instead).
             .no_sandbox()
             .arg("--disable-gpu")
+            // WebRTC may send UDP only through the proxy (which carries
+            // none): a page cannot reach out from the worker's own address.
+            .arg("--force-webrtc-ip-handling-policy=disable_non_proxied_udp")
             .window_size(s.window_width, s.window_height)
             .viewport(Viewport {
                 width: s.window_width,
@@ -173,17 +178,16 @@ impl Chromium {
         })
     }
 
-    /// A fresh tab whose traffic goes through `proxy_url`
-    /// (`scheme://[user:pass@]host:port`); its credentials answer the
-    /// proxy's auth challenge through the protocol (Fetch.authRequired).
-    pub async fn tab(&self, proxy_url: &str) -> anyhow::Result<Tab> {
-        let proxy = ProxyParts::parse(proxy_url)?;
+    /// A fresh tab whose traffic goes through `proxy`; its credentials
+    /// answer the proxy's auth challenge through the protocol
+    /// (Fetch.authRequired), never on a command line.
+    pub async fn tab(&self, proxy: &ProxyUrl) -> anyhow::Result<Tab> {
         let instance = self.instance().await?;
         instance.pages.fetch_add(1, Ordering::Relaxed);
         let context = instance
             .browser
             .create_browser_context(CreateBrowserContextParams {
-                proxy_server: Some(proxy.server),
+                proxy_server: Some(proxy.address()),
                 // Chromium never proxies loopback by default; the proxy decides.
                 proxy_bypass_list: Some("<-loopback>".into()),
                 ..Default::default()
@@ -207,43 +211,17 @@ impl Chromium {
             )
             .await
             .context("open a tab")?;
-        if let Some(credentials) = proxy.credentials {
+        if let Some((username, password)) = proxy.credentials() {
+            let credentials = Credentials {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            };
             page.authenticate(credentials)
                 .await
                 .context("set the proxy's credentials")?;
         }
         tab.page = Some(page);
         Ok(tab)
-    }
-}
-
-/// A proxy URL split for Chromium: the server without credentials, and the
-/// credentials for the auth challenge.
-struct ProxyParts {
-    server: String,
-    credentials: Option<Credentials>,
-}
-
-impl ProxyParts {
-    fn parse(proxy_url: &str) -> anyhow::Result<Self> {
-        let url = url::Url::parse(proxy_url).context("proxy URL")?;
-        let host = url.host_str().context("proxy URL without a host")?;
-        let port = url
-            .port_or_known_default()
-            .context("proxy URL without a port")?;
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let credentials = (!url.username().is_empty()).then(|| Credentials {
-            username: decode(url.username()),
-            password: decode(url.password().unwrap_or("")),
-        });
-        Ok(Self {
-            server: format!("{}://{host}:{port}", url.scheme()),
-            credentials,
-        })
     }
 }
 
@@ -313,12 +291,12 @@ mod tests {
             ..BrowserSettings::default()
         })
         .unwrap();
-        let proxy = "http://u:p@127.0.0.1:9";
-        let first = chromium.tab(proxy).await.unwrap();
+        let proxy = ProxyUrl::parse("http://u:p@127.0.0.1:9").unwrap();
+        let first = chromium.tab(&proxy).await.unwrap();
         let before = open_pages(&chromium).await - 1;
         first.close().await;
         assert_eq!(open_pages(&chromium).await, before, "closed");
-        let dropped = chromium.tab(proxy).await.unwrap();
+        let dropped = chromium.tab(&proxy).await.unwrap();
         assert_eq!(open_pages(&chromium).await, before + 1);
         drop(dropped);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -330,22 +308,7 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         assert_eq!(chromium.launches(), 1);
-        chromium.tab(proxy).await.unwrap().close().await;
+        chromium.tab(&proxy).await.unwrap().close().await;
         assert_eq!(chromium.launches(), 2, "a fresh browser after 2 pages");
-    }
-
-    #[test]
-    fn proxy_credentials_are_split_off_for_the_auth_challenge() {
-        let p = ProxyParts::parse("http://bob:s3cret%21@127.0.0.1:3128").unwrap();
-        assert_eq!(p.server, "http://127.0.0.1:3128");
-        let c = p.credentials.unwrap();
-        assert_eq!(
-            (c.username.as_str(), c.password.as_str()),
-            ("bob", "s3cret!")
-        );
-        assert!(ProxyParts::parse("http://10.0.0.1:80")
-            .unwrap()
-            .credentials
-            .is_none());
     }
 }

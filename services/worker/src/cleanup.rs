@@ -134,33 +134,11 @@ pub async fn run(pool: PgPool, settings: CleanupSettings, shutdown: Cancellation
     let mut conn: Option<PgConnection> = None;
     let mut leading = false;
     loop {
-        if !leading {
-            match try_lead(&pool, &mut conn).await {
-                Ok(true) => {
-                    tracing::info!(
-                        "Cleanup: this process runs the sweep every {}",
-                        humantime::format_duration(settings.interval)
-                    );
-                    leading = true;
-                }
-                Ok(false) => tracing::debug!("Cleanup: another process runs the sweep"),
-                Err(err) => {
-                    tracing::warn!("Cleanup: cannot take the sweep lock: {err:#}");
-                    conn = None;
-                }
-            }
-        }
-        if let (true, Some(c)) = (leading, conn.as_mut()) {
-            match sweep(c, &settings).await {
-                Ok(done) if !done.is_quiet() => log(&done),
-                Ok(_) => {}
-                Err(err) => {
-                    // A broken connection also lost the lock: take it again.
-                    tracing::warn!("Cleanup sweep failed, retrying at the next tick: {err:#}");
-                    leading = false;
-                    conn = None;
-                }
-            }
+        // A stop does not wait for a database that does not answer.
+        let tick = tick(&pool, &settings, &mut conn, &mut leading);
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tick => {}
         }
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -169,6 +147,45 @@ pub async fn run(pool: PgPool, settings: CleanupSettings, shutdown: Cancellation
     }
     if let Some(conn) = conn {
         let _ = conn.close().await;
+    }
+}
+
+/// One turn of the loop: take the lead if nobody has it, sweep if leading.
+async fn tick(
+    pool: &PgPool,
+    settings: &CleanupSettings,
+    conn: &mut Option<PgConnection>,
+    leading: &mut bool,
+) {
+    {
+        if !*leading {
+            match try_lead(pool, conn).await {
+                Ok(true) => {
+                    tracing::info!(
+                        "Cleanup: this process runs the sweep every {}",
+                        humantime::format_duration(settings.interval)
+                    );
+                    *leading = true;
+                }
+                Ok(false) => tracing::debug!("Cleanup: another process runs the sweep"),
+                Err(err) => {
+                    tracing::warn!("Cleanup: cannot take the sweep lock: {err:#}");
+                    *conn = None;
+                }
+            }
+        }
+        if let (true, Some(c)) = (*leading, conn.as_mut()) {
+            match sweep(c, settings).await {
+                Ok(done) if !done.is_quiet() => log(&done),
+                Ok(_) => {}
+                Err(err) => {
+                    // A broken connection also lost the lock: take it again.
+                    tracing::warn!("Cleanup sweep failed, retrying at the next tick: {err:#}");
+                    *leading = false;
+                    *conn = None;
+                }
+            }
+        }
     }
 }
 

@@ -1,18 +1,27 @@
 //! One fetch of one task through one proxy. A reqwest client is built once
-//! per proxy (its URL's credentials become basic auth) and reused, so
-//! connections to a proxy are kept alive across tasks.
+//! per proxy (its credentials become basic auth, never part of a URL that
+//! an error could quote) and reused, so connections to a proxy are kept
+//! alive across tasks.
+//!
+//! Whose fault an answer is decides where it goes (outcome.rs): a refused
+//! or timed-out connection to the proxy, a failed CONNECT or a 407 is the
+//! proxy's; a block status or block page is the site refusing the proxy;
+//! the rest is the task's. Before any of it the target is checked again
+//! (its scheme, and where it resolves: see `target`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use anyhow::Context;
+use db::tasks::ClaimedTask;
+use domain::fleet::{ProxyUrl, TaskKind};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use settings::{Settings, WorkerSettings};
 
 use crate::browser::Chromium;
 use crate::extract::Profiles;
-use crate::outcome::{classify_status, matches_block_pattern, Outcome};
+use crate::outcome::{classify_status, BlockMarkers, Outcome};
 use crate::page::TaskParams;
 
 /// Where `offer_refresh` tasks go: the upstream's base URL and key.
@@ -33,15 +42,14 @@ pub struct Fetcher {
     profiles: Profiles,
     /// Set when `worker.browser.enabled`: this worker renders `render_url`.
     chromium: Option<Chromium>,
+    markers: BlockMarkers,
+    kinds: Vec<TaskKind>,
 }
-
-/// What a worker without a browser claims.
-const PLAIN_KINDS: [&str; 2] = ["offer_refresh", "fetch_url"];
 
 impl Fetcher {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
-        // Without upstream credentials only fetch_url tasks can run; an
-        // offer_refresh then fails with the reason.
+        // Without upstream credentials this worker claims no offer_refresh
+        // task (another worker with a key will).
         let upstream = upstream::ClientConfig::from_settings(settings)
             .ok()
             .map(|c| Upstream {
@@ -59,27 +67,54 @@ impl Fetcher {
         } else {
             None
         };
+        let mut kinds = vec![TaskKind::FetchUrl];
+        if upstream.is_some() {
+            kinds.push(TaskKind::OfferRefresh);
+        } else {
+            tracing::info!(
+                "No upstream key (CHE168_API_KEY): this worker claims no offer_refresh task"
+            );
+        }
+        if chromium.is_some() {
+            kinds.push(TaskKind::RenderUrl);
+        }
+        let w = &settings.worker;
         Ok(Self {
-            settings: settings.worker.clone(),
+            settings: w.clone(),
             upstream,
             clients: Mutex::new(HashMap::new()),
             profiles,
             chromium,
+            markers: BlockMarkers::new(&w.block_patterns, w.block_page_max_bytes),
+            kinds,
         })
     }
 
-    /// The task kinds this worker claims: `render_url` only with a browser.
-    pub fn kinds(&self) -> &'static [&'static str] {
-        if self.chromium.is_some() {
-            &db::tasks::KINDS
-        } else {
-            &PLAIN_KINDS
-        }
+    /// The task kinds this worker claims: `render_url` only with a browser,
+    /// `offer_refresh` only with an upstream key.
+    pub fn kinds(&self) -> &[TaskKind] {
+        &self.kinds
     }
 
-    /// Runs one claimed task through `proxy_url`: rendered in the browser
-    /// (`render_url`) or fetched, then extracted when it names a profile.
-    pub async fn fetch(&self, task: &db::tasks::ClaimedTask, proxy_url: &str) -> Outcome {
+    /// Runs one claimed task through `proxy_url` (as stored): rendered in
+    /// the browser (`render_url`) or fetched, then extracted when it names
+    /// a profile.
+    pub async fn fetch(&self, task: &ClaimedTask, proxy_url: &str) -> Outcome {
+        let proxy = match ProxyUrl::parse(proxy_url) {
+            Ok(proxy) => proxy,
+            Err(err) => {
+                return Outcome::ProxyFault {
+                    reason: format!("unusable proxy URL ({})", err.why),
+                }
+            }
+        };
+        if task.kind.takes_url() {
+            if let Err(error) =
+                crate::target::check(&task.target, self.settings.allow_private_targets).await
+            {
+                return Outcome::Rejected { error };
+            }
+        }
         let params = match TaskParams::from_json(&task.params) {
             Ok(params) => params,
             Err(err) => {
@@ -99,7 +134,7 @@ impl Fetcher {
                 }
             },
         };
-        if task.kind == "render_url" {
+        if task.kind == TaskKind::RenderUrl {
             let Some(chromium) = &self.chromium else {
                 return Outcome::Rejected {
                     error: "this worker has no browser (worker.browser.enabled)".into(),
@@ -108,13 +143,12 @@ impl Fetcher {
             let render = crate::render::Render {
                 chromium,
                 settings: &self.settings.browser,
-                block_patterns: &self.settings.block_patterns,
+                markers: &self.markers,
+                block_statuses: &self.settings.block_statuses,
             };
-            return render
-                .render(&task.target, &params, profile, proxy_url)
-                .await;
+            return render.render(&task.target, &params, profile, &proxy).await;
         }
-        let mut outcome = self.fetch_one(&task.kind, &task.target, proxy_url).await;
+        let mut outcome = self.fetch_one(task.kind, &task.target, &proxy).await;
         if let (
             Some(profile),
             Outcome::Fetched {
@@ -125,41 +159,41 @@ impl Fetcher {
         ) = (profile, &mut outcome)
         {
             let base = url::Url::parse(&task.target).ok();
-            extras.extracted = Some(profile.extract(body, base.as_ref()));
+            extras.extracted = Some(profile.extract(&String::from_utf8_lossy(body), base.as_ref()));
         }
         outcome
     }
 
-    fn client_for(&self, proxy_url: &str) -> anyhow::Result<reqwest::Client> {
+    fn client_for(&self, proxy: &ProxyUrl) -> anyhow::Result<reqwest::Client> {
+        let key = proxy.stored();
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = clients.get(proxy_url) {
+        if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
-        let mut url = url::Url::parse(proxy_url).context("proxy URL")?;
-        let user = percent_decode(url.username());
-        let pass = url.password().map(percent_decode);
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        let mut proxy = reqwest::Proxy::all(url.as_str()).context("proxy URL")?;
-        if !user.is_empty() {
-            proxy = proxy.basic_auth(&user, pass.as_deref().unwrap_or(""));
+        let mut via =
+            reqwest::Proxy::all(proxy.address()).with_context(|| format!("proxy {proxy}"))?;
+        if let Some((user, pass)) = proxy.credentials() {
+            via = via.basic_auth(user, pass);
         }
         let client = reqwest::Client::builder()
-            .proxy(proxy)
+            .proxy(via)
             .connect_timeout(self.settings.connect_timeout)
             .timeout(self.settings.request_timeout)
             .user_agent(concat!("carfeed-worker/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("build the HTTP client")?;
-        clients.insert(proxy_url.to_owned(), client.clone());
+        clients.insert(key, client.clone());
         Ok(client)
     }
 
-    /// Fetches `target` of a task of `kind` through `proxy_url`.
-    pub async fn fetch_one(&self, kind: &str, target: &str, proxy_url: &str) -> Outcome {
-        match self.try_fetch(kind, target, proxy_url).await {
+    /// Fetches `target` of a task of `kind` through `proxy`.
+    pub async fn fetch_one(&self, kind: TaskKind, target: &str, proxy: &ProxyUrl) -> Outcome {
+        match self.try_fetch(kind, target, proxy).await {
             Ok(outcome) => outcome,
-            Err(err) => Outcome::Transient {
+            Err(Failed::Proxy(reason)) => Outcome::ProxyFault {
+                reason: format!("{reason} (proxy {proxy})"),
+            },
+            Err(Failed::Task(err)) => Outcome::Transient {
                 error: format!("{err:#}"),
             },
         }
@@ -167,13 +201,13 @@ impl Fetcher {
 
     async fn try_fetch(
         &self,
-        kind: &str,
+        kind: TaskKind,
         target: &str,
-        proxy_url: &str,
-    ) -> anyhow::Result<Outcome> {
-        let client = self.client_for(proxy_url)?;
+        proxy: &ProxyUrl,
+    ) -> Result<Outcome, Failed> {
+        let client = self.client_for(proxy).map_err(Failed::Task)?;
         let request = match kind {
-            "offer_refresh" => {
+            TaskKind::OfferRefresh => {
                 let Some(up) = &self.upstream else {
                     return Ok(Outcome::Rejected {
                         error: "no upstream key configured (CHE168_API_KEY)".into(),
@@ -184,27 +218,30 @@ impl Fetcher {
                     ("api_key", up.api_key.expose_secret()),
                 ])
             }
-            _ => client.get(target),
+            TaskKind::FetchUrl | TaskKind::RenderUrl => client.get(target),
         };
-        let response = request.send().await.map_err(describe)?;
+        let response = request.send().await.map_err(classify)?;
         let status = response.status().as_u16();
-        if let Some(outcome) = classify_status(status) {
+        let proxy_signed = ["proxy-status", "x-squid-error"]
+            .iter()
+            .any(|h| response.headers().contains_key(*h));
+        if let Some(outcome) = classify_status(status, &self.settings.block_statuses, proxy_signed)
+        {
             return Ok(outcome);
         }
         let headers = self.kept_headers(response.headers());
-        let cap = if kind == "offer_refresh" {
+        let cap = if kind == TaskKind::OfferRefresh {
             LISTING_CAP
         } else {
             self.settings.body_cap_bytes as usize
         };
-        let (bytes, truncated) = read_capped(response, cap).await?;
-        let body = String::from_utf8_lossy(&bytes).into_owned();
-        if matches_block_pattern(&body, &self.settings.block_patterns) {
+        let (bytes, truncated) = read_capped(response, cap).await.map_err(Failed::Task)?;
+        if let Some(marker) = self.markers.find(&bytes) {
             return Ok(Outcome::Blocked {
-                reason: format!("a captcha page (HTTP {status}) through the proxy"),
+                reason: format!("a block page ({marker:?}, HTTP {status}) through the proxy"),
             });
         }
-        let listing = if kind == "offer_refresh" {
+        let listing = if kind == TaskKind::OfferRefresh {
             match upstream::model::parse_offer(&bytes) {
                 Ok(Some(map)) => Some(map),
                 Ok(None) => return Ok(Outcome::NotFound),
@@ -220,7 +257,7 @@ impl Fetcher {
         Ok(Outcome::Fetched {
             status,
             headers,
-            body: Some(body),
+            body: Some(bytes),
             truncated,
             listing,
             extras: Default::default(),
@@ -236,6 +273,42 @@ impl Fetcher {
         }
         Value::Object(kept)
     }
+}
+
+/// Whose a failed request is.
+enum Failed {
+    /// The proxy's: the connection to it was refused or timed out, or it
+    /// would not open the tunnel (CONNECT answered 407, 502, ...).
+    Proxy(String),
+    /// The task's: the answer broke off, the whole request timed out.
+    Task(anyhow::Error),
+}
+
+/// A reqwest error in words, without its URL (which may hold a key), and
+/// whose it is. Every connection reqwest opens goes to the proxy, so a
+/// connect error is the proxy's.
+fn classify(err: reqwest::Error) -> Failed {
+    if err.is_connect() {
+        let what = if err.is_timeout() {
+            "timed out connecting to the proxy"
+        } else {
+            "could not connect through the proxy"
+        };
+        return Failed::Proxy(format!("{what}: {}", chain(&err.without_url())));
+    }
+    Failed::Task(describe(err))
+}
+
+/// The error and its sources on one line.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Reads at most `cap` bytes of the body; `true` when more was cut off.
@@ -267,10 +340,4 @@ fn describe(err: reqwest::Error) -> anyhow::Error {
         "request failed"
     };
     anyhow::anyhow!("{kind}: {}", err.without_url())
-}
-
-fn percent_decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8_lossy()
-        .into_owned()
 }

@@ -2,6 +2,10 @@
 //! claimer with its slots, and the completer; on shutdown stop claiming,
 //! give in-flight slots the grace period, cancel the rest, write what
 //! finished, hand back what is still held, and mark the worker stopped.
+//! Each step after the grace period has a bound of its own
+//! (`WRITE_DRAIN`, `HAND_BACK`): a completer that cannot write never keeps
+//! the process from ending; what it could not write stays under this
+//! worker's id, and cleanup reclaims it once the heartbeat has stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +19,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::completer::Completer;
 use crate::fetch::Fetcher;
+use crate::health::WriteHealth;
 use crate::slots::Claimer;
+
+/// After the grace period, the completer gets this long to write what
+/// finished (and hand back what was cancelled).
+const WRITE_DRAIN: Duration = Duration::from_secs(3);
+/// Then handing back what is still held, and marking the worker stopped.
+const HAND_BACK: Duration = Duration::from_secs(3);
 
 pub async fn run(
     settings: &Settings,
@@ -33,12 +44,19 @@ pub async fn run(
         humantime::format_duration(cfg.heartbeat_interval)
     );
 
+    let health = Arc::new(WriteHealth::default());
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
     background.spawn(crate::registry::heartbeat(
         pool.clone(),
         cfg.clone(),
         identity.clone(),
+        health.clone(),
+        stop_background.clone(),
+    ));
+    background.spawn(crate::health::publish_until(
+        cfg.health_file.clone().into(),
+        health.clone(),
         stop_background.clone(),
     ));
     if cfg.cleanup.in_worker {
@@ -52,13 +70,14 @@ pub async fn run(
     let (done_tx, done_rx) = mpsc::channel(cfg.slots as usize * 2);
     let (orphan_tx, orphan_rx) = mpsc::unbounded_channel();
     let wake = Arc::new(Notify::new());
-    let completer = tokio::spawn(
+    let mut completer = tokio::spawn(
         Completer {
             pool: pool.clone(),
             settings: cfg.clone(),
             done: done_rx,
             orphans: orphan_rx,
             wake: wake.clone(),
+            health: health.clone(),
         }
         .run(),
     );
@@ -95,6 +114,7 @@ pub async fn run(
         tracker: slots.clone(),
         cancel_slots: cancel_slots.clone(),
         held: Default::default(),
+        health: health.clone(),
     }
     .run(shutdown.clone())
     .await;
@@ -118,7 +138,16 @@ pub async fn run(
         cancel_slots.cancel();
         slots.wait().await;
     }
-    completer.await.context("the completer panicked")?;
+    match tokio::time::timeout(WRITE_DRAIN, &mut completer).await {
+        Ok(joined) => joined.context("the completer panicked")?,
+        Err(_) => {
+            completer.abort();
+            let waiting = health.ages().oldest_unwritten.unwrap_or_default();
+            tracing::error!(
+                "The completer could not write within {WRITE_DRAIN:?} (a finished task has waited {waiting:.0}s): stopping without it; cleanup reclaims what it held"
+            );
+        }
+    }
 
     // The heartbeat ends first: a beat in flight while the worker marks
     // itself stopped would find the row not alive and register again.
@@ -126,7 +155,14 @@ pub async fn run(
     background.close();
     background.wait().await;
     let id = identity.get();
-    let (tasks, proxies, was_alive) = hand_back(&pool, id).await?;
+    let handed = tokio::time::timeout(HAND_BACK, hand_back(&pool, id))
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "the database did not answer within {HAND_BACK:?}; cleanup will reclaim what worker {id} holds"
+            ))
+        });
+    let (tasks, proxies, was_alive) = handed?;
     if was_alive {
         tracing::info!("Worker {id} stopped: handed back {tasks} task(s) and {proxies} proxy(ies)");
     } else {

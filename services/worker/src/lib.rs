@@ -16,6 +16,7 @@ pub mod extract;
 mod fetch;
 mod fleet;
 mod guard;
+pub mod health;
 pub mod outcome;
 pub mod page;
 mod refresh;
@@ -23,6 +24,7 @@ mod registry;
 mod render;
 pub mod slots;
 pub mod status;
+mod target;
 pub mod upload;
 
 pub use fleet::run;

@@ -20,7 +20,9 @@ struct Cli {
 enum Command {
     /// Apply pending database migrations, then exit.
     Migrate,
-    /// Healthcheck: exit 0 when the database answers with a current schema.
+    /// Healthcheck: exit 0 when the database answers with a current schema
+    /// and no finished task of `worker run` here waited longer than
+    /// worker.max_write_wait for its write.
     Check,
     /// Run until SIGTERM or SIGINT: claim tasks and proxies, fetch, store results.
     Run,
@@ -48,7 +50,7 @@ enum TasksCommand {
     /// URL tasks may also be JSON lines: {"url", "wait_for", "extract", "screenshot"}.
     Upload {
         file: PathBuf,
-        #[arg(long, default_value = "fetch_url", value_parser = ["fetch_url", "render_url", "offer_refresh"])]
+        #[arg(long, default_value = "fetch_url", value_parser = db::tasks::KINDS)]
         kind: String,
         /// Extraction profile (worker.extract.<PROFILE>) for every line.
         #[arg(long, value_name = "PROFILE")]
@@ -85,7 +87,13 @@ fn main() -> ExitCode {
         let shutdown = bootstrap::shutdown_token();
         match cli.command {
             Command::Migrate => return service.migrate().await,
-            Command::Check => return service.check().await,
+            Command::Check => {
+                // A completer that cannot write fails the check even while
+                // the database answers this process.
+                let w = &service.settings.worker;
+                worker::health::check(std::path::Path::new(&w.health_file), w.max_write_wait)?;
+                return service.check().await;
+            }
             _ => {}
         }
         let pool = service.connect().await?;

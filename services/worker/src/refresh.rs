@@ -5,7 +5,8 @@
 
 use std::collections::HashSet;
 
-use db::PgConnection;
+use db::{DbError, PgConnection};
+use domain::fleet::TaskKind;
 
 use crate::completer::Done;
 use crate::outcome::Outcome;
@@ -15,11 +16,11 @@ pub async fn write(
     batch: &[Done],
     completed: &[i64],
     gone: &[i64],
-) -> anyhow::Result<()> {
+) -> Result<(), DbError> {
     let accepted: HashSet<i64> = completed.iter().chain(gone).copied().collect();
     let refreshed: Vec<(&str, Option<&serde_json::Map<String, serde_json::Value>>)> = batch
         .iter()
-        .filter(|d| d.task.kind == "offer_refresh" && accepted.contains(&d.task.id))
+        .filter(|d| d.task.kind == TaskKind::OfferRefresh && accepted.contains(&d.task.id))
         .filter_map(|d| match &d.outcome {
             Outcome::Fetched {
                 listing: Some(l), ..

@@ -13,10 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use db::workers::WriteAges;
 use db::PgPool;
+use domain::fleet::WorkerStatus;
 use settings::WorkerSettings;
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
+
+use crate::health::WriteHealth;
 
 /// This process's current worker id.
 #[derive(Clone)]
@@ -77,6 +81,7 @@ pub async fn heartbeat(
     pool: PgPool,
     settings: WorkerSettings,
     identity: Identity,
+    health: Arc<WriteHealth>,
     stop: CancellationToken,
 ) {
     let mut conn: Option<PgConnection> = None;
@@ -84,10 +89,15 @@ pub async fn heartbeat(
         let id = identity.get();
         // A beat slower than the stale period is as good as lost: the
         // connection is presumed broken and opened again.
-        let beat = tokio::time::timeout(settings.stale_after(), beat(&pool, &mut conn, id)).await;
+        let ages = health.ages();
+        // A stop does not wait for a beat the database does not answer.
+        let beat = tokio::select! {
+            beat = tokio::time::timeout(settings.stale_after(), beat(&pool, &mut conn, id, ages)) => beat,
+            () = stop.cancelled() => break,
+        };
         match beat {
-            Ok(Ok(Some(status))) if status == "alive" => {}
-            Ok(Ok(Some(status))) if status == "dead" => {
+            Ok(Ok(Some(WorkerStatus::Alive))) => {}
+            Ok(Ok(Some(WorkerStatus::Dead))) => {
                 tracing::error!(
                     "Worker {id} was declared dead (missed heartbeats); what it held was reclaimed. Registering again"
                 );
@@ -129,7 +139,8 @@ async fn beat(
     pool: &PgPool,
     conn: &mut Option<PgConnection>,
     worker_id: i64,
-) -> anyhow::Result<Option<String>> {
+    ages: WriteAges,
+) -> anyhow::Result<Option<WorkerStatus>> {
     if conn.is_none() {
         let opened = PgConnection::connect_with(&pool.connect_options())
             .await
@@ -137,5 +148,5 @@ async fn beat(
         *conn = Some(opened);
     }
     let conn = conn.as_mut().expect("opened above");
-    Ok(db::workers::update_heartbeat(conn, worker_id).await?)
+    Ok(db::workers::update_heartbeat(conn, worker_id, ages).await?)
 }

@@ -20,7 +20,9 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::browser::{Chromium, Tab};
 use crate::extract::Profile;
-use crate::outcome::{classify_status, matches_block_pattern, Outcome};
+use domain::fleet::ProxyUrl;
+
+use crate::outcome::{classify_status, BlockMarkers, Outcome};
 use crate::page::{Extras, TaskParams};
 
 /// The longest one in-page wait for `wait_for`'s selector lasts.
@@ -29,7 +31,8 @@ const LOOK: Duration = Duration::from_secs(2);
 pub struct Render<'a> {
     pub chromium: &'a Chromium,
     pub settings: &'a BrowserSettings,
-    pub block_patterns: &'a [String],
+    pub markers: &'a BlockMarkers,
+    pub block_statuses: &'a [u16],
 }
 
 impl Render<'_> {
@@ -38,11 +41,11 @@ impl Render<'_> {
         target: &str,
         params: &TaskParams,
         profile: Option<&Profile>,
-        proxy_url: &str,
+        proxy: &ProxyUrl,
     ) -> Outcome {
         let started = Instant::now();
         let deadline = started + self.settings.page_timeout;
-        let tab = match self.chromium.tab(proxy_url).await {
+        let tab = match self.chromium.tab(proxy).await {
             Ok(tab) => tab,
             Err(err) => {
                 return Outcome::Transient {
@@ -88,16 +91,22 @@ impl Render<'_> {
         };
         let navigated = navigated?.result;
         if let Some(error) = navigated.error_text {
+            // Chromium's own words for a proxy that failed itself.
+            if error.contains("ERR_PROXY") || error.contains("ERR_TUNNEL_CONNECTION_FAILED") {
+                return Ok(Outcome::ProxyFault {
+                    reason: format!("navigation failed through the proxy: {error}"),
+                });
+            }
             return Ok(Outcome::Transient {
                 error: format!("navigation failed: {error}"),
             });
         }
         let document: Document = page.evaluate_expression(DOCUMENT_JS).await?.into_value()?;
-        if let Some(outcome) = classify_status(document.status) {
+        if let Some(outcome) = classify_status(document.status, self.block_statuses, false) {
             return Ok(outcome);
         }
-        if matches_block_pattern(&page.content().await?, self.block_patterns) {
-            return Ok(blocked(document.status));
+        if let Some(marker) = self.markers.find(page.content().await?.as_bytes()) {
+            return Ok(blocked(marker, document.status));
         }
 
         let waited = match &params.wait_for {
@@ -117,8 +126,8 @@ impl Render<'_> {
             }
         };
         let html = page.content().await?;
-        if matches_block_pattern(&html, self.block_patterns) {
-            return Ok(blocked(document.status));
+        if let Some(marker) = self.markers.find(html.as_bytes()) {
+            return Ok(blocked(marker, document.status));
         }
         if !waited {
             let what = match &params.wait_for {
@@ -156,7 +165,7 @@ impl Render<'_> {
                 document.status
             },
             headers: serde_json::json!({}),
-            body: Some(body),
+            body: Some(body.into_bytes()),
             truncated,
             listing: None,
             extras: Extras {
@@ -211,9 +220,9 @@ async fn wait_for_selector(page: &Page, selector: &str, deadline: Instant) -> an
     }
 }
 
-fn blocked(status: u16) -> Outcome {
+fn blocked(marker: &str, status: u16) -> Outcome {
     Outcome::Blocked {
-        reason: format!("a captcha page (HTTP {status}, rendered) through the proxy"),
+        reason: format!("a block page ({marker:?}, HTTP {status}, rendered) through the proxy"),
     }
 }
 

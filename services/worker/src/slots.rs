@@ -19,6 +19,7 @@ use anyhow::Context;
 use db::proxies::ClaimedProxy;
 use db::tasks::{ClaimedTask, Lease};
 use db::PgPool;
+use domain::fleet::TaskKind;
 use futures::stream::{FuturesUnordered, StreamExt};
 use settings::WorkerSettings;
 use tokio::sync::mpsc::{Sender, UnboundedSender};
@@ -29,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use crate::completer::Done;
 use crate::fetch::Fetcher;
 use crate::guard::{ClaimGuard, Held, Orphan};
+use crate::health::WriteHealth;
 use crate::registry::Identity;
 
 /// Claims up to `limit` (task, proxy) pairs for `worker_id`, in one
@@ -37,7 +39,7 @@ pub async fn claim(
     pool: &PgPool,
     worker_id: i64,
     limit: usize,
-    kinds: &[&str],
+    kinds: &[TaskKind],
 ) -> anyhow::Result<Vec<(ClaimedTask, ClaimedProxy)>> {
     db::claims::claim_pairs(pool, worker_id, limit as i64, kinds)
         .await
@@ -58,6 +60,7 @@ pub struct Claimer {
     pub cancel_slots: CancellationToken,
     /// What the slots hold (every live guard).
     pub held: Held,
+    pub health: Arc<WriteHealth>,
 }
 
 impl Claimer {
@@ -97,13 +100,17 @@ impl Claimer {
                     }
                     let worker_id = self.identity.get();
                     if reconcile_due {
-                        reconcile_due = !self.reconcile(worker_id).await;
+                        // The database may be away: a stop must not wait for it.
+                        tokio::select! {
+                            ok = self.reconcile(worker_id) => reconcile_due = !ok,
+                            () = shutdown.cancelled() => break,
+                        }
                         reconciled = tokio::time::Instant::now();
                     }
                     let pool = self.pool.clone();
-                    let kinds = self.fetcher.kinds();
+                    let fetcher = self.fetcher.clone();
                     claims.push(async move {
-                        let claimed = claim(&pool, worker_id, permits.len(), kinds).await;
+                        let claimed = claim(&pool, worker_id, permits.len(), fetcher.kinds()).await;
                         (claimed, permits, worker_id)
                     });
                 }
@@ -114,9 +121,19 @@ impl Claimer {
             }
         }
         // Claims already sent may commit: their slots start like the others
-        // and get the grace period.
-        while let Some((claimed, permits, worker_id)) = claims.next().await {
-            self.started(claimed, permits, worker_id, &mut reconcile_due);
+        // and get the grace period. A claim the database does not answer
+        // within it is dropped (should it commit, the shutdown's hand-back,
+        // or cleanup, returns what it took).
+        let drain = async {
+            while let Some((claimed, permits, worker_id)) = claims.next().await {
+                self.started(claimed, permits, worker_id, &mut reconcile_due);
+            }
+        };
+        if tokio::time::timeout(self.settings.grace_period, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("Stopping: a claim got no answer within the grace period; dropped");
         }
     }
 
@@ -198,22 +215,29 @@ impl Claimer {
         let fetcher = self.fetcher.clone();
         let done = self.done.clone();
         let cancel = self.cancel_slots.clone();
+        let health = self.health.clone();
         self.tracker.spawn(async move {
             let outcome = tokio::select! {
                 // Dropping the guard hands the claim back.
                 () = cancel.cancelled() => return,
                 outcome = fetcher.fetch(&task, &proxy.url) => outcome,
             };
-            let _ = done
-                .send(Done {
-                    worker_id,
-                    task,
-                    proxy: proxy_lease,
-                    outcome,
-                    guard,
-                    permit,
-                })
-                .await;
+            let finished = Done {
+                worker_id,
+                task,
+                proxy: proxy_lease,
+                outcome,
+                guard,
+                permit,
+                waiting: health.finished(),
+            };
+            // A completer that cannot write keeps its queue full: the
+            // grace period's end still ends this slot (its guard hands the
+            // claim back).
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                _ = done.send(finished) => {}
+            }
         });
     }
 }

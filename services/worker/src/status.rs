@@ -1,17 +1,38 @@
-//! `worker status [--json]`: tasks and proxies by status, workers with their
-//! heartbeat age, and throughput over the last hour. A table for people,
-//! JSON for scripts.
+//! `worker status [--json]`: tasks and proxies by status, the proxies that
+//! rest (blocked by a site, or cooling down after their own faults, with
+//! their faults in a row and the time left), workers with their heartbeat
+//! age and the age of their last completed write, and throughput over the
+//! last hour. A table for people, JSON for scripts. Proxies are shown with
+//! their credentials masked.
 
 use anyhow::Context;
 use db::PgPool;
+use domain::fleet::{redact_line, ProxyUrl, WorkerStatus};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub tasks: Vec<Count>,
     pub proxies: Vec<Count>,
+    pub resting_proxies: Vec<RestingProxy>,
     pub workers: Vec<Worker>,
     pub last_hour: LastHour,
+}
+
+/// A proxy out of rotation for now.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestingProxy {
+    pub id: i64,
+    /// Credentials masked.
+    pub url: String,
+    /// `blocked` (a site refused it) or `cooldown` (it failed itself).
+    pub status: String,
+    /// Faults in a row: each cooldown doubles, up to proxy_fault_cooldown_max.
+    pub faults_in_a_row: i32,
+    pub total_faults: i64,
+    pub blocks: i64,
+    pub seconds_left: f64,
+    pub last_fault: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +48,10 @@ pub struct Worker {
     pub status: String,
     pub slots: i32,
     pub heartbeat_age_seconds: f64,
+    /// Since its completer last wrote outcomes, as of its last heartbeat.
+    pub last_write_age_seconds: Option<f64>,
+    /// How long its oldest finished task has waited for its write.
+    pub unwritten_age_seconds: Option<f64>,
     pub tasks_completed: i64,
     pub tasks_failed: i64,
 }
@@ -57,17 +82,38 @@ pub async fn gather(pool: &PgPool) -> anyhow::Result<Status> {
     let (completed, failed) = db::tasks::finished_last_hour(pool)
         .await
         .context("throughput")?;
+    let resting = db::proxies::resting(pool, 50)
+        .await
+        .context("list resting proxies")?;
+    let tenths = |x: f64| (x * 10.0).round() / 10.0;
     Ok(Status {
         tasks: counts(tasks),
         proxies: counts(proxies),
+        resting_proxies: resting
+            .into_iter()
+            .map(|p| RestingProxy {
+                id: p.id,
+                url: ProxyUrl::parse(&p.url)
+                    .map(|u| u.to_string())
+                    .unwrap_or_else(|_| redact_line(&p.url)),
+                status: p.status.to_string(),
+                faults_in_a_row: p.faults,
+                total_faults: p.total_faults,
+                blocks: p.blocks,
+                seconds_left: tenths(p.seconds_left),
+                last_fault: p.last_fault,
+            })
+            .collect(),
         workers: workers
             .into_iter()
             .map(|w| Worker {
                 id: w.id,
                 name: w.name,
-                status: w.status,
+                status: w.status.to_string(),
                 slots: w.slots,
-                heartbeat_age_seconds: (w.heartbeat_age * 10.0).round() / 10.0,
+                heartbeat_age_seconds: tenths(w.heartbeat_age),
+                last_write_age_seconds: w.last_write_age.map(tenths),
+                unwritten_age_seconds: w.unwritten_age.map(tenths),
                 tasks_completed: w.tasks_completed,
                 tasks_failed: w.tasks_failed,
             })
@@ -99,21 +145,43 @@ pub fn render(status: &Status) -> String {
     let alive = status
         .workers
         .iter()
-        .filter(|w| w.status == "alive")
+        .filter(|w| w.status == WorkerStatus::Alive.as_str())
         .count();
+    if !status.resting_proxies.is_empty() {
+        out.push_str("resting proxies (faults in a row double the next cooldown):\n");
+        for p in &status.resting_proxies {
+            out.push_str(&format!(
+                "  {:>6}  {:<40} {:<8} {:>7.0}s left  faults {} in a row ({} in all), blocks {}  {}\n",
+                p.id,
+                p.url,
+                p.status,
+                p.seconds_left,
+                p.faults_in_a_row,
+                p.total_faults,
+                p.blocks,
+                p.last_fault.as_deref().unwrap_or("")
+            ));
+        }
+    }
     out.push_str(&format!("workers: {alive} alive\n"));
     out.push_str(&format!(
-        "{:>6}  {:<24} {:<8} {:>5} {:>10} {:>10} {:>7}\n",
-        "id", "name", "status", "slots", "heartbeat", "completed", "failed"
+        "{:>6}  {:<24} {:<8} {:>5} {:>10} {:>11} {:>10} {:>7}\n",
+        "id", "name", "status", "slots", "heartbeat", "last write", "completed", "failed"
     ));
     for w in &status.workers {
+        let last_write = match (w.last_write_age_seconds, w.unwritten_age_seconds) {
+            (_, Some(waiting)) if waiting >= 5.0 => format!("waits {waiting}s"),
+            (Some(age), _) => format!("{age}s"),
+            (None, _) => "-".to_owned(),
+        };
         out.push_str(&format!(
-            "{:>6}  {:<24} {:<8} {:>5} {:>9}s {:>10} {:>7}\n",
+            "{:>6}  {:<24} {:<8} {:>5} {:>9}s {:>11} {:>10} {:>7}\n",
             w.id,
             w.name,
             w.status,
             w.slots,
             w.heartbeat_age_seconds,
+            last_write,
             w.tasks_completed,
             w.tasks_failed
         ));

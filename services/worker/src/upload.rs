@@ -1,15 +1,27 @@
 //! `worker tasks upload` and `worker proxies upload`: one item per line.
-//! Blank lines and duplicates are skipped; a bad line is reported with its
-//! number and skipped; the good ones are stored (an item already stored is
-//! left as it is). The caller exits 1 when any line was bad.
+//! Blank lines and duplicates are skipped; a bad line (not UTF-8, a NUL, an
+//! unknown scheme, a CSS selector that does not parse, ...) is reported
+//! with its number and skipped; the good ones are stored (an item already
+//! stored is left as it is). The caller exits 1 when any line was bad.
+//!
+//! Task files are streamed: read line by line and stored in chunks, so
+//! memory stays flat whatever the file's size (duplicates are told apart
+//! within a chunk; across chunks the database skips them as already
+//! stored). A chunk Postgres refuses is written by halves
+//! (`db::isolate`), and the lines it refuses are named like the others.
 
 use std::collections::HashSet;
+use std::io::BufRead;
 use std::path::Path;
 
 use anyhow::Context;
 use db::PgPool;
+use domain::fleet::{ProxyUrl, TaskKind};
 
 use crate::page::TaskParams;
+
+/// Task lines stored per statement.
+const CHUNK: usize = 5000;
 
 /// What an upload did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,15 +70,24 @@ pub fn parse_lines_by<T>(
 /// A task line of `kind`: an http(s) URL for `fetch_url`, a listing id for
 /// `offer_refresh`.
 pub fn parse_task(kind: &str, line: &str) -> Result<String, String> {
+    if line.contains('\0') {
+        return Err("a NUL byte in the line".into());
+    }
+    let Ok(kind) = kind.parse::<TaskKind>() else {
+        return Err(format!("unknown task kind {kind:?}"));
+    };
     match kind {
-        "fetch_url" | "render_url" => {
+        TaskKind::FetchUrl | TaskKind::RenderUrl => {
             let url = url::Url::parse(line).map_err(|e| format!("not a URL ({e}): {line:?}"))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                return Err(format!("not an http(s) URL: {line:?}"));
+                return Err(format!(
+                    "not an http(s) URL (scheme {:?}): {line:?}",
+                    url.scheme()
+                ));
             }
             Ok(url.to_string())
         }
-        "offer_refresh" => {
+        TaskKind::OfferRefresh => {
             let ok = line.len() <= 64
                 && line
                     .chars()
@@ -77,63 +98,16 @@ pub fn parse_task(kind: &str, line: &str) -> Result<String, String> {
                 Err(format!("not a listing inner_id: {line:?}"))
             }
         }
-        other => Err(format!("unknown task kind {other:?}")),
     }
 }
 
 /// A proxy line: `host:port`, `host:port:user:pass` or
 /// `scheme://[user:pass@]host:port` (http or https). Stored normalised as
-/// a URL.
+/// a URL; a refused line is quoted with its credentials masked.
 pub fn parse_proxy(line: &str) -> Result<String, String> {
-    if line.contains("://") {
-        let url = url::Url::parse(line).map_err(|e| format!("not a proxy URL ({e}): {line:?}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "unsupported proxy scheme {:?} (http or https): {line:?}",
-                url.scheme()
-            ));
-        }
-        if url.host_str().is_none() || url.port_or_known_default().is_none() {
-            return Err(format!("a proxy needs a host and a port: {line:?}"));
-        }
-        if url.path() != "/" && !url.path().is_empty() || url.query().is_some() {
-            return Err(format!("a proxy URL has no path: {line:?}"));
-        }
-        let auth = match (url.username(), url.password()) {
-            ("", _) => String::new(),
-            (user, pass) => format!("{user}:{}@", pass.unwrap_or("")),
-        };
-        let host = url.host_str().unwrap_or_default();
-        let port = url.port_or_known_default().unwrap_or(80);
-        return Ok(format!("{}://{auth}{host}:{port}", url.scheme()));
-    }
-    let parts: Vec<&str> = line.split(':').collect();
-    let (host, port, auth) = match parts.as_slice() {
-        [host, port] => (*host, *port, String::new()),
-        [host, port, user, pass] => (*host, *port, format!("{}:{}@", encode(user), encode(pass))),
-        _ => {
-            return Err(format!(
-                "expected host:port, host:port:user:pass or scheme://user:pass@host:port: {line:?}"
-            ))
-        }
-    };
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("bad port {port:?}: {line:?}"))?;
-    let valid_host = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
-    if !valid_host {
-        return Err(format!("bad host {host:?}: {line:?}"));
-    }
-    Ok(format!("http://{auth}{host}:{port}"))
-}
-
-fn encode(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    ProxyUrl::parse(line)
+        .map(|p| p.stored())
+        .map_err(|e| e.to_string())
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -176,7 +150,11 @@ pub fn parse_task_line(
     defaults: &TaskParams,
     profiles: Option<&[String]>,
 ) -> Result<(String, TaskParams), String> {
-    let (target, params) = if line.starts_with('{') && kind != "offer_refresh" {
+    if line.contains('\0') {
+        return Err("a NUL byte in the line".into());
+    }
+    let listing = kind.parse::<TaskKind>() == Ok(TaskKind::OfferRefresh);
+    let (target, params) = if line.starts_with('{') && !listing {
         #[derive(serde::Deserialize)]
         struct Line {
             url: String,
@@ -196,6 +174,14 @@ pub fn parse_task_line(
     } else {
         (parse_task(kind, line)?, defaults.clone())
     };
+    // Postgres' text and jsonb refuse NUL: a `\u0000` escape is no better.
+    if params.to_json().to_string().contains("\\u0000") {
+        return Err("a NUL (\\u0000) in the line".into());
+    }
+    if let Some(css) = &params.wait_for {
+        scraper::Selector::parse(css)
+            .map_err(|e| format!("wait_for {css:?} is not a CSS selector ({e})"))?;
+    }
     if let (Some(name), Some(known)) = (&params.extract, profiles) {
         if !known.contains(name) {
             return Err(format!(
@@ -204,13 +190,14 @@ pub fn parse_task_line(
             ));
         }
     }
-    if kind == "offer_refresh" && params != TaskParams::default() {
+    if listing && params != TaskParams::default() {
         return Err("offer_refresh tasks take no parameters".into());
     }
     Ok((target, params))
 }
 
-/// `worker tasks upload [--extract P] [--wait-for CSS] [--screenshot]`.
+/// `worker tasks upload [--extract P] [--wait-for CSS] [--screenshot]`,
+/// streamed (see the module note).
 pub async fn tasks_with(
     pool: &PgPool,
     path: &Path,
@@ -218,22 +205,52 @@ pub async fn tasks_with(
     defaults: &TaskParams,
     profiles: Option<&[String]>,
 ) -> anyhow::Result<Uploaded> {
-    if !db::tasks::KINDS.contains(&kind) {
-        anyhow::bail!("unknown task kind {kind:?} (one of {:?})", db::tasks::KINDS);
+    let task_kind: TaskKind = kind.parse().map_err(|_| {
+        anyhow::anyhow!("unknown task kind {kind:?} (one of {:?})", db::tasks::KINDS)
+    })?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("Failed to read {}", path.display()))?;
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
+    let mut up = Uploaded::default();
+    let mut chunk = Chunk::default();
+    let mut raw = Vec::new();
+    let mut number = 0;
+    loop {
+        raw.clear();
+        let read = reader
+            .read_until(b'\n', &mut raw)
+            .with_context(|| format!("Failed to read {}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        let Ok(text) = std::str::from_utf8(&raw) else {
+            up.lines += 1;
+            up.bad.push((number, "not UTF-8 text".into()));
+            continue;
+        };
+        let line = text.trim();
+        if line.is_empty() {
+            continue;
+        }
+        up.lines += 1;
+        match parse_task_line(kind, line, defaults, profiles) {
+            Ok((target, params)) if chunk.seen.insert(target.clone()) => {
+                chunk.items.push(Line {
+                    number,
+                    target,
+                    params: params.to_json(),
+                });
+            }
+            Ok(_) => up.duplicates += 1,
+            Err(why) => up.bad.push((number, why)),
+        }
+        if chunk.items.len() >= CHUNK {
+            store(pool, task_kind, &mut chunk, &mut up).await?;
+        }
     }
-    let (good, mut up) = parse_lines_by(
-        &read(path)?,
-        |line| parse_task_line(kind, line, defaults, profiles),
-        |(target, _)| target.clone(),
-    );
-    for chunk in good.chunks(5000) {
-        let targets: Vec<String> = chunk.iter().map(|(t, _)| t.clone()).collect();
-        let params: Vec<serde_json::Value> = chunk.iter().map(|(_, p)| p.to_json()).collect();
-        up.stored += db::tasks::insert_with_params(pool, kind, &targets, &params)
-            .await
-            .context("Failed to store tasks")?;
-    }
-    up.already_stored = good.len() as u64 - up.stored;
+    store(pool, task_kind, &mut chunk, &mut up).await?;
+    up.bad.sort_by_key(|(line, _)| *line);
     // The tasks are stored either way: statistics only make claims cheaper
     // until autovacuum refreshes them, so a failure here is not the upload's.
     if up.stored > 0 {
@@ -245,6 +262,52 @@ pub async fn tasks_with(
     }
     report("task", path, &up);
     Ok(up)
+}
+
+/// A good task line waiting for its chunk's statement.
+struct Line {
+    number: usize,
+    target: String,
+    params: serde_json::Value,
+}
+
+#[derive(Default)]
+struct Chunk {
+    items: Vec<Line>,
+    /// Targets of this chunk (duplicates within it are counted).
+    seen: HashSet<String>,
+}
+
+/// Stores a chunk in one statement; a chunk Postgres refuses goes in by
+/// halves and the refused lines are named.
+async fn store(
+    pool: &PgPool,
+    kind: TaskKind,
+    chunk: &mut Chunk,
+    up: &mut Uploaded,
+) -> anyhow::Result<()> {
+    if chunk.items.is_empty() {
+        return Ok(());
+    }
+    let mut conn = pool.acquire().await.context("Failed to store tasks")?;
+    let done = db::isolate::write_isolating(&mut conn, &chunk.items, |conn, lines| {
+        Box::pin(async move {
+            let targets: Vec<String> = lines.iter().map(|l| l.target.clone()).collect();
+            let params: Vec<serde_json::Value> = lines.iter().map(|l| l.params.clone()).collect();
+            db::tasks::insert_with_params(conn, kind.as_str(), &targets, &params).await
+        })
+    })
+    .await
+    .context("Failed to store tasks")?;
+    let stored: u64 = done.written.iter().sum();
+    up.stored += stored;
+    up.already_stored += (chunk.items.len() - done.refused.len()) as u64 - stored;
+    for (index, why) in done.refused {
+        up.bad.push((chunk.items[index].number, why));
+    }
+    chunk.items.clear();
+    chunk.seen.clear();
+    Ok(())
 }
 
 pub async fn proxies(pool: &PgPool, path: &Path) -> anyhow::Result<Uploaded> {
@@ -342,6 +405,31 @@ mod tests {
             |(t, _)| t.clone(),
         );
         assert_eq!((good.len(), report.duplicates), (1, 1));
+    }
+
+    #[test]
+    fn a_nul_an_unknown_scheme_and_a_bad_selector_are_each_named() {
+        let d = TaskParams::default();
+        let nul = parse_task_line("fetch_url", r#"{"url": "http://a.test/\u0000x"}"#, &d, None);
+        assert!(nul.unwrap_err().contains("NUL"));
+        let raw_nul = parse_task_line("fetch_url", "http://a.test/\0", &d, None);
+        assert!(raw_nul.unwrap_err().contains("NUL"));
+        let scheme = parse_task_line("fetch_url", "file:///etc/passwd", &d, None);
+        assert!(scheme.unwrap_err().contains("\"file\""));
+        let css = parse_task_line(
+            "render_url",
+            r#"{"url": "http://a.test/1", "wait_for": "div[[["}"#,
+            &d,
+            None,
+        );
+        assert!(css.unwrap_err().contains("not a CSS selector"));
+        assert!(parse_task_line(
+            "render_url",
+            r#"{"url": "http://a.test/1", "wait_for": ".listing > a"}"#,
+            &d,
+            None
+        )
+        .is_ok());
     }
 
     #[test]

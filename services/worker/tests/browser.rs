@@ -107,7 +107,7 @@ type Row = (
 
 async fn results(pool: &PgPool) -> Vec<Row> {
     sqlx::query_as(
-        "SELECT target, data, missing_fields, final_url, status_code, body, screenshot
+        "SELECT target, data, missing_fields, final_url, status_code, convert_from(body, 'UTF8') AS body, screenshot
            FROM results ORDER BY task_id",
     )
     .fetch_all(pool)
@@ -420,8 +420,17 @@ async fn the_cli_uploads_tasks_with_a_profile_and_the_csv_gives_its_fields_colum
     let w = db::workers::register(&pool, "t", 1, Duration::from_secs(60))
         .await
         .unwrap();
+    db::proxies::insert(&pool, &["http://p:1".into(), "http://p:2".into()])
+        .await
+        .unwrap();
+    let claimed: Vec<db::tasks::ClaimedTask> =
+        db::claims::claim_pairs(&pool, w, 2, domain::fleet::TaskKind::ALL)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
     let mut tx = pool.begin().await.unwrap();
-    let claimed = db::tasks::acquire_task(&mut tx, w, 2).await.unwrap();
     for (task, title) in claimed.iter().zip(["BMW, \"320i\"", "Audi A4"]) {
         let result = db::results::NewResult {
             task_id: task.id,

@@ -121,18 +121,20 @@ async fn a_killed_workers_tasks_and_proxies_are_reclaimed_finished_elsewhere_and
     // The victim's completion arriving late under its old lease changes nothing.
     let mut conn = pool.acquire().await.unwrap();
     let (id, lease, _) = held[0];
-    let late = db::tasks::mark_task_completed(
+    let late = db::claims::finish_claims(
         &mut conn,
+        &[],
         &[Lease {
             id,
             lease,
             worker_id: victim_id,
         }],
-        &["ok"],
+        &[],
+        db::claims::Flush::Wait,
     )
     .await
     .unwrap();
-    assert!(late.is_empty());
+    assert!(late.gone.is_empty());
     let saved = db::results::save_result(
         &mut conn,
         &[db::results::NewResult {

@@ -20,6 +20,8 @@ pub fn settings(overrides: &[(&str, &str)]) -> Settings {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../../config.yaml").into(),
         ),
         ("DATABASE_URL".into(), "postgres://unused/db".into()),
+        // The origins and proxies of the tests listen on 127.0.0.1.
+        (env_name("worker.allow_private_targets"), "true".into()),
     ];
     pairs.extend(
         overrides
@@ -44,6 +46,7 @@ pub const FAST: &[(&str, &str)] = &[
     ("worker.retry_backoff", "50ms"),
     ("worker.retry_backoff_max", "100ms"),
     ("worker.request_timeout", "5s"),
+    ("worker.allow_private_targets", "true"),
 ];
 
 pub fn fast(extra: &[(&str, &str)]) -> Settings {

@@ -1,16 +1,21 @@
 //! Writing rows that Postgres refused as a whole: they go in by halves, each
 //! half under its own savepoint, until every refused row stands alone. The
-//! rest is written; the refused rows come back with Postgres' reason, to be
-//! kept in `rejected_items`. Where the database is the only judge of a value
-//! (a jsonb escape it cannot store, a constraint), one bad listing so costs
-//! only itself and never its page.
+//! rest is written; the refused rows come back with Postgres' reason. Where
+//! the database is the only judge of a value (a jsonb escape it cannot
+//! store, a NUL in text, a constraint), one bad row so costs only itself and
+//! never its batch. The one helper for this: the loader's pages and the
+//! worker's completions use it.
 //!
 //! Only a write that failed comes here, so the common write pays for no
-//! savepoint.
+//! savepoint. Refused means SQLSTATE class 22 (data exception), 23
+//! (integrity) or 54 (program limit): retrying the same row cannot help.
+//! Any other error (a lost connection, a missing table) ends the write at
+//! once and is the caller's to retry.
 
-use db::{DbError, PgConnection};
 use futures::future::BoxFuture;
-use sqlx::Connection;
+use sqlx::{Connection, PgConnection};
+
+use crate::DbError;
 
 /// What the careful write did: one result per write that went in, and the
 /// rows Postgres refused (index into the rows given, Postgres' reason).
@@ -21,8 +26,7 @@ pub struct Isolated<W> {
 }
 
 /// Writes `rows` with `write`, halving under savepoints around what Postgres
-/// refuses. An error that is not a refused value (a lost connection, a
-/// missing table) ends it at once.
+/// refuses. An error that is not a refused value ends it at once.
 pub async fn write_isolating<T, W>(
     conn: &mut PgConnection,
     rows: &[T],
