@@ -1,8 +1,17 @@
-//! The normaliser: rows/s draining 250,000 raw rows from the simulator's
-//! catalogue with batch 200, one instance and two at once, against the
-//! in-database ceiling (normalizer_ceiling.sql: one INSERT ... SELECT typing
-//! the main columns in SQL) measured in the same run; plus the p99 of the
-//! batch transactions.
+//! The normaliser: rows/s draining raw rows from the simulator's catalogue
+//! (50,000 and 250,000 unless `--rows` says), batch 200, on a freshly loaded
+//! `raw_data` that was never analysed and on one after `VACUUM ANALYZE`, one
+//! instance and two at once, against the in-database ceiling
+//! (normalizer_ceiling.sql: one INSERT ... SELECT typing the main columns in
+//! SQL) measured in the same run; the WAL each normalised row costs and the
+//! size of `raw_data` and `processed_data` before and after a drain; the p99
+//! of the batch transactions.
+//!
+//! Every run drains a database of its own, loaded for it, so that every
+//! variant starts from the same state a new install is in: nothing
+//! normalised yet, no dead tuples, a fresh checkpoint. Autovacuum is off on
+//! both tables during the run, so "fresh" stays never-analysed however long
+//! the drain takes, and "analysed" is exactly one `VACUUM ANALYZE raw_data`.
 
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -16,106 +25,292 @@ use tokio_util::sync::CancellationToken;
 
 use crate::harness::{per_second, BenchDatabase, Better, Figure, Measured, Plan, Report};
 
-const DEFAULT_ROWS: usize = 250_000;
+const DEFAULT_SIZES: [usize; 2] = [50_000, 250_000];
 const BATCH: i64 = 200;
 const COPY_CHUNK_ROWS: usize = 2_000;
 const P99_GOAL_MS: f64 = 250.0;
+/// Issue 27's goals: WAL per normalised row, and fresh against analysed.
+const WAL_GOAL_BYTES: f64 = 2_800.0;
+const FRESH_GOAL_RATIO: f64 = 0.9;
+
+/// One variant of a run: what drains, and on which `raw_data`.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    label: &'static str,
+    /// Normaliser instances (0: the in-database ceiling).
+    instances: usize,
+    analysed: bool,
+}
+
+const VARIANTS: [Variant; 5] = [
+    Variant {
+        label: "in_database_ceiling",
+        instances: 0,
+        analysed: true,
+    },
+    Variant {
+        label: "1_instance_fresh",
+        instances: 1,
+        analysed: false,
+    },
+    Variant {
+        label: "1_instance_analysed",
+        instances: 1,
+        analysed: true,
+    },
+    Variant {
+        label: "2_instances_fresh",
+        instances: 2,
+        analysed: false,
+    },
+    Variant {
+        label: "2_instances_analysed",
+        instances: 2,
+        analysed: true,
+    },
+];
+
+/// What one drain cost besides time.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    wal_per_row: f64,
+    raw_before_mb: f64,
+    raw_after_mb: f64,
+    processed_after_mb: f64,
+}
 
 pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow::Result<Report> {
-    let pool = &db.pool;
-    let rows = rows.unwrap_or(DEFAULT_ROWS);
-    let avg_bytes = load_raw_rows(pool, rows).await?;
-    let url = db.url();
-
-    // The three variants alternate run by run (ceiling, one, two, ceiling,
-    // ...), so machine drift does not masquerade as scaling. Each instance
-    // is a process of its own with its own pool, as a container of
-    // `--scale normalizer=2` would be.
-    let p99s = Mutex::new(Vec::new());
-    let labels = [
-        "in_database_ceiling",
-        "normalizer_1_instance",
-        "normalizer_2_instances",
-    ];
-    let measured = plan
-        .measure_alternating(&labels, |variant| {
-            let (url, p99s) = (&url, &p99s);
-            async move {
-                reset(pool).await?;
-                let start = Instant::now();
-                if variant == 0 {
-                    let done = sqlx::query(include_str!("normalizer_ceiling.sql"))
-                        .execute(pool)
-                        .await
-                        .context("ceiling INSERT ... SELECT")?;
-                    anyhow::ensure!(
-                        done.rows_affected() as usize == rows,
-                        "ceiling wrote {} rows",
-                        done.rows_affected()
-                    );
-                    return Ok(per_second(rows, start.elapsed()));
-                }
-                let drained = run_instances(url, variant).await?;
-                let elapsed = start.elapsed();
-                let created: u64 = drained.iter().map(|s| s.created).sum();
-                let errors: u64 = drained.iter().map(|s| s.errors).sum();
-                anyhow::ensure!(created as usize == rows && errors == 0, "{drained:?}");
-                if variant == 1 {
-                    p99s.lock()
-                        .unwrap()
-                        .push(p99_ms(drained[0].batch_ms.clone()));
-                }
-                Ok(per_second(rows, elapsed))
-            }
-        })
-        .await?;
-    let [ceiling, one, two]: [Measured; 3] = measured
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("three variants measured"))?;
-
-    let mut p99_runs = p99s.into_inner().unwrap();
-    // Only the measured runs (the warm-ups came first).
-    let p99_runs = p99_runs.split_off(p99_runs.len() - plan.runs);
-    let rows_per_s = |name: &str, value, baseline: (&str, f64), goal: f64| Figure {
-        name: name.into(),
-        unit: "rows/s".into(),
-        value,
-        baseline: Some(baseline.0.to_owned()),
-        baseline_value: Some(baseline.1),
-        better: Better::Higher,
-        goal_ratio: Some(goal),
-    };
-    let one_median = one.median;
-    let ceiling_median = ceiling.median;
+    let sizes = rows.map_or(DEFAULT_SIZES.to_vec(), |rows| vec![rows]);
+    let mut figures = Vec::new();
+    let mut avg_bytes = 0;
+    for rows in &sizes {
+        let (size_figures, bytes) = run_size(db, plan, *rows).await?;
+        figures.extend(size_figures);
+        avg_bytes = bytes;
+    }
+    let sizes = sizes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ");
     Ok(Report {
         bench: "normalizer",
         context: format!(
-            "{rows} raw rows from the simulator's catalogue (~{avg_bytes} bytes JSONB each), batch {BATCH}, each normaliser its own process with its own pool, asynchronous commit; {} run(s) after {} warm-up",
+            "{sizes} raw rows from the simulator's catalogue (~{avg_bytes} bytes JSONB each), batch {BATCH}, each normaliser its own process with its own pool, asynchronous commit; every run on a database loaded for it (fresh: never analysed; analysed: VACUUM ANALYZE raw_data after the load; autovacuum off on both tables); WAL and sizes are medians over the runs; {} run(s) after {} warm-up",
             plan.runs, plan.warmup
         ),
-        figures: vec![
-            Figure {
-                name: "in_database_ceiling".into(),
-                unit: "rows/s".into(),
-                value: ceiling,
-                baseline: None,
-                baseline_value: None,
-                better: Better::Higher,
-                goal_ratio: None,
-            },
-            rows_per_s("normalizer_1_instance", one, ("in_database_ceiling", ceiling_median), 1.0),
-            rows_per_s("normalizer_2_instances", two, ("normalizer_1_instance", one_median), 1.7),
-            Figure {
-                name: "p99_batch_transaction".into(),
-                unit: "ms".into(),
-                value: Measured::from_runs(p99_runs),
-                baseline: Some("goal (ms)".into()),
-                baseline_value: Some(P99_GOAL_MS),
-                better: Better::Lower,
-                goal_ratio: Some(1.0),
-            },
-        ],
+        figures,
     })
+}
+
+/// Every variant at `rows`, alternating run by run (ceiling, fresh, ...,
+/// ceiling, ...) so machine drift does not masquerade as a difference. Each
+/// instance is a process of its own with its own pool, as a container of
+/// `--scale normalizer=2` would be.
+async fn run_size(
+    db: &BenchDatabase,
+    plan: Plan,
+    rows: usize,
+) -> anyhow::Result<(Vec<Figure>, usize)> {
+    let p99s = Mutex::new(Vec::new());
+    let costs = Mutex::new(vec![Vec::new(); VARIANTS.len()]);
+    let avg = Mutex::new(0);
+    let labels: Vec<String> = VARIANTS
+        .iter()
+        .map(|v| format!("{rows}_{}", v.label))
+        .collect();
+    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let mut round = 0;
+    let measured = plan
+        .measure_alternating(&label_refs, |index| {
+            round += 1;
+            let (p99s, costs, avg) = (&p99s, &costs, &avg);
+            let suffix = format!("n{round}");
+            async move {
+                let variant = VARIANTS[index];
+                let run_db = db.sibling(&suffix).await?;
+                let result = drain_once(&run_db, variant, rows).await;
+                run_db.drop_database().await?;
+                let (rate, cost, p99, bytes) = result?;
+                *avg.lock().unwrap() = bytes;
+                costs.lock().unwrap()[index].push(cost);
+                if let Some(p99) = p99 {
+                    p99s.lock().unwrap().push(p99);
+                }
+                eprintln!(
+                    "    WAL {:.0} bytes/row; raw_data {:.0} -> {:.0} MB; processed_data {:.0} MB",
+                    cost.wal_per_row,
+                    cost.raw_before_mb,
+                    cost.raw_after_mb,
+                    cost.processed_after_mb
+                );
+                Ok(rate)
+            }
+        })
+        .await?;
+    let costs = costs.into_inner().unwrap();
+    // Only the measured runs (the warm-ups came first).
+    let measured_costs = |index: usize| -> Vec<Cost> {
+        let all = &costs[index];
+        all[all.len() - plan.runs..].to_vec()
+    };
+    let median_of = |index: usize, pick: fn(&Cost) -> f64| {
+        Measured::from_runs(measured_costs(index).iter().map(pick).collect())
+    };
+
+    let median = |label: &str| {
+        let index = VARIANTS.iter().position(|v| v.label == label).unwrap();
+        measured[index].median
+    };
+    let name = |label: &str| format!("{rows}_{label}");
+    let rows_per_s = |label: &str, baseline: Option<(&str, f64)>, goal: Option<f64>| {
+        let index = VARIANTS.iter().position(|v| v.label == label).unwrap();
+        Figure {
+            name: name(label),
+            unit: "rows/s".into(),
+            value: measured[index].clone(),
+            baseline: baseline.map(|b| name(b.0)),
+            baseline_value: baseline.map(|b| b.1),
+            better: Better::Higher,
+            goal_ratio: goal,
+        }
+    };
+    let ceiling = ("in_database_ceiling", median("in_database_ceiling"));
+    let one = ("1_instance_analysed", median("1_instance_analysed"));
+    let two_analysed = ("2_instances_analysed", median("2_instances_analysed"));
+    let mut figures = vec![
+        rows_per_s("in_database_ceiling", None, None),
+        rows_per_s("1_instance_analysed", Some(ceiling), None),
+        rows_per_s("1_instance_fresh", Some(one), Some(FRESH_GOAL_RATIO)),
+        rows_per_s("2_instances_analysed", Some(one), Some(1.7)),
+        rows_per_s(
+            "2_instances_fresh",
+            Some(two_analysed),
+            Some(FRESH_GOAL_RATIO),
+        ),
+    ];
+    for (index, variant) in VARIANTS.iter().enumerate() {
+        figures.push(Figure {
+            name: name(&format!("wal_per_row_{}", variant.label)),
+            unit: "bytes".into(),
+            value: median_of(index, |c| c.wal_per_row),
+            baseline: (variant.instances > 0).then(|| "goal (bytes)".into()),
+            baseline_value: (variant.instances > 0).then_some(WAL_GOAL_BYTES),
+            better: Better::Lower,
+            goal_ratio: (variant.instances > 0).then_some(1.0),
+        });
+    }
+    let one_fresh = VARIANTS
+        .iter()
+        .position(|v| v.label == "1_instance_fresh")
+        .unwrap();
+    let mb = |label: &str, value: Measured, baseline: Option<(String, f64)>| Figure {
+        name: name(label),
+        unit: "MB".into(),
+        value,
+        baseline: baseline.as_ref().map(|b| b.0.clone()),
+        baseline_value: baseline.map(|b| b.1),
+        better: Better::Lower,
+        goal_ratio: None,
+    };
+    let raw_before = median_of(one_fresh, |c| c.raw_before_mb);
+    figures.push(mb("raw_data_before_drain", raw_before.clone(), None));
+    figures.push(mb(
+        "raw_data_after_drain",
+        median_of(one_fresh, |c| c.raw_after_mb),
+        Some((name("raw_data_before_drain"), raw_before.median)),
+    ));
+    figures.push(mb(
+        "processed_data_after_drain",
+        median_of(one_fresh, |c| c.processed_after_mb),
+        None,
+    ));
+    let mut p99_runs = p99s.into_inner().unwrap();
+    // One per one-instance run, two variants a round: the measured ones last.
+    let p99_runs = p99_runs.split_off(p99_runs.len() - 2 * plan.runs);
+    figures.push(Figure {
+        name: name("p99_batch_transaction"),
+        unit: "ms".into(),
+        value: Measured::from_runs(p99_runs),
+        baseline: Some("goal (ms)".into()),
+        baseline_value: Some(P99_GOAL_MS),
+        better: Better::Lower,
+        goal_ratio: Some(1.0),
+    });
+    let bytes = avg.into_inner().unwrap();
+    Ok((figures, bytes))
+}
+
+/// Loads `rows` into the run's own database, analyses it or not, and drains
+/// it once with `variant`: rows/s, what it cost, the p99 batch time of a
+/// one-instance drain, and the average JSON size of a listing.
+async fn drain_once(
+    db: &BenchDatabase,
+    variant: Variant,
+    rows: usize,
+) -> anyhow::Result<(f64, Cost, Option<f64>, usize)> {
+    let pool = &db.pool;
+    sqlx::raw_sql(
+        "ALTER TABLE raw_data SET (autovacuum_enabled = false);
+         ALTER TABLE processed_data SET (autovacuum_enabled = false)",
+    )
+    .execute(pool)
+    .await?;
+    let avg_bytes = load_raw_rows(pool, rows).await?;
+    if variant.analysed {
+        sqlx::query("VACUUM ANALYZE raw_data").execute(pool).await?;
+    }
+    sqlx::query("CHECKPOINT").execute(pool).await?;
+    let raw_before = mb(pool, "raw_data").await?;
+    let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+        .fetch_one(pool)
+        .await?;
+
+    let start = Instant::now();
+    let mut p99 = None;
+    if variant.instances == 0 {
+        let done = sqlx::query(include_str!("normalizer_ceiling.sql"))
+            .execute(pool)
+            .await
+            .context("ceiling INSERT ... SELECT")?;
+        anyhow::ensure!(
+            done.rows_affected() as usize == rows,
+            "ceiling wrote {} rows",
+            done.rows_affected()
+        );
+    } else {
+        let drained = run_instances(&db.url(), variant.instances).await?;
+        let created: u64 = drained.iter().map(|s| s.created).sum();
+        let errors: u64 = drained.iter().map(|s| s.errors).sum();
+        anyhow::ensure!(created as usize == rows && errors == 0, "{drained:?}");
+        if variant.instances == 1 {
+            p99 = Some(p99_ms(drained[0].batch_ms.clone()));
+        }
+    }
+    let rate = per_second(rows, start.elapsed());
+
+    let wal: f64 = sqlx::query_scalar(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8",
+    )
+    .bind(&lsn)
+    .fetch_one(pool)
+    .await?;
+    let cost = Cost {
+        wal_per_row: wal / rows as f64,
+        raw_before_mb: raw_before,
+        raw_after_mb: mb(pool, "raw_data").await?,
+        processed_after_mb: mb(pool, "processed_data").await?,
+    };
+    Ok((rate, cost, p99, avg_bytes))
+}
+
+/// A table's size with its indexes and TOAST, in MB.
+async fn mb(pool: &PgPool, table: &str) -> anyhow::Result<f64> {
+    let bytes: i64 = sqlx::query_scalar("SELECT pg_total_relation_size($1::regclass)")
+        .bind(table)
+        .fetch_one(pool)
+        .await?;
+    Ok(bytes as f64 / 1_048_576.0)
 }
 
 /// Set in a normaliser instance's process: the database URL to drain.
@@ -196,18 +391,6 @@ fn p99_ms(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     let index = ((times.len() as f64 * 0.99).ceil() as usize).clamp(1, times.len()) - 1;
     times[index]
-}
-
-/// Every run starts from the same state: the whole queue waiting, an empty
-/// processed_data, no dead tuples, a fresh checkpoint.
-async fn reset(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::query("TRUNCATE processed_data").execute(pool).await?;
-    sqlx::query("UPDATE raw_data SET is_processed = false WHERE is_processed")
-        .execute(pool)
-        .await?;
-    sqlx::query("VACUUM ANALYZE raw_data").execute(pool).await?;
-    sqlx::query("CHECKPOINT").execute(pool).await?;
-    Ok(())
 }
 
 /// Loads `rows` listings of the simulator's catalogue into raw_data by binary
