@@ -25,6 +25,7 @@ pub mod rejected;
 pub mod results;
 pub mod schema;
 pub mod stats;
+pub mod status;
 pub mod sync_state;
 pub mod sync_tables;
 pub mod tasks;

@@ -13,6 +13,7 @@ mod load;
 mod secret_key;
 mod secrets;
 mod sections;
+mod status;
 mod sync;
 mod worker;
 
@@ -21,6 +22,7 @@ pub use load::{load, load_from, Env};
 pub use secret_key::{KeyOrigin, SecretKey};
 pub use secrets::Secrets;
 pub use sections::*;
+pub use status::{AgeRule, StatusSettings};
 pub use sync::{SyncRetrySettings, SyncSettings, SyncTable};
 pub use worker::{CleanupSettings, WorkerSettings};
 
@@ -37,6 +39,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub sync: SyncSettings,
     pub worker: WorkerSettings,
+    pub status: StatusSettings,
     pub secrets: Secrets,
 }
 
@@ -52,6 +55,7 @@ struct FileSettings {
     api: ApiSettings,
     sync: SyncSettings,
     worker: WorkerSettings,
+    status: StatusSettings,
 }
 
 /// A setting that is missing or invalid. Displays as one line starting with
