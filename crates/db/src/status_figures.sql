@@ -11,7 +11,7 @@
 --   * rows waiting to be pushed are those whose sync_xid the last push's
 --     snapshot did not see (the same test as `sync push`), found through
 --     processed_data_sync_xid_idx from the snapshot's xmin on.
--- $1: the rejected-items window, in seconds.
+-- $1: the rejected-items window, $2: the dead-worker window, in seconds.
 SELECT
     (SELECT count(*) FROM raw_data
       WHERE NOT is_processed AND normalize_error IS NULL)              AS normalizer_waiting,

@@ -115,3 +115,44 @@ impl StatusSettings {
         ratio("status.api_5xx_fail_ratio", self.api_5xx_fail_ratio)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{load_from, Env};
+
+    #[test]
+    fn the_shipped_rules_load_and_a_bad_one_is_named() {
+        let settings = load_from(&Env::default()).unwrap();
+        assert_eq!(settings.status.daily.fail_after.as_secs(), 36 * 3600);
+        assert_eq!(
+            settings.api.admin_bind, "",
+            "off unless compose turns it on"
+        );
+
+        let err = load_from(&Env::from_pairs([(
+            "CARFEED__STATUS__DAILY__FAIL_AFTER",
+            "1h",
+        )]))
+        .unwrap_err();
+        assert!(err.to_string().contains("status.daily"), "{err}");
+        let err = load_from(&Env::from_pairs([(
+            "CARFEED__STATUS__PROXIES_BLOCKED_WARN_RATIO",
+            "1.5",
+        )]))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("status.proxies_blocked_warn_ratio"),
+            "{err}"
+        );
+        let err =
+            load_from(&Env::from_pairs([("CARFEED__API__ADMIN_BIND", "loopback")])).unwrap_err();
+        assert!(err.to_string().contains("api.admin_bind"), "{err}");
+        let on = load_from(&Env::from_pairs([(
+            "CARFEED__API__ADMIN_BIND",
+            "127.0.0.1:9090",
+        )]))
+        .unwrap();
+        assert_eq!(on.api.admin_bind, "127.0.0.1:9090");
+    }
+}
