@@ -113,7 +113,8 @@ for op_id in sorted(ids, key=lambda i: (i != "listOffers", i)):
     parsed = answer.parsed
     ok = answer.status_code == 200 and parsed is not None and not isinstance(parsed, (str, bytes))
     if op_id == "listOffers" and ok:
-        offer_id = parsed.items[0].inner_id
+        first = parsed.items[0]  # an offer is a free-form object: its keys
+        offer_id = getattr(first, "inner_id", None) or first["inner_id"]
     if op_id == "getStatus" and ok:
         ok = parsed.api.state.value == "ok" and parsed.initial_load.finished
     print(f"{op_id:14} {tag}.{name}: {answer.status_code} -> {type(parsed).__name__}")
