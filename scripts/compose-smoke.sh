@@ -185,7 +185,8 @@ fi
 
 # ---- 2. the compose files ----------------------------------------------------
 HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export HTTP_BIND=127.0.0.1 HTTP_PORT
+ADMIN_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export HTTP_BIND=127.0.0.1 HTTP_PORT ADMIN_PORT
 export CARFEED_IMAGE=carfeed-smoke:latest CARFEED_BUILD_TARGET=runtime CARFEED_BUILD_PROFILE=$PROFILE
 export CARFEED_BROWSER_IMAGE=carfeed-smoke-browser:latest CARFEED_BROWSER_BUILD_TARGET=runtime-browser
 # The browser worker's test site is on the compose network: a private address.
@@ -460,7 +461,10 @@ recovered() {
         [ "$(date +%s)" -lt "$deadline" ] || fail "$what: the stack did not come back within 120 s: $(unhealthy_list)"
         sleep 1
     done
-    log "$what: every service healthy and offers served through nginx $(elapsed "$start") s later"
+    api_state=$(curl -fsS --max-time 10 "http://127.0.0.1:$ADMIN_PORT/status.json" | python3 -c 'import json, sys; print(json.load(sys.stdin)["api"]["state"])') \
+        || fail "$what: /status.json on the operator listener"
+    [ "$api_state" = ok ] || fail "$what: /status.json says $api_state for api"
+    log "$what: every service healthy, offers served through nginx and /status.json ok for api $(elapsed "$start") s later"
 }
 
 phase "restart postgres: the stack comes back"
@@ -542,12 +546,17 @@ curl -sk --max-time 10 -D "$SCRATCH/https-headers" -o /dev/null -H "Authorizatio
 hsts=$(grep -i '^strict-transport-security:' "$SCRATCH/https-headers" | tr -d '\r' || true)
 [ -n "$hsts" ] || { cat "$SCRATCH/https-headers"; fail "no Strict-Transport-Security header over HTTPS"; }
 log "HTTP -> $redirect; $hsts"
-# Published ports: nginx's 80 and 443 and nothing else.
+# Published ports: nginx's 80 and 443 to the world, the api's operator
+# listener on the host's loopback only, nothing else.
 published=$(docker ps --filter "label=com.docker.compose.project=$PROD_PROJECT" --format '{{.Names}} {{.Ports}}' | grep -- '->' || true)
 echo "$published" | sed 's/^/  published: /'
-[ "$(echo "$published" | grep -o -- '->[0-9]*/[a-z]*' | sort -u | tr '\n' ' ')" = "->443/tcp ->80/tcp " ] \
-    || fail "the VPS stack publishes other ports than 80 and 443"
-[ "$(echo "$published" | grep -c .)" = 1 ] && [[ $published == *nginx* ]] || fail "a service other than nginx publishes a port"
+nginx_ports=$(echo "$published" | grep nginx | grep -o -- '->[0-9]*/[a-z]*' | sort -u | tr '\n' ' ')
+[ "$nginx_ports" = "->443/tcp ->80/tcp " ] || fail "nginx publishes other ports than 80 and 443: $nginx_ports"
+admin=$(echo "$published" | grep -v nginx || true)
+[[ $admin == *"_api_"*"127.0.0.1:$ADMIN_PORT->9090/tcp" && $(echo "$admin" | grep -c .) = 1 ]] \
+    || fail "a service other than nginx publishes a port, or the api's operator listener is not on loopback: $admin"
+prod_status=$(curl -fsS --max-time 10 "http://127.0.0.1:$ADMIN_PORT/status.json") || fail "/status.json (VPS stack)"
+log "operator listener on 127.0.0.1:$ADMIN_PORT only: $(echo "$prod_status" | python3 -c 'import json, sys; d = json.load(sys.stdin); print(", ".join(f"{k} {v["state"]}" for k, v in d.items() if isinstance(v, dict) and "state" in v))')"
 [ "$(docker inspect -f '{{.State.Running}}' "$(prod_compose ps -q certbot)")" = true ] || fail "certbot is not running"
 prod_compose exec -T certbot certbot certificates >"$SCRATCH/certbot.log" 2>&1 || { cat "$SCRATCH/certbot.log"; fail "certbot certificates"; }
 log "certbot running and answering ($(grep -m1 -i 'certificate' "$SCRATCH/certbot.log" | sed 's/^ *//'))"

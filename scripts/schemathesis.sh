@@ -69,9 +69,12 @@ pids+=($!)
 wait_for "http://$API_BIND/api/v1/openapi.json"
 
 status=0
+# /status.json (tag operator) is on the operator listener, which is not
+# under this base URL; scripts/openapi-client.sh calls it there.
 # From $work: hypothesis keeps its example database in the current directory.
 (cd "$work" && "$venv/bin/schemathesis" --config-file "$OLDPWD/scripts/schemathesis/schemathesis.toml" run "http://$API_BIND/api/v1/openapi.json" \
     --checks all \
+    --exclude-path /status.json \
     --header "Authorization: Bearer $token" \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" \
     --seed "${SCHEMATHESIS_SEED:-1}" \

@@ -637,7 +637,7 @@ impl Cpu {
 /// `rows` offers in chunks of 100,000, one INSERT ... SELECT each: ten marks
 /// of three models, prices, years, mileages, cities and listing times spread
 /// out, one in eleven inactive, records of about 700 bytes.
-async fn fill(pool: &PgPool, rows: usize) -> anyhow::Result<()> {
+pub(crate) async fn fill(pool: &PgPool, rows: usize) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut from = 0;
     while from < rows {

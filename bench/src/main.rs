@@ -10,6 +10,7 @@ mod listings;
 mod loader;
 mod normalizer;
 mod slow_link;
+mod status;
 mod sync;
 mod worker;
 mod worker_reclaim;
@@ -100,6 +101,9 @@ enum BenchName {
     /// COPY pipe; incremental push of 15,000 changes; verify; full push over
     /// a 50 ms link against row-by-row upserts.
     Sync,
+    /// The operator's status page: one uncached computation at 1,000,000
+    /// listings, offers and tasks, against /stats' full counts.
+    Status,
     /// Only the worker's kill -9 to full reclaim figure (worst of 10 kills).
     WorkerReclaim,
     /// Only the worker's no-op coordination figures (1, 2, 4 workers against
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
             BenchName::WorkerNoop => worker::noop_only(&database, plan, cli.rows).await,
             BenchName::Browser => browser::run(&database, plan, cli.rows).await,
             BenchName::Sync => sync::run(&database, plan, cli.rows).await,
+            BenchName::Status => status::run(&database, plan, cli.rows).await,
         };
         let report = report.map(|mut r| {
             if let Some((_, note)) = tracking {

@@ -27,6 +27,7 @@ pub mod results;
 pub mod roles;
 pub mod schema;
 pub mod stats;
+pub mod status;
 pub mod sync_state;
 pub mod sync_tables;
 pub mod tasks;

@@ -14,6 +14,7 @@ mod roles;
 mod secret_key;
 mod secrets;
 mod sections;
+mod status;
 mod sync;
 mod worker;
 
@@ -23,6 +24,7 @@ pub use roles::{PasswordOrigin, RolePassword, ServiceRole, SERVICE_ROLES};
 pub use secret_key::{KeyOrigin, SecretKey};
 pub use secrets::Secrets;
 pub use sections::*;
+pub use status::{AgeRule, StatusSettings};
 pub use sync::{SyncRetrySettings, SyncSettings, SyncTable};
 pub use worker::{CleanupSettings, WorkerSettings};
 
@@ -39,6 +41,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub sync: SyncSettings,
     pub worker: WorkerSettings,
+    pub status: StatusSettings,
     pub secrets: Secrets,
 }
 
@@ -54,6 +57,7 @@ struct FileSettings {
     api: ApiSettings,
     sync: SyncSettings,
     worker: WorkerSettings,
+    status: StatusSettings,
 }
 
 /// A setting that is missing or invalid. Displays as one line starting with

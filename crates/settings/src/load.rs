@@ -122,6 +122,7 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
     file.api.validate()?;
     file.sync.validate()?;
     file.worker.validate()?;
+    file.status.validate()?;
     // The loader's run lock holds one connection for the whole run.
     if file.loader.write_connections >= file.database.max_connections {
         return Err(SettingsError::new(format!(
@@ -139,6 +140,7 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
         api: file.api,
         sync: file.sync,
         worker: file.worker,
+        status: file.status,
         secrets: Secrets::from_env(env)?,
     })
 }

@@ -99,6 +99,8 @@ pub struct NormalizerSettings {
 #[serde(deny_unknown_fields)]
 pub struct ApiSettings {
     pub bind: String,
+    /// The operator listener (`/status`, `/status.json`, `/metrics`); empty: off.
+    pub admin_bind: String,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     pub max_body_bytes: i64,
@@ -291,6 +293,12 @@ impl ApiSettings {
             return Err(SettingsError::new(format!(
                 "api.bind must be an address like 0.0.0.0:8080, got {:?}",
                 self.bind
+            )));
+        }
+        if !self.admin_bind.is_empty() && self.admin_bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(SettingsError::new(format!(
+                "api.admin_bind must be an address like 127.0.0.1:9090, or empty (off), got {:?}",
+                self.admin_bind
             )));
         }
         positive("api.request_timeout", self.request_timeout)?;

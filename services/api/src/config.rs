@@ -34,6 +34,8 @@ pub struct ApiConfig {
     /// Whether data endpoints demand a token. Always true in `api serve`;
     /// only the bench turns it off, to measure what authentication costs.
     pub require_token: bool,
+    /// The status page's cache and rules (`status.*`).
+    pub status: settings::StatusSettings,
 }
 
 /// `SECRET_KEY` (see `settings::Secrets::secret_key`), saying in the log
@@ -96,6 +98,7 @@ impl ApiConfig {
                 .ok()
                 .filter(|cap| *cap > 0),
             require_token: true,
+            status: settings.status.clone(),
         })
     }
 
@@ -124,6 +127,9 @@ impl ApiConfig {
             statement_timeout: Duration::from_secs(2),
             max_in_flight_per_token: Some(32),
             require_token: true,
+            status: settings::load_from(&settings::Env::default())
+                .expect("the built-in config.yaml is valid")
+                .status,
         }
     }
 }

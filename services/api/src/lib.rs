@@ -6,6 +6,7 @@
 //! shutdown future resolves. It reads `processed_data`, `raw_data`,
 //! `operations_log` and writes only `api_tokens`. `main.rs` only wires.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -147,15 +148,34 @@ pub async fn serve(
     let listener = TcpListener::bind(&settings.api.bind)
         .await
         .with_context(|| format!("Failed to listen on {}", settings.api.bind))?;
+    let admin = match settings.api.admin_bind.as_str() {
+        "" => None,
+        bind => Some(
+            TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("Failed to listen on {bind} (api.admin_bind)"))?,
+        ),
+    };
     let bounded = pool::bounded(&pool, config.statement_timeout);
     pool.close().await;
-    run(listener, AppState::new(bounded, config), shutdown).await
+    run_with_admin(listener, admin, AppState::new(bounded, config), shutdown).await
 }
 
 /// Serves `app(state)` on `listener` until `shutdown`, then finishes the
 /// requests in flight and writes the last `last_used_at` values.
 pub async fn run(
     listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with_admin(listener, None, state, shutdown).await
+}
+
+/// [`run`], plus the operator listener ([`admin::app`]) on `admin` when
+/// given; it stops with the API.
+pub async fn run_with_admin(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -169,6 +189,22 @@ pub async fn run(
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     tracker.spawn(housekeeping(state.clone(), stop.clone()));
+    if let Some(admin) = admin {
+        tracing::info!(
+            "Operator listener (/status, /metrics) on {}",
+            admin.local_addr()?
+        );
+        let router = admin::app(state.clone());
+        let stopped = stop.clone();
+        tracker.spawn(async move {
+            let served = axum::serve(admin, router)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                tracing::error!("The operator listener failed: {err}");
+            }
+        });
+    }
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)

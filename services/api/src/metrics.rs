@@ -1,5 +1,6 @@
 //! Request counters and latency histograms, rendered as Prometheus text on
-//! `/api/v1/metrics` (nginx keeps that path internal).
+//! the operator listener's `/metrics` (`crate::admin`), and the last hour's
+//! answers for `/status`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,6 +25,8 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     /// route -> (bucket counts, sum of seconds, count)
     latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Answers of the last hour, by class, for `/status`.
+    pub last_hour: crate::admin::hour::LastHour,
 }
 
 impl Metrics {
@@ -31,6 +34,7 @@ impl Metrics {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *requests.entry((route.to_owned(), status)).or_default() += 1;
         drop(requests);
+        self.last_hour.observe(status);
         let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
         let entry = latency.entry(route.to_owned()).or_default();
         for (i, bound) in BUCKETS.iter().enumerate() {
@@ -44,37 +48,39 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP api_requests_total HTTP requests answered, by route and status.\n");
-        out.push_str("# TYPE api_requests_total counter\n");
+        out.push_str(
+            "# HELP carfeed_api_requests_total HTTP requests answered, by route and status.\n",
+        );
+        out.push_str("# TYPE carfeed_api_requests_total counter\n");
         let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         for ((route, status), n) in requests.iter() {
             let _ = writeln!(
                 out,
-                "api_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                "carfeed_api_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
         drop(requests);
-        out.push_str("# HELP api_request_duration_seconds Time to answer, by route.\n");
-        out.push_str("# TYPE api_request_duration_seconds histogram\n");
+        out.push_str("# HELP carfeed_api_request_duration_seconds Time to answer, by route.\n");
+        out.push_str("# TYPE carfeed_api_request_duration_seconds histogram\n");
         let latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
         for (route, (buckets, sum, count)) in latency.iter() {
             for (bound, n) in BUCKETS.iter().zip(buckets) {
                 let _ = writeln!(
                     out,
-                    "api_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}"
+                    "carfeed_api_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}"
                 );
             }
             let _ = writeln!(
                 out,
-                "api_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+                "carfeed_api_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
             );
             let _ = writeln!(
                 out,
-                "api_request_duration_seconds_sum{{route=\"{route}\"}} {sum}"
+                "carfeed_api_request_duration_seconds_sum{{route=\"{route}\"}} {sum}"
             );
             let _ = writeln!(
                 out,
-                "api_request_duration_seconds_count{{route=\"{route}\"}} {count}"
+                "carfeed_api_request_duration_seconds_count{{route=\"{route}\"}} {count}"
             );
         }
         out

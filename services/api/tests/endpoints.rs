@@ -235,7 +235,10 @@ async fn metrics_count_requests_by_route_pattern_in_prometheus_text(pool: PgPool
     get(&state, "/api/v1/offers", &token).await;
     get(&state, &format!("/api/v1/offers/{}", IDS), &token).await;
     get(&state, "/api/v1/offers/unknown", &token).await;
-    let answer = get_as(&state, "/api/v1/metrics", &[], peer()).await;
+    // Gone from the public listener: the operator listener serves them.
+    let public = get_as(&state, "/api/v1/metrics", &[], peer()).await;
+    assert_eq!(public.status, 404);
+    let answer = admin_get(&state, "/metrics").await;
     assert_eq!(answer.status, 200);
     assert!(answer
         .header("content-type")
@@ -243,15 +246,17 @@ async fn metrics_count_requests_by_route_pattern_in_prometheus_text(pool: PgPool
         .starts_with("text/plain"));
     let text = String::from_utf8(answer.body).unwrap();
     assert!(
-        text.contains("api_requests_total{route=\"/api/v1/offers\",status=\"200\"} 1"),
+        text.contains("carfeed_api_requests_total{route=\"/api/v1/offers\",status=\"200\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("api_requests_total{route=\"/api/v1/offers/{inner_id}\",status=\"404\"} 1"),
+        text.contains(
+            "carfeed_api_requests_total{route=\"/api/v1/offers/{inner_id}\",status=\"404\"} 1"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("api_request_duration_seconds_count{route=\"/api/v1/offers\"} 1"),
+        text.contains("carfeed_api_request_duration_seconds_count{route=\"/api/v1/offers\"} 1"),
         "{text}"
     );
     assert!(
@@ -274,9 +279,21 @@ async fn the_openapi_document_describes_every_endpoint_and_the_docs_page_serves(
         "/api/v1/stats",
         "/api/v1/health",
         "/api/v1/ready",
-        "/api/v1/metrics",
+        "/status.json",
     ] {
         assert!(spec["paths"][path]["get"].is_object(), "{path} missing");
+    }
+    // Operation ids that generate idiomatic client names in any language.
+    for (path, id) in [
+        ("/api/v1/offers", "listOffers"),
+        ("/api/v1/offers/{inner_id}", "getOffer"),
+        ("/api/v1/filters", "getFilters"),
+        ("/api/v1/stats", "getStats"),
+        ("/api/v1/health", "getHealth"),
+        ("/api/v1/ready", "getReadiness"),
+        ("/status.json", "getStatus"),
+    ] {
+        assert_eq!(spec["paths"][path]["get"]["operationId"], id, "{path}");
     }
     let params: Vec<&str> = spec["paths"]["/api/v1/offers"]["get"]["parameters"]
         .as_array()

@@ -155,13 +155,14 @@ async fn through_nginx_the_api_answers_as_directly_and_metrics_stay_internal(poo
         "year_from"
     );
 
-    // Metrics answer directly, never through nginx.
+    // Metrics live on the operator listener only (api.admin_bind, never
+    // behind nginx): the public listener has none, directly or through nginx.
     let direct = client
         .get(format!("http://{api}/api/v1/metrics"))
         .send()
         .await
         .unwrap();
-    assert_eq!(direct.status(), 200);
+    assert_eq!(direct.status(), 404);
     for path in [
         "/api/v1/metrics",
         "/api/v1/metrics/",

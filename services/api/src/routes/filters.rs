@@ -67,6 +67,7 @@ pub struct Range {
     get,
     path = "/api/v1/filters",
     tag = "offers",
+    operation_id = "getFilters",
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Filter values and ranges with counts", body = Filters),

@@ -1,10 +1,8 @@
-//! `GET /health` (liveness), `GET /ready` (database reachable, schema
-//! current) and `GET /metrics` (Prometheus text). None needs a token; nginx
-//! keeps `/metrics` internal.
+//! `GET /health` (liveness) and `GET /ready` (database reachable, schema
+//! current). Neither needs a token. Metrics are on the operator listener
+//! (`crate::admin`).
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -17,7 +15,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/ready", get(ready))
-        .route("/api/v1/metrics", get(metrics))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -30,7 +27,7 @@ pub struct Health {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/api/v1/health", tag = "service",
+#[utoipa::path(get, path = "/api/v1/health", tag = "service", operation_id = "getHealth",
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn health() -> Json<Health> {
     Json(Health {
@@ -40,7 +37,7 @@ pub async fn health() -> Json<Health> {
 }
 
 /// Readiness: the database answers and its schema is what this build needs.
-#[utoipa::path(get, path = "/api/v1/ready", tag = "service",
+#[utoipa::path(get, path = "/api/v1/ready", tag = "service", operation_id = "getReadiness",
     responses(
         (status = 200, description = "Ready", body = Health),
         (status = 503, description = "Database unreachable or schema too old", body = ErrorBody),
@@ -61,18 +58,4 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiErr
         status: "ok",
         schema_version: Some(status.found),
     }))
-}
-
-/// Request counts and latencies in the Prometheus text format.
-#[utoipa::path(get, path = "/api/v1/metrics", tag = "service",
-    responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
 }

@@ -159,6 +159,7 @@ pub struct OffersPage {
     get,
     path = "/api/v1/offers",
     tag = "offers",
+    operation_id = "listOffers",
     params(OffersQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses(
@@ -255,6 +256,7 @@ pub fn page_request(query: Option<&str>, config: &ApiConfig) -> Result<PageReque
     get,
     path = "/api/v1/offers/{inner_id}",
     tag = "offers",
+    operation_id = "getOffer",
     params(("inner_id" = String, Path, description = "The listing's id on che168",
         min_length = 1, max_length = 64, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$", example = "57419083")),
     security(("bearer" = []), ("api_key" = [])),

@@ -74,6 +74,7 @@ pub struct Operation {
     get,
     path = "/api/v1/stats",
     tag = "service",
+    operation_id = "getStats",
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Counts and last operations", body = Stats),

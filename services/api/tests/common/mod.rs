@@ -3,6 +3,8 @@
 //! call the app (in-process with `oneshot`, or over a real socket).
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::net::SocketAddr;
 
 use api::{ApiConfig, AppState};
@@ -266,6 +268,29 @@ pub async fn get_as(
     let mut request = request.body(Body::empty()).unwrap();
     request.extensions_mut().insert(ConnectInfo(peer));
     let response = app.oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// GET on the operator listener's router (`api::admin::app`).
+pub async fn admin_get(state: &AppState, uri: &str) -> Answer {
+    let request = Request::get(uri).body(Body::empty()).unwrap();
+    let response = api::admin::app(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let body = response
