@@ -39,18 +39,6 @@ VALUES ('backup', :'started', :'duration', :'status', :'details');
 SQL
 }
 
-# The manifest's queries, run in the dump's snapshot: one "table<TAB>rows"
-# line per table of the public schema, then the processed_data checksum.
-manifest_sql() {
-    cat <<'SQL'
-SELECT format('SELECT %L || E''\t'' || count(*) FROM public.%I', tablename, tablename)
-FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename
-\gexec
-SELECT 'checksum processed_data' || E'\t' || coalesce(md5(string_agg(h, '' ORDER BY h)), 'empty')
-FROM (SELECT md5(p::text) AS h FROM processed_data p) rows;
-SQL
-}
-
 backup_once() {
     started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     t0=$(date +%s)
@@ -88,7 +76,7 @@ backup_once() {
         rm -rf "$work"
         return 1
     fi
-    manifest_sql >&3
+    cat "$SCRIPTS/backup-manifest.sql" >&3
     echo "COMMIT;" >&3
     exec 3>&-
     if ! wait "$session"; then

@@ -66,14 +66,8 @@ pg_restore --exit-on-error --no-owner --no-privileges -d "$SCRATCH_DB" "$DUMP" 2
     || fail "pg_restore failed: $(head -c 300 "$work/restore.err")"
 
 # The same queries backup.sh ran, now on the restored copy.
-PGDATABASE=$SCRATCH_DB psql -X -q -At -v ON_ERROR_STOP=1 >"$work/restored" 2>"$work/count.err" <<'SQL' \
+PGDATABASE=$SCRATCH_DB psql -X -q -At -v ON_ERROR_STOP=1 -f "$SCRIPTS/backup-manifest.sql" >"$work/restored" 2>"$work/count.err" \
     || fail "counting the restored rows: $(head -c 300 "$work/count.err")"
-SELECT format('SELECT %L || E''\t'' || count(*) FROM public.%I', tablename, tablename)
-FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename
-\gexec
-SELECT 'checksum processed_data' || E'\t' || coalesce(md5(string_agg(h, '' ORDER BY h)), 'empty')
-FROM (SELECT md5(p::text) AS h FROM processed_data p) rows;
-SQL
 
 if ! diff "$DUMP.manifest" "$work/restored" >"$work/diff"; then
     log "the restored copy differs from the manifest (< manifest, > restored):"
