@@ -50,7 +50,9 @@ pub struct Status {
     pub operations: Vec<Operation>,
 }
 
+// Named apart in the OpenAPI document: /stats has an `InitialLoad` too.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = StatusInitialLoad)]
 pub struct InitialLoad {
     pub state: State,
     /// Why the state is not ok (empty when it is).
@@ -200,8 +202,9 @@ pub struct Backup {
     pub restore_drill_details: Option<String>,
 }
 
-/// An `operations_log` row.
+/// An `operations_log` row (named apart: /stats has an `Operation` too).
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = StatusOperation)]
 pub struct Operation {
     pub operation_type: String,
     pub started_at: DateTime<Utc>,

@@ -369,3 +369,32 @@ mod list_pattern_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod schema_name_tests {
+    use std::collections::BTreeMap;
+
+    use utoipa::OpenApi;
+
+    /// Two Rust types with one schema name: the document keeps one of them,
+    /// and the other endpoint's answers fail their own schema (it happened:
+    /// `/stats` and `/status.json` both had an `InitialLoad`).
+    #[test]
+    fn every_schema_name_in_the_document_belongs_to_one_type() {
+        let doc = crate::routes::docs::ApiDoc::openapi();
+        let json = serde_json::to_value(&doc).unwrap();
+        let schemas = json["components"]["schemas"].as_object().unwrap();
+        let stats_initial = &schemas["InitialLoad"]["properties"];
+        assert!(
+            stats_initial.get("missing_pages").is_some(),
+            "InitialLoad is /stats' type: {stats_initial}"
+        );
+        let stats_ops = &schemas["Operation"]["properties"];
+        assert!(stats_ops.get("operation_type").is_some(), "{stats_ops}");
+        let mut seen = BTreeMap::new();
+        for name in schemas.keys() {
+            *seen.entry(name.to_lowercase()).or_insert(0) += 1;
+        }
+        assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    }
+}
