@@ -457,6 +457,8 @@ restart_counts() {
 recovered() {
     local what=$1 start=$2
     local deadline=$(($(date +%s) + 120))
+    # Offers are asked for only once every service is healthy again: a
+    # request sent while Postgres is away is a real 5xx on the status page.
     until every_service_healthy && offers_ok; do
         [ "$(date +%s)" -lt "$deadline" ] || fail "$what: the stack did not come back within 120 s: $(unhealthy_list)"
         sleep 1

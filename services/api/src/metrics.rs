@@ -34,7 +34,11 @@ impl Metrics {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *requests.entry((route.to_owned(), status)).or_default() += 1;
         drop(requests);
-        self.last_hour.observe(status);
+        // The status page's hour counts the clients' requests: a readiness
+        // probe's 503 while Postgres restarts is the probe doing its job.
+        if !matches!(route, "/api/v1/health" | "/api/v1/ready") {
+            self.last_hour.observe(status);
+        }
         let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
         let entry = latency.entry(route.to_owned()).or_default();
         for (i, bound) in BUCKETS.iter().enumerate() {
