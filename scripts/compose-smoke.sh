@@ -494,7 +494,9 @@ STACK_UP=0
 
 # ---- 5. the VPS stack, as deploy.sh brings it up -----------------------------
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-PROD_HTTP_PORT=$(free_port)
+# HTTP_PORT is exported for the development stack (the environment wins over
+# an env file): the VPS stack publishes plain HTTP there too.
+PROD_HTTP_PORT=$HTTP_PORT
 PROD_HTTPS_PORT=$(free_port)
 # What a VPS user writes into .env (docker-compose.prod.yml requires each
 # secret); the simulator stands in for the real upstream, and the ports are
