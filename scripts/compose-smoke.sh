@@ -560,7 +560,7 @@ admin=$(echo "$published" | grep -v nginx || true)
 [[ $admin == *"_api_"*"127.0.0.1:$ADMIN_PORT->9090/tcp" && $(echo "$admin" | grep -c .) = 1 ]] \
     || fail "a service other than nginx publishes a port, or the api's operator listener is not on loopback: $admin"
 prod_status=$(curl -fsS --max-time 10 "http://127.0.0.1:$ADMIN_PORT/status.json") || fail "/status.json (VPS stack)"
-log "operator listener on 127.0.0.1:$ADMIN_PORT only: $(echo "$prod_status" | python3 -c 'import json, sys; d = json.load(sys.stdin); print(", ".join(f"{k} {v["state"]}" for k, v in d.items() if isinstance(v, dict) and "state" in v))')"
+log "operator listener on 127.0.0.1:$ADMIN_PORT only: $(echo "$prod_status" | python3 -c 'import json, sys; d = json.load(sys.stdin); print(", ".join(k + " " + v["state"] for k, v in d.items() if isinstance(v, dict) and "state" in v))')"
 [ "$(docker inspect -f '{{.State.Running}}' "$(prod_compose ps -q certbot)")" = true ] || fail "certbot is not running"
 prod_compose exec -T certbot certbot certificates >"$SCRATCH/certbot.log" 2>&1 || { cat "$SCRATCH/certbot.log"; fail "certbot certificates"; }
 log "certbot running and answering ($(grep -m1 -i 'certificate' "$SCRATCH/certbot.log" | sed 's/^ *//'))"
