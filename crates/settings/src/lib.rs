@@ -16,6 +16,7 @@ mod secrets;
 mod sections;
 mod status;
 mod sync;
+mod typed;
 mod worker;
 
 pub use browser::{default_block_patterns, BrowserSettings, ExtractProfiles};
@@ -26,6 +27,7 @@ pub use secrets::Secrets;
 pub use sections::*;
 pub use status::{AgeRule, StatusSettings};
 pub use sync::{SyncRetrySettings, SyncSettings, SyncTable};
+pub use typed::Schedule;
 pub use worker::{CleanupSettings, WorkerSettings};
 
 use serde::Deserialize;
