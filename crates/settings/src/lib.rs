@@ -11,6 +11,7 @@
 mod browser;
 mod load;
 mod roles;
+mod secret_file;
 mod secret_key;
 mod secrets;
 mod sections;
