@@ -125,7 +125,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     let load_nginx = Load::new(token, true)?;
     // pgbench: the SQL the api sent for TYPICAL, with as many clients as
     // the api has connections.
-    let pool_size = u32::try_from(production.settings()?.database.max_connections)?;
+    let pool_size = production.settings()?.database.max_connections.get();
     let replay = replay_typical(&db.pool, &url, &load, pool_size).await?;
     // One request each first: the token is then in every api's cache, as in
     // a steady state. (32 concurrent first requests would each look the

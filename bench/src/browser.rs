@@ -85,7 +85,15 @@ async fn run_once(
     let stop = CancellationToken::new();
     let running = tokio::spawn({
         let stop = stop.clone();
-        async move { worker::run(&settings, worker_pool, stop).await }
+        async move {
+            worker::run(bootstrap::Context::new(
+                "worker",
+                settings::Settings::clone(&settings),
+                worker_pool,
+                stop,
+            ))
+            .await
+        }
     });
     let sampling = CancellationToken::new();
     let sampler = tokio::spawn({

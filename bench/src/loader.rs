@@ -82,7 +82,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     let events = catalogue_events(&sim, write_rows)?;
     let texts: Vec<&str> = events.iter().map(OfferItem::data_json).collect();
     let (events, texts) = (&events, &texts);
-    let default_connections = settings.loader.write_connections();
+    let default_connections = settings.loader.write_connections.get();
     // A run here takes seconds, and one run's own spread (checkpoints, OS
     // writeback) is about ±10 %: three times the runs, for a median that
     // tells a few percent apart.

@@ -295,7 +295,7 @@ async fn push(working: &PgPool, production: &PgPool) -> anyhow::Result<::sync::T
         full: false,
         progress_interval: Duration::from_secs(3600),
     };
-    let mut reports = ::sync::run(
+    let mut reports = ::sync::run::run(
         Direction::Push,
         &ends,
         &table(),

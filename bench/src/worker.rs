@@ -108,7 +108,13 @@ async fn fleet(
             .await?;
         let stop = stop.clone();
         running.push(tokio::spawn(async move {
-            worker::run(&settings, pool, stop).await
+            worker::run(bootstrap::Context::new(
+                "worker",
+                settings::Settings::clone(&settings),
+                pool,
+                stop,
+            ))
+            .await
         }));
     }
     // Polled on a connection of its own, closed before the count: a backend

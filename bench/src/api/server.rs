@@ -144,7 +144,7 @@ async fn serve_child(spec: &str) -> anyhow::Result<()> {
     let options = db::PoolOptions {
         max_connections: variant
             .pool
-            .unwrap_or(u32::try_from(settings.database.max_connections)?),
+            .unwrap_or(settings.database.max_connections.get()),
         acquire_timeout: settings.database.acquire_timeout,
         application_name: variant.name.clone(),
     };
@@ -154,7 +154,7 @@ async fn serve_child(spec: &str) -> anyhow::Result<()> {
     let bounded = api::pool::bounded(&pool, config.statement_timeout);
     pool.close().await;
     let listener = listen().await?;
-    api::run(
+    api::serve(
         listener,
         api::AppState::new(bounded, config),
         stdin_closed(),

@@ -1,22 +1,28 @@
-//! What every carfeed binary does around its real work.
+//! What every carfeed binary does around its real work, and the one
+//! contract between a binary and its service: `run(ctx: Context)`.
 //!
 //! `bootstrap::main` reads `.env`, loads and validates the settings, installs
-//! the logs, runs the service's future on a Tokio runtime and turns the result
-//! into an exit code: 0 on success, 2 for a setup problem (a bad setting, a
-//! missing `DATABASE_URL`, a schema older than the binary), 1 for anything
-//! else. Setup problems print exactly one line.
+//! the logs, starts a Tokio runtime, and then either runs a shared subcommand
+//! itself (`migrate`, `check`) or installs the signal handlers, connects to
+//! the working database (refusing a schema older than the binary) and hands
+//! the service a [`Context`]. It turns the result into an exit code: 0 on
+//! success, 2 for a setup problem (a bad setting, a missing `DATABASE_URL`,
+//! a schema older than the binary), 1 for anything else. Setup problems print
+//! exactly one line.
 //!
-//! It must not know what any service does: services get a `Service` and decide.
+//! It must not know what any service does: a service's command line says
+//! which subcommands are shared ([`Command`]) and runs the others.
 
+mod admin;
 mod shutdown;
 
 use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use db::{DbError, PgPool};
 use settings::{Settings, SettingsError};
+use tokio_util::sync::CancellationToken;
 
 pub use shutdown::{shutdown_signal, shutdown_token};
 
@@ -29,121 +35,70 @@ pub use shutdown::{shutdown_signal, shutdown_token};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A started binary: its name, its settings and its logs.
-pub struct Service {
+/// What a service runs with: its typed settings, the working database and
+/// the shutdown token (cancelled on SIGTERM or SIGINT; tests cancel it
+/// themselves). Every service's `run(ctx)` and command takes one.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The binary's name; the pool's `application_name`.
     pub name: &'static str,
     pub settings: Settings,
+    pub pool: PgPool,
+    pub shutdown: CancellationToken,
 }
 
-impl Service {
-    /// Connects to the working database and refuses a schema older than this
-    /// build needs.
-    pub async fn connect(&self) -> anyhow::Result<PgPool> {
-        let pool = self.pool().await?;
-        let status = db::schema::ensure_current(&pool).await?;
-        tracing::debug!(version = status.found, "Database schema is current");
-        Ok(pool)
-    }
-
-    /// `<service> migrate`: applies pending migrations (advisory-locked, so
-    /// several containers may run it at once) and reports what it did.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        let pool = self.pool().await?;
-        let applied = db::migrate(&pool)
-            .await
-            .context("Failed to apply migrations")?;
-        if applied.is_empty() {
-            tracing::info!(
-                "Database schema is up to date (version {})",
-                db::schema::needed_version()
-            );
-        } else {
-            tracing::info!(
-                "Applied {} migration(s); database schema is now at version {}",
-                applied.len(),
-                db::schema::needed_version()
-            );
+impl Context {
+    pub fn new(
+        name: &'static str,
+        settings: Settings,
+        pool: PgPool,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            name,
+            settings,
+            pool,
+            shutdown,
         }
-        self.set_role_passwords(&pool).await
-    }
-
-    /// Gives each service role (migration 0015) its password, from
-    /// `DB_<SERVICE>_PASSWORD` or the file under `DB_ROLE_PASSWORD_DIR`
-    /// (generated there on first use). Nothing when neither is configured.
-    async fn set_role_passwords(&self, pool: &PgPool) -> anyhow::Result<()> {
-        let passwords = self.settings.secrets.role_passwords()?;
-        if passwords.is_empty() {
-            return Ok(());
-        }
-        let mut conn = pool.acquire().await?;
-        for role in &passwords {
-            db::roles::set_password(
-                &mut conn,
-                role.role,
-                secrecy::ExposeSecret::expose_secret(&role.password),
-            )
-            .await
-            .with_context(|| format!("Failed to set the password of role {}", role.role))?;
-            match &role.origin {
-                settings::PasswordOrigin::Generated(path) => tracing::warn!(
-                    "Role {}: generated a password and kept it in {} (mode 0600); set {} in production",
-                    role.role,
-                    path.display(),
-                    settings::SERVICE_ROLES
-                        .iter()
-                        .find(|r| r.role == role.role)
-                        .map_or("its variable", |r| r.env)
-                ),
-                settings::PasswordOrigin::File(path) => {
-                    tracing::info!("Role {}: password from {}", role.role, path.display());
-                }
-                settings::PasswordOrigin::Environment(name) => {
-                    tracing::info!("Role {}: password from {name}", role.role);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// `<service> check`: the container healthcheck. Exits 0 when the
-    /// database answers and its schema is current, 1 otherwise, with one line
-    /// either way. It holds one connection for a moment and never writes.
-    pub async fn check(&self) -> anyhow::Result<()> {
-        let url = self.settings.secrets.database_url()?;
-        let options = db::PoolOptions {
-            max_connections: 1,
-            acquire_timeout: Duration::from_secs(5),
-            application_name: format!("{}-check", self.name),
-        };
-        let pool = db::connect(url, &options)
-            .await
-            .context("Database unreachable (check DATABASE_URL)")?;
-        let status = db::schema::ensure_current(&pool).await?;
-        pool.close().await;
-        println!(
-            "{}: ok (database schema version {})",
-            self.name, status.found
-        );
-        Ok(())
-    }
-
-    async fn pool(&self) -> anyhow::Result<PgPool> {
-        let url = self.settings.secrets.database_url()?;
-        let options = db::PoolOptions {
-            max_connections: u32::try_from(self.settings.database.max_connections).unwrap_or(10),
-            acquire_timeout: self.settings.database.acquire_timeout,
-            application_name: self.name.to_owned(),
-        };
-        db::connect(url, &options)
-            .await
-            .context("Failed to connect to the database (check DATABASE_URL)")
     }
 }
 
-/// Runs a binary: settings, logs, then `work` on a multi-threaded runtime.
-pub fn main<F, Fut>(name: &'static str, work: F) -> ExitCode
+/// The subcommands every service has; bootstrap runs them itself. A
+/// service's `Command` enum takes them with `#[command(flatten)]`.
+#[derive(clap::Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Healthcheck: exit 0 when the database answers with a current schema.
+    Check,
+}
+
+/// What bootstrap needs to know of a service's command line.
+pub trait Command {
+    /// `migrate` or `check`, run by bootstrap; `None`: the service's own.
+    fn shared(&self) -> Option<Shared>;
+
+    /// Whether the command works on the working database: bootstrap then
+    /// connects before running it and refuses an old schema. A command that
+    /// does not (sync's table copy between two named databases) gets a pool
+    /// that never connects unless used.
+    fn uses_working_database(&self) -> bool {
+        true
+    }
+
+    /// What `check` asks beyond the database (the worker: its write health),
+    /// asked first.
+    fn check_more(&self, _settings: &Settings) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs a binary: settings, logs, then on a multi-threaded runtime either
+/// the shared subcommand or `execute(ctx, command)`.
+pub fn main<C, F, Fut>(name: &'static str, command: C, execute: F) -> ExitCode
 where
-    F: FnOnce(Service) -> Fut,
+    C: Command,
+    F: FnOnce(Context, C) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     // A .env beside the binary's working directory fills in unset variables.
@@ -176,7 +131,30 @@ where
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(work(Service { name, settings }));
+    let result = runtime.block_on(async move {
+        match command.shared() {
+            Some(Shared::Migrate) => admin::migrate(name, &settings).await,
+            Some(Shared::Check) => {
+                command.check_more(&settings)?;
+                admin::check(name, &settings).await
+            }
+            None => {
+                // Signal handlers first, so a SIGTERM while connecting is
+                // caught (and does not kill the process with the default
+                // action).
+                let shutdown = shutdown_token();
+                let pool = if command.uses_working_database() {
+                    admin::connect(name, &settings).await?
+                } else {
+                    admin::connect_lazy(name, &settings)?
+                };
+                let ctx = Context::new(name, settings, pool.clone(), shutdown);
+                let result = execute(ctx, command).await;
+                pool.close().await;
+                result
+            }
+        }
+    });
     // Don't let a stuck background task hold the process after the work is done.
     runtime.shutdown_timeout(Duration::from_secs(5));
     exit_code(name, result)

@@ -11,11 +11,13 @@
 mod browser;
 mod load;
 mod roles;
+mod secret_file;
 mod secret_key;
 mod secrets;
 mod sections;
 mod status;
 mod sync;
+mod typed;
 mod worker;
 
 pub use browser::{default_block_patterns, BrowserSettings, ExtractProfiles};
@@ -26,6 +28,7 @@ pub use secrets::Secrets;
 pub use sections::*;
 pub use status::{AgeRule, StatusSettings};
 pub use sync::{SyncRetrySettings, SyncSettings, SyncTable};
+pub use typed::Schedule;
 pub use worker::{CleanupSettings, WorkerSettings};
 
 use serde::Deserialize;

@@ -106,15 +106,17 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
         .map_err(|e| SettingsError::new(one_line(&e.to_string())))?;
     let file: FileSettings = serde_path_to_error::deserialize(merged).map_err(|e| {
         let path = e.path().to_string();
-        let inner = one_line(&e.into_inner().to_string());
+        let error = e.into_inner();
         if path.is_empty() || path == "." {
-            SettingsError::new(inner)
-        } else {
-            SettingsError::new(format!("{path}: {inner}"))
+            return SettingsError::new(one_line(&error.to_string()));
+        }
+        match sentence(&error) {
+            // Our own (`typed`): "normalizer.batch_size must be between ...".
+            Some(sentence) => SettingsError::new(format!("{path} {}", one_line(sentence))),
+            None => SettingsError::new(format!("{path}: {}", one_line(&error.to_string()))),
         }
     })?;
 
-    file.log.validate()?;
     file.database.validate()?;
     file.upstream.validate()?;
     file.loader.validate()?;
@@ -124,7 +126,7 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
     file.worker.validate()?;
     file.status.validate()?;
     // The loader's run lock holds one connection for the whole run.
-    if file.loader.write_connections >= file.database.max_connections {
+    if file.loader.write_connections.get() >= file.database.max_connections.get() as usize {
         return Err(SettingsError::new(format!(
             "loader.write_connections ({}) must be below database.max_connections ({})",
             file.loader.write_connections, file.database.max_connections
@@ -143,6 +145,18 @@ pub fn load_from(env: &Env) -> Result<Settings, SettingsError> {
         status: file.status,
         secrets: Secrets::from_env(env)?,
     })
+}
+
+/// The sentence of a `typed` deserialiser ("must be ..."), without the
+/// "for key `...`" the config crate adds: `load` names the key itself.
+fn sentence(error: &config::ConfigError) -> Option<&str> {
+    match error {
+        config::ConfigError::At { error, .. } => sentence(error),
+        config::ConfigError::Message(message) if message.starts_with("must ") => {
+            Some(message.as_str())
+        }
+        _ => None,
+    }
 }
 
 fn one_line(message: &str) -> String {
@@ -179,14 +193,14 @@ mod tests {
     fn the_shipped_config_yaml_is_valid_and_gives_the_spec_defaults() {
         let settings = load_from(&env(&[])).unwrap();
         assert_eq!(settings.normalizer.batch_size, 200);
-        assert_eq!(settings.loader.write_connections(), 2);
-        assert_eq!(settings.upstream.retry.max_attempts, 20);
+        assert_eq!(settings.loader.write_connections.get(), 2);
+        assert_eq!(settings.upstream.retry.max_attempts.get(), 20);
         assert_eq!(settings.upstream.retry.interval.as_secs(), 12 * 60);
         assert_eq!(settings.upstream.retry.max_elapsed.as_secs(), 4 * 3600);
         assert_eq!(settings.log.retention_days, 7);
-        assert_eq!(settings.api.bind, "0.0.0.0:8080");
-        assert_eq!(settings.sync.batch_size(), 1000);
-        assert_eq!(settings.sync.target_max_connections(), 2);
+        assert_eq!(settings.api.bind.to_string(), "0.0.0.0:8080");
+        assert_eq!(settings.sync.batch_size.get(), 1000);
+        assert_eq!(settings.sync.target_max_connections.get(), 2);
         assert_eq!(settings.sync.push_tables[0].name, "processed_data");
         assert_eq!(settings.sync.push_tables[0].key, ["inner_id"]);
         assert!(settings.sync.pull_tables.is_empty());
@@ -211,10 +225,10 @@ mod tests {
             ("CHE168_BASE_URL", "http://127.0.0.1:8090/api/v2/che168"),
         ]))
         .unwrap();
-        assert_eq!(settings.api.bind, "127.0.0.1:9999");
+        assert_eq!(settings.api.bind.to_string(), "127.0.0.1:9999");
         assert_eq!(settings.log.dir.unwrap().to_str(), Some("/var/log/carfeed"));
         assert_eq!(
-            settings.upstream.base_url,
+            settings.upstream.base_url.as_str(),
             "http://127.0.0.1:8090/api/v2/che168"
         );
     }
@@ -325,12 +339,7 @@ mod tests {
             "172.16.0.0/12,127.0.0.1",
         )]))
         .unwrap();
-        let ranges: Vec<_> = settings
-            .api
-            .trusted_proxies
-            .iter()
-            .map(|p| crate::IpRange::parse(p).unwrap())
-            .collect();
+        let ranges = &settings.api.trusted_proxies;
         assert!(ranges[0].contains("172.18.0.5".parse().unwrap()));
         assert!(!ranges[0].contains("172.32.0.1".parse().unwrap()));
         assert!(ranges[1].contains("::ffff:127.0.0.1".parse().unwrap()));

@@ -7,14 +7,15 @@
 //! `<DB_ROLE_PASSWORD_DIR>/<role>/password`, generated there on first use
 //! (the development default, like the api's generated `SECRET_KEY`).
 
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rand::RngCore;
 use secrecy::SecretString;
 
+use crate::secret_file::{Found, SecretFile};
 use crate::{load::Env, Secrets, SettingsError};
+
+/// Random bytes in a generated password (written as 48 hex characters).
+const GENERATED_BYTES: usize = 24;
 
 /// A service's role and the variable its password may come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,15 +98,11 @@ impl Secrets {
                 });
             } else if let Some(dir) = &sources.dir {
                 let path = dir.join(role.role).join("password");
-                let (password, origin) = match read(&path)? {
-                    Some(p) => (p, PasswordOrigin::File(path)),
-                    None => match generate(&path)? {
-                        Some(p) => (p, PasswordOrigin::Generated(path)),
-                        None => (
-                            read(&path)?.ok_or_else(|| file_error(&path, "is empty"))?,
-                            PasswordOrigin::File(path),
-                        ),
-                    },
+                let file = password_file(&path);
+                let check = |p: &str| non_empty(&file, p);
+                let (password, origin) = match file.read_or_generate(GENERATED_BYTES, check)? {
+                    Found::File(p) => (p, PasswordOrigin::File(path)),
+                    Found::Generated(p) => (p, PasswordOrigin::Generated(path)),
                 };
                 out.push(RolePassword {
                     role: role.role,
@@ -120,51 +117,28 @@ impl Secrets {
 
 /// The first line of a password file; `None` when it does not exist.
 pub(crate) fn read(path: &Path) -> Result<Option<SecretString>, SettingsError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(file_error(path, &format!("cannot be read: {err}"))),
-    };
-    let password = text.lines().next().unwrap_or_default().trim();
+    let file = password_file(path);
+    file.read(|p| non_empty(&file, p))
+}
+
+fn password_file(path: &Path) -> SecretFile<'_> {
+    SecretFile {
+        path,
+        name: "database password file",
+    }
+}
+
+fn non_empty(file: &SecretFile<'_>, password: &str) -> Result<(), SettingsError> {
     if password.is_empty() {
-        return Err(file_error(path, "is empty"));
+        return Err(file.error("is empty"));
     }
-    Ok(Some(SecretString::from(password.to_owned())))
-}
-
-/// A new random password in a new file (mode 0600); `None` when the file
-/// appeared meanwhile.
-fn generate(path: &Path) -> Result<Option<SecretString>, SettingsError> {
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    let password = hex::encode(bytes);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|err| file_error(path, &format!("cannot be created: {err}")))?;
-    }
-    let mut file = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(err) if err.kind() == ErrorKind::AlreadyExists => return Ok(None),
-        Err(err) => return Err(file_error(path, &format!("cannot be created: {err}"))),
-    };
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .and_then(|()| file.write_all(format!("{password}\n").as_bytes()))
-        .and_then(|()| file.sync_all())
-        .map_err(|err| file_error(path, &format!("cannot be written: {err}")))?;
-    Ok(Some(SecretString::from(password)))
-}
-
-fn file_error(path: &Path, what: &str) -> SettingsError {
-    SettingsError::new(format!("database password file {} {what}", path.display()))
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use secrecy::ExposeSecret;
 
     use super::*;

@@ -7,13 +7,11 @@
 //! or, when it does not exist yet, a key is generated from a CSPRNG and
 //! written there with mode 0600, and the caller logs a warning saying so.
 
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::secret_file::{Found, SecretFile};
 use crate::{Secrets, SettingsError};
 
 /// Shortest key accepted, in characters.
@@ -76,74 +74,28 @@ fn check_length(name: &str, key: &str) -> Result<(), SettingsError> {
 }
 
 fn from_file(path: &Path) -> Result<SecretKey, SettingsError> {
-    match read(path)? {
-        Some(key) => Ok(SecretKey {
+    let file = SecretFile {
+        path,
+        name: "SECRET_KEY_FILE",
+    };
+    let name = format!("SECRET_KEY_FILE ({})", path.display());
+    let check = |key: &str| check_length(&name, key);
+    Ok(match file.read_or_generate(GENERATED_BYTES, check)? {
+        Found::File(key) => SecretKey {
             key,
             origin: KeyOrigin::File(path.to_owned()),
-        }),
-        None => match generate(path)? {
-            Some(key) => Ok(SecretKey {
-                key,
-                origin: KeyOrigin::Generated(path.to_owned()),
-            }),
-            // Another process created the file between our read and write.
-            None => read(path)?
-                .map(|key| SecretKey {
-                    key,
-                    origin: KeyOrigin::File(path.to_owned()),
-                })
-                .ok_or_else(|| file_error(path, "is empty")),
         },
-    }
-}
-
-/// The key in the file; `None` when the file does not exist.
-fn read(path: &Path) -> Result<Option<SecretString>, SettingsError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(file_error(path, &format!("cannot be read: {err}"))),
-    };
-    let key = text.trim();
-    check_length(&format!("SECRET_KEY_FILE ({})", path.display()), key)?;
-    Ok(Some(SecretString::from(key.to_owned())))
-}
-
-/// Writes a new random key to `path` (mode 0600, never over an existing
-/// file); `None` when the file appeared meanwhile.
-fn generate(path: &Path) -> Result<Option<SecretString>, SettingsError> {
-    let mut bytes = [0u8; GENERATED_BYTES];
-    // ThreadRng: a CSPRNG seeded from the operating system.
-    rand::rng().fill_bytes(&mut bytes);
-    let key = hex::encode(bytes);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|err| file_error(path, &format!("cannot be created: {err}")))?;
-    }
-    let mut file = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(err) if err.kind() == ErrorKind::AlreadyExists => return Ok(None),
-        Err(err) => return Err(file_error(path, &format!("cannot be created: {err}"))),
-    };
-    // The mode given at creation is reduced by the umask; 0600 is the point.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .and_then(|()| file.write_all(format!("{key}\n").as_bytes()))
-        .and_then(|()| file.sync_all())
-        .map_err(|err| file_error(path, &format!("cannot be written: {err}")))?;
-    Ok(Some(SecretString::from(key)))
-}
-
-fn file_error(path: &Path, what: &str) -> SettingsError {
-    SettingsError::new(format!("SECRET_KEY_FILE {} {what}", path.display()))
+        Found::Generated(key) => SecretKey {
+            key,
+            origin: KeyOrigin::Generated(path.to_owned()),
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
     use crate::Env;
 

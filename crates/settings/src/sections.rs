@@ -1,10 +1,15 @@
-//! One struct per config.yaml section, each with its own validation.
+//! One struct per config.yaml section, in its final types (see `typed`);
+//! `validate` checks what spans fields or durations that must not be 0.
 
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use url::Url;
 
+use crate::typed::{self, Schedule};
 use crate::SettingsError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -13,7 +18,8 @@ pub struct LogSettings {
     pub level: LogLevel,
     pub format: LogFormat,
     pub dir: Option<PathBuf>,
-    pub retention_days: i64,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 3650>")]
+    pub retention_days: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -35,7 +41,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
-    pub max_connections: i64,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 1000>")]
+    pub max_connections: NonZeroU32,
     #[serde(with = "humantime_serde")]
     pub acquire_timeout: Duration,
 }
@@ -43,7 +50,10 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSettings {
-    pub base_url: String,
+    /// `{access_name}` in it (kept as `%7Baccess_name%7D` in a parsed URL's
+    /// path) is replaced by `CHE168_ACCESS_NAME` (see the upstream client).
+    #[serde(deserialize_with = "typed::http_url")]
+    pub base_url: Url,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -51,13 +61,15 @@ pub struct UpstreamSettings {
     pub max_requests_per_second: f64,
     pub retry: RetrySettings,
     /// Largest response body read, in MiB after decompression.
-    pub max_body_mib: i64,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 4096>")]
+    pub max_body_mib: NonZeroUsize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySettings {
-    pub max_attempts: i64,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 1000>")]
+    pub max_attempts: NonZeroU32,
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
     #[serde(with = "humantime_serde")]
@@ -67,25 +79,30 @@ pub struct RetrySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoaderSettings {
-    pub schedule: String,
-    pub expected_total: i64,
+    pub schedule: Schedule,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 1_000_000_000>")]
+    pub expected_total: u64,
     #[serde(with = "humantime_serde")]
     pub progress_interval: Duration,
     /// Initial-load writes wait for their WAL flush (`synchronous_commit`).
     pub synchronous_commit: bool,
     /// How many initial-load writes are in flight at once, each on its own
     /// connection (they still commit in page order).
-    pub write_connections: i64,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 16>")]
+    pub write_connections: NonZeroUsize,
     /// This many `/offers` pages failing in a row stop the run.
-    pub max_consecutive_failed_pages: i64,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 1_000_000>")]
+    pub max_consecutive_failed_pages: u32,
     /// Rounds of fetching failed pages again before the load counts as
     /// finished without them.
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 1000>")]
     pub failed_page_rounds: i32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NormalizerSettings {
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 10_000>")]
     pub batch_size: i64,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
@@ -98,43 +115,82 @@ pub struct NormalizerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSettings {
-    pub bind: String,
+    #[serde(deserialize_with = "typed::socket_addr")]
+    pub bind: SocketAddr,
     /// The operator listener (`/status`, `/status.json`, `/metrics`); empty: off.
-    pub admin_bind: String,
+    #[serde(deserialize_with = "typed::optional_socket_addr")]
+    pub admin_bind: Option<SocketAddr>,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    pub max_body_bytes: i64,
+    #[serde(deserialize_with = "typed::int::<_, _, 0, 67_108_864>")]
+    pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
-    pub default_page_size: i64,
-    pub max_page_size: i64,
+    /// At most `max_page_size` (checked in `validate`).
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 10_000>")]
+    pub default_page_size: u32,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 10_000>")]
+    pub max_page_size: u32,
     #[serde(with = "humantime_serde")]
     pub filters_cache_ttl: Duration,
     pub token_file_dir: PathBuf,
-    pub initial_tokens: i64,
+    #[serde(deserialize_with = "typed::int::<_, _, 0, 10_000>")]
+    pub initial_tokens: usize,
     #[serde(with = "humantime_serde")]
     pub token_cache_ttl: Duration,
     #[serde(with = "humantime_serde")]
     pub stats_cache_ttl: Duration,
-    pub trusted_proxies: Vec<String>,
-    pub client_ip_header: String,
+    pub trusted_proxies: Vec<IpRange>,
+    #[serde(deserialize_with = "typed::header_name")]
+    pub client_ip_header: http::HeaderName,
     pub rate_limit: RateLimitSettings,
     /// Every api statement is cancelled after this (Postgres `statement_timeout`);
     /// `0s`: never (as in Postgres).
     #[serde(with = "humantime_serde")]
     pub statement_timeout: Duration,
-    /// Requests one token may have in flight at once; more are a 429. 0: no cap.
-    pub max_in_flight_per_token: i64,
+    /// Requests one token may have in flight at once; more are a 429.
+    /// 0 in config.yaml: `None`, no cap (only for measuring what it costs).
+    #[serde(deserialize_with = "typed::int::<_, _, 0, 1_000_000>")]
+    pub max_in_flight_per_token: Option<NonZeroU32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
     pub enabled: bool,
-    pub per_second: i64,
-    pub burst: i64,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 1_000_000>")]
+    pub per_second: NonZeroU32,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 1_000_000>")]
+    pub burst: NonZeroU32,
     /// Token lookups in the database per client address (before the lookup).
-    pub lookups_per_second: i64,
-    pub lookups_burst: i64,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 1_000_000>")]
+    pub lookups_per_second: NonZeroU32,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 1_000_000>")]
+    pub lookups_burst: NonZeroU32,
+}
+
+/// A rate: `per_second` refilled evenly, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+impl RateLimitSettings {
+    /// Requests per token (else per address); `None` when turned off.
+    pub fn requests(&self) -> Option<RateLimit> {
+        self.enabled.then_some(RateLimit {
+            per_second: self.per_second,
+            burst: self.burst,
+        })
+    }
+
+    /// Token lookups per client address; `None` when turned off.
+    pub fn lookups(&self) -> Option<RateLimit> {
+        self.enabled.then_some(RateLimit {
+            per_second: self.lookups_per_second,
+            burst: self.lookups_burst,
+        })
+    }
 }
 
 /// An address range from `api.trusted_proxies`: `10.0.0.0/8`, `::1`, `127.0.0.1`.
@@ -192,7 +248,7 @@ pub(crate) fn in_range(key: &str, value: i64, min: i64, max: i64) -> Result<(), 
     }
 }
 
-fn positive(key: &str, value: Duration) -> Result<(), SettingsError> {
+pub(crate) fn positive(key: &str, value: Duration) -> Result<(), SettingsError> {
     if value.is_zero() {
         Err(SettingsError::new(format!("{key} must be longer than 0s")))
     } else {
@@ -200,27 +256,14 @@ fn positive(key: &str, value: Duration) -> Result<(), SettingsError> {
     }
 }
 
-impl LogSettings {
-    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
-        in_range("log.retention_days", self.retention_days, 1, 3650)
-    }
-}
-
 impl DatabaseSettings {
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
-        in_range("database.max_connections", self.max_connections, 1, 1000)?;
         positive("database.acquire_timeout", self.acquire_timeout)
     }
 }
 
 impl UpstreamSettings {
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
-        let url = self.base_url.trim();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(SettingsError::new(format!(
-                "upstream.base_url must start with http:// or https://, got {url:?}"
-            )));
-        }
         positive("upstream.connect_timeout", self.connect_timeout)?;
         positive("upstream.request_timeout", self.request_timeout)?;
         if !(self.max_requests_per_second > 0.0 && self.max_requests_per_second.is_finite()) {
@@ -229,141 +272,31 @@ impl UpstreamSettings {
                 self.max_requests_per_second
             )));
         }
-        in_range(
-            "upstream.retry.max_attempts",
-            self.retry.max_attempts,
-            1,
-            1000,
-        )?;
-        in_range("upstream.max_body_mib", self.max_body_mib, 1, 4096)?;
         positive("upstream.retry.max_elapsed", self.retry.max_elapsed)
     }
 }
 
 impl LoaderSettings {
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
-        if self.schedule.split_whitespace().count() != 5 {
-            return Err(SettingsError::new(format!(
-                "loader.schedule must be a 5-field cron expression like \"0 2 * * *\", got {:?}",
-                self.schedule
-            )));
-        }
-        in_range(
-            "loader.expected_total",
-            self.expected_total,
-            1,
-            1_000_000_000,
-        )?;
-        in_range("loader.write_connections", self.write_connections, 1, 16)?;
-        in_range(
-            "loader.max_consecutive_failed_pages",
-            self.max_consecutive_failed_pages,
-            1,
-            1_000_000,
-        )?;
-        in_range(
-            "loader.failed_page_rounds",
-            i64::from(self.failed_page_rounds),
-            1,
-            1000,
-        )?;
         positive("loader.progress_interval", self.progress_interval)
-    }
-
-    pub fn write_connections(&self) -> usize {
-        usize::try_from(self.write_connections).unwrap_or(1)
     }
 }
 
 impl NormalizerSettings {
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
-        in_range("normalizer.batch_size", self.batch_size, 1, 10_000)?;
         positive("normalizer.poll_interval", self.poll_interval)?;
         positive("normalizer.progress_interval", self.progress_interval)
-    }
-
-    pub fn batch_size(&self) -> usize {
-        usize::try_from(self.batch_size).unwrap_or(200)
     }
 }
 
 impl ApiSettings {
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
-        if self.bind.parse::<std::net::SocketAddr>().is_err() {
-            return Err(SettingsError::new(format!(
-                "api.bind must be an address like 0.0.0.0:8080, got {:?}",
-                self.bind
-            )));
-        }
-        if !self.admin_bind.is_empty() && self.admin_bind.parse::<std::net::SocketAddr>().is_err() {
-            return Err(SettingsError::new(format!(
-                "api.admin_bind must be an address like 127.0.0.1:9090, or empty (off), got {:?}",
-                self.admin_bind
-            )));
-        }
         positive("api.request_timeout", self.request_timeout)?;
         in_range(
-            "api.max_body_bytes",
-            self.max_body_bytes,
-            0,
-            64 * 1024 * 1024,
-        )?;
-        in_range("api.max_page_size", self.max_page_size, 1, 10_000)?;
-        in_range(
             "api.default_page_size",
-            self.default_page_size,
+            self.default_page_size.into(),
             1,
-            self.max_page_size,
-        )?;
-        in_range("api.initial_tokens", self.initial_tokens, 0, 10_000)?;
-        for (i, proxy) in self.trusted_proxies.iter().enumerate() {
-            if IpRange::parse(proxy).is_none() {
-                return Err(SettingsError::new(format!(
-                    "api.trusted_proxies[{i}] must be an IP address or CIDR range like 172.16.0.0/12, got {proxy:?}"
-                )));
-            }
-        }
-        if header_name(&self.client_ip_header).is_none() {
-            return Err(SettingsError::new(format!(
-                "api.client_ip_header must be an HTTP header name like x-real-ip, got {:?}",
-                self.client_ip_header
-            )));
-        }
-        in_range(
-            "api.rate_limit.per_second",
-            self.rate_limit.per_second,
-            1,
-            1_000_000,
-        )?;
-        in_range("api.rate_limit.burst", self.rate_limit.burst, 1, 1_000_000)?;
-        in_range(
-            "api.rate_limit.lookups_per_second",
-            self.rate_limit.lookups_per_second,
-            1,
-            1_000_000,
-        )?;
-        in_range(
-            "api.rate_limit.lookups_burst",
-            self.rate_limit.lookups_burst,
-            1,
-            1_000_000,
-        )?;
-        // 0 turns the cap off, and a statement_timeout of 0s (Postgres'
-        // own "no timeout"): only for measuring what they cost.
-        in_range(
-            "api.max_in_flight_per_token",
-            self.max_in_flight_per_token,
-            0,
-            1_000_000,
+            self.max_page_size.into(),
         )
     }
-}
-
-/// A lower-case HTTP header name (token characters only), or None.
-fn header_name(name: &str) -> Option<String> {
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    ok.then(|| name.to_ascii_lowercase())
 }

@@ -125,7 +125,7 @@ mod tests {
         let settings = load_from(&Env::default()).unwrap();
         assert_eq!(settings.status.daily.fail_after.as_secs(), 36 * 3600);
         assert_eq!(
-            settings.api.admin_bind, "",
+            settings.api.admin_bind, None,
             "off unless compose turns it on"
         );
 
@@ -153,6 +153,9 @@ mod tests {
             "127.0.0.1:9090",
         )]))
         .unwrap();
-        assert_eq!(on.api.admin_bind, "127.0.0.1:9090");
+        assert_eq!(
+            on.api.admin_bind.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9090")
+        );
     }
 }

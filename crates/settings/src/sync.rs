@@ -1,11 +1,12 @@
 //! The `sync` section: which tables travel between the working database and
 //! production, in what batches, how often, and how failures are retried.
 
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::sections::in_range;
+use crate::typed::{self, Schedule};
 use crate::SettingsError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -16,14 +17,16 @@ pub struct SyncSettings {
     /// Production -> working: reference tables edited on production.
     pub pull_tables: Vec<SyncTable>,
     /// Rows per COPY batch (and per resume step).
-    pub batch_size: i64,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 100_000>")]
+    pub batch_size: NonZeroUsize,
     /// Connections sync may hold to production at once.
-    pub target_max_connections: i64,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 100>")]
+    pub target_max_connections: NonZeroU32,
     /// `sync serve` pushes this often (and after each normaliser run).
     #[serde(with = "humantime_serde")]
     pub push_interval: Duration,
     /// Cron (UTC) for `sync serve`'s pull; set it before loader.schedule.
-    pub pull_schedule: String,
+    pub pull_schedule: Schedule,
     #[serde(with = "humantime_serde")]
     pub progress_interval: Duration,
     pub retry: SyncRetrySettings,
@@ -49,13 +52,6 @@ pub struct SyncRetrySettings {
 
 impl SyncSettings {
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
-        in_range("sync.batch_size", self.batch_size, 1, 100_000)?;
-        in_range(
-            "sync.target_max_connections",
-            self.target_max_connections,
-            1,
-            100,
-        )?;
         for (list, tables) in [
             ("push_tables", &self.push_tables),
             ("pull_tables", &self.pull_tables),
@@ -87,12 +83,6 @@ impl SyncSettings {
                 "sync.push_interval must be longer than 0s",
             ));
         }
-        if self.pull_schedule.split_whitespace().count() != 5 {
-            return Err(SettingsError::new(format!(
-                "sync.pull_schedule must be a 5-field cron expression like \"30 1 * * *\", got {:?}",
-                self.pull_schedule
-            )));
-        }
         if self.retry.initial_interval.is_zero()
             || self.retry.max_interval < self.retry.initial_interval
         {
@@ -101,13 +91,5 @@ impl SyncSettings {
             ));
         }
         Ok(())
-    }
-
-    pub fn batch_size(&self) -> usize {
-        usize::try_from(self.batch_size).unwrap_or(1000)
-    }
-
-    pub fn target_max_connections(&self) -> u32 {
-        u32::try_from(self.target_max_connections).unwrap_or(2)
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::sections::in_range;
+use crate::sections::{in_range, positive};
 use crate::SettingsError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,14 +148,6 @@ fn default_max_write_wait() -> Duration {
 
 fn default_health_file() -> String {
     "/tmp/carfeed-worker.health".into()
-}
-
-fn positive(key: &str, value: Duration) -> Result<(), SettingsError> {
-    if value.is_zero() {
-        Err(SettingsError::new(format!("{key} must be longer than 0s")))
-    } else {
-        Ok(())
-    }
 }
 
 impl WorkerSettings {

@@ -70,7 +70,7 @@ pub fn init(service: &str, settings: &LogSettings) -> anyhow::Result<LogGuard> {
                 .rotation(Rotation::DAILY)
                 .filename_prefix(service)
                 .filename_suffix("log")
-                .max_log_files(usize::try_from(settings.retention_days).unwrap_or(7))
+                .max_log_files(settings.retention_days)
                 .build(dir)
                 .with_context(|| format!("cannot open log files in {}", dir.display()))?;
             let (writer, guard) = tracing_appender::non_blocking(appender);

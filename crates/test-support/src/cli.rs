@@ -194,6 +194,150 @@ pub mod checks {
         );
     }
 
+    /// Every setting deserialised into its final type (a bounded integer,
+    /// an address, an IP range, a cron schedule, a URL, a header name) with
+    /// a bad value, and the key whose line names it.
+    pub const BAD_TYPED_SETTINGS: &[(&str, &str, &str)] = &[
+        ("CARFEED__LOG__RETENTION_DAYS", "0", "log.retention_days"),
+        (
+            "CARFEED__DATABASE__MAX_CONNECTIONS",
+            "0",
+            "database.max_connections",
+        ),
+        (
+            "CARFEED__UPSTREAM__BASE_URL",
+            "ftp://example.com/api",
+            "upstream.base_url",
+        ),
+        (
+            "CHE168_BASE_URL",
+            "autobase.auto-api.com",
+            "upstream.base_url",
+        ),
+        (
+            "CARFEED__UPSTREAM__MAX_BODY_MIB",
+            "0",
+            "upstream.max_body_mib",
+        ),
+        (
+            "CARFEED__UPSTREAM__RETRY__MAX_ATTEMPTS",
+            "0",
+            "upstream.retry.max_attempts",
+        ),
+        (
+            "CARFEED__LOADER__SCHEDULE",
+            "0 0 2 * * *",
+            "loader.schedule",
+        ),
+        ("CARFEED__LOADER__SCHEDULE", "61 2 * * *", "loader.schedule"),
+        (
+            "CARFEED__LOADER__EXPECTED_TOTAL",
+            "0",
+            "loader.expected_total",
+        ),
+        (
+            "CARFEED__LOADER__WRITE_CONNECTIONS",
+            "17",
+            "loader.write_connections",
+        ),
+        (
+            "CARFEED__LOADER__MAX_CONSECUTIVE_FAILED_PAGES",
+            "0",
+            "loader.max_consecutive_failed_pages",
+        ),
+        (
+            "CARFEED__LOADER__FAILED_PAGE_ROUNDS",
+            "0",
+            "loader.failed_page_rounds",
+        ),
+        (
+            "CARFEED__NORMALIZER__BATCH_SIZE",
+            "-5",
+            "normalizer.batch_size",
+        ),
+        ("API_BIND", "localhost", "api.bind"),
+        ("CARFEED__API__ADMIN_BIND", "loopback", "api.admin_bind"),
+        ("CARFEED__API__MAX_BODY_BYTES", "-1", "api.max_body_bytes"),
+        (
+            "CARFEED__API__DEFAULT_PAGE_SIZE",
+            "0",
+            "api.default_page_size",
+        ),
+        ("CARFEED__API__MAX_PAGE_SIZE", "10001", "api.max_page_size"),
+        ("CARFEED__API__INITIAL_TOKENS", "-1", "api.initial_tokens"),
+        (
+            "CARFEED__API__TRUSTED_PROXIES",
+            "127.0.0.1,nginx",
+            "api.trusted_proxies[1]",
+        ),
+        (
+            "CARFEED__API__CLIENT_IP_HEADER",
+            "x real ip",
+            "api.client_ip_header",
+        ),
+        (
+            "CARFEED__API__MAX_IN_FLIGHT_PER_TOKEN",
+            "-1",
+            "api.max_in_flight_per_token",
+        ),
+        (
+            "CARFEED__API__RATE_LIMIT__PER_SECOND",
+            "0",
+            "api.rate_limit.per_second",
+        ),
+        (
+            "CARFEED__API__RATE_LIMIT__BURST",
+            "0",
+            "api.rate_limit.burst",
+        ),
+        (
+            "CARFEED__API__RATE_LIMIT__LOOKUPS_PER_SECOND",
+            "0",
+            "api.rate_limit.lookups_per_second",
+        ),
+        (
+            "CARFEED__API__RATE_LIMIT__LOOKUPS_BURST",
+            "0",
+            "api.rate_limit.lookups_burst",
+        ),
+        ("CARFEED__SYNC__BATCH_SIZE", "0", "sync.batch_size"),
+        (
+            "CARFEED__SYNC__TARGET_MAX_CONNECTIONS",
+            "101",
+            "sync.target_max_connections",
+        ),
+        (
+            "CARFEED__SYNC__PULL_SCHEDULE",
+            "every night",
+            "sync.pull_schedule",
+        ),
+    ];
+
+    /// A bad value of each typed setting: exit code 2 and one line, the
+    /// key's own sentence (`config: <key> must ...`), before any connection.
+    pub fn bad_typed_settings_exit_2_naming_their_keys(binary: &str, args: &[&str]) {
+        for (variable, value, key) in BAD_TYPED_SETTINGS {
+            let out = run(
+                binary,
+                args,
+                &[
+                    // Never connected to: the settings fail first.
+                    ("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
+                    (variable, value),
+                ],
+            );
+            assert_eq!(out.status.code(), Some(2), "{variable}={value}: {out:?}");
+            let lines = lines(&out);
+            assert_eq!(lines.len(), 1, "{variable}={value}: {lines:?}");
+            let start = format!("config: {key} must ");
+            assert!(
+                lines[0].starts_with(&start),
+                "{variable}={value}: {:?} does not start with {start:?}",
+                lines[0]
+            );
+        }
+    }
+
     /// Against a database without carfeed's schema: exit 2, one line saying
     /// the schema is too old and what to run.
     pub fn refuses_an_unmigrated_database(binary: &str, args: &[&str], database_url: &str) {
@@ -265,6 +409,11 @@ macro_rules! service_cli_tests {
         ) {
             let url = $crate::database_url(&options);
             $crate::cli::checks::invalid_setting_exits_2_naming_the_key($bin, SERVE, &url);
+        }
+
+        #[test]
+        fn a_bad_value_of_each_typed_setting_exits_2_naming_its_key() {
+            $crate::cli::checks::bad_typed_settings_exit_2_naming_their_keys($bin, SERVE);
         }
 
         #[sqlx::test(migrations = false)]

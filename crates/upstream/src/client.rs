@@ -28,6 +28,9 @@ pub struct ClientConfig {
     pub max_body_bytes: usize,
 }
 
+/// `{access_name}` as it stands in the path of a parsed `upstream.base_url`.
+const ACCESS_NAME_IN_URL: &str = "%7Baccess_name%7D";
+
 /// The key the simulator accepts by default, used only against loopback.
 const SIMULATOR_KEY: &str = "sim-key";
 
@@ -38,7 +41,12 @@ impl ClientConfig {
     /// address; anywhere else the key is required.
     pub fn from_settings(settings: &settings::Settings) -> Result<Self, UpstreamError> {
         let upstream = &settings.upstream;
-        let mut base_url = upstream.base_url.trim().trim_end_matches('/').to_owned();
+        // A parsed URL keeps `{access_name}` percent-encoded.
+        let mut base_url = upstream
+            .base_url
+            .as_str()
+            .trim_end_matches('/')
+            .replace(ACCESS_NAME_IN_URL, "{access_name}");
         if base_url.contains("{access_name}") {
             let name = settings
                 .secrets
@@ -63,7 +71,7 @@ impl ClientConfig {
             }
         };
         let retry = RetryPolicy {
-            max_attempts: u32::try_from(upstream.retry.max_attempts).unwrap_or(20),
+            max_attempts: upstream.retry.max_attempts.get(),
             interval: upstream.retry.interval,
             max_elapsed: upstream.retry.max_elapsed,
         };
@@ -74,9 +82,7 @@ impl ClientConfig {
             request_timeout: upstream.request_timeout,
             max_requests_per_second: upstream.max_requests_per_second,
             retry,
-            max_body_bytes: usize::try_from(upstream.max_body_mib)
-                .unwrap_or(16)
-                .saturating_mul(1 << 20),
+            max_body_bytes: upstream.max_body_mib.get().saturating_mul(1 << 20),
         })
     }
 }

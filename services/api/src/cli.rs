@@ -1,7 +1,10 @@
-//! The command line: `api serve | migrate | tokens issue|list|revoke`.
+//! The command line: `api serve | tokens issue|list|revoke`, plus
+//! bootstrap's `migrate` and `check`. It calls the service's commands,
+//! never back.
 
 use std::time::Duration;
 
+use bootstrap::{Context, Shared};
 use clap::{Parser, Subcommand};
 use db::PgPool;
 use settings::Settings;
@@ -19,10 +22,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Apply pending database migrations, then exit.
-    Migrate,
-    /// Healthcheck: exit 0 when the database answers with a current schema.
-    Check,
+    #[command(flatten)]
+    Shared(Shared),
     /// Serve the HTTP API on api.bind until SIGTERM or SIGINT.
     Serve,
     /// Issue, list or revoke API tokens.
@@ -48,6 +49,24 @@ pub enum TokensCommand {
     List,
     /// Revoke the token whose prefix starts with PREFIX.
     Revoke { prefix: String },
+}
+
+impl bootstrap::Command for Command {
+    fn shared(&self) -> Option<Shared> {
+        match self {
+            Self::Shared(shared) => Some(*shared),
+            _ => None,
+        }
+    }
+}
+
+/// Runs one of the api's own subcommands.
+pub async fn execute(ctx: Context, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Shared(_) => unreachable!("bootstrap runs the shared subcommands"),
+        Command::Serve => crate::run(ctx).await,
+        Command::Tokens(command) => tokens(&ctx.settings, &ctx.pool, command).await,
+    }
 }
 
 /// Runs a `tokens` subcommand; prints its result on stdout.

@@ -69,34 +69,26 @@ impl ApiConfig {
         let api = &settings.api;
         Ok(Self {
             secret_key,
-            default_page_size: u32::try_from(api.default_page_size)?,
-            max_page_size: u32::try_from(api.max_page_size)?,
+            default_page_size: api.default_page_size,
+            max_page_size: api.max_page_size,
             request_timeout: api.request_timeout,
-            max_body_bytes: usize::try_from(api.max_body_bytes)?,
+            max_body_bytes: api.max_body_bytes,
             cors_origins: api.cors_origins.clone(),
             filters_cache_ttl: api.filters_cache_ttl,
             stats_cache_ttl: api.stats_cache_ttl,
             token_cache_ttl: api.token_cache_ttl,
-            // Both were validated when the settings were loaded.
-            trusted_proxies: api
-                .trusted_proxies
-                .iter()
-                .filter_map(|p| IpRange::parse(p))
-                .collect(),
-            client_ip_header: HeaderName::try_from(api.client_ip_header.to_ascii_lowercase())?,
-            rate_limit: api.rate_limit.enabled.then(|| RateLimit {
-                per_second: u32::try_from(api.rate_limit.per_second).unwrap_or(u32::MAX),
-                burst: u32::try_from(api.rate_limit.burst).unwrap_or(u32::MAX),
+            trusted_proxies: api.trusted_proxies.clone(),
+            client_ip_header: api.client_ip_header.clone(),
+            rate_limit: api.rate_limit.requests().map(|r| RateLimit {
+                per_second: r.per_second.get(),
+                burst: r.burst.get(),
             }),
-            lookup_limit: api.rate_limit.enabled.then(|| RateLimit {
-                per_second: u32::try_from(api.rate_limit.lookups_per_second).unwrap_or(u32::MAX),
-                burst: u32::try_from(api.rate_limit.lookups_burst).unwrap_or(u32::MAX),
+            lookup_limit: api.rate_limit.lookups().map(|r| RateLimit {
+                per_second: r.per_second.get(),
+                burst: r.burst.get(),
             }),
             statement_timeout: api.statement_timeout,
-            // 0: no cap.
-            max_in_flight_per_token: u32::try_from(api.max_in_flight_per_token)
-                .ok()
-                .filter(|cap| *cap > 0),
+            max_in_flight_per_token: api.max_in_flight_per_token.map(|cap| cap.get()),
             require_token: true,
             status: settings.status.clone(),
         })

@@ -2,9 +2,11 @@
 //! authenticated, rate-limited HTTP API under `/api/v1` (SPEC 5).
 //!
 //! `app(state)` builds the whole router and is pure, so tests drive it with
-//! `tower::ServiceExt::oneshot`; `run` serves it on a listener until the
-//! shutdown future resolves. It reads `processed_data`, `raw_data`,
-//! `operations_log` and writes only `api_tokens`. `main.rs` only wires.
+//! `tower::ServiceExt::oneshot`; `serve` serves it on a listener until the
+//! shutdown future resolves, and `run(ctx)` is `api serve`: the state of
+//! [`state`], the first-start tokens, the listeners of the settings. It reads
+//! `processed_data`, `raw_data`, `operations_log` and writes only
+//! `api_tokens`. `main.rs` only hands the command line to `bootstrap`.
 
 pub mod admin;
 pub mod auth;
@@ -24,7 +26,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::Router;
@@ -121,19 +123,30 @@ fn cors(config: &ApiConfig) -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-/// `api serve`: first-start tokens, then the API on `api.bind` until
-/// `shutdown`. `secret_key` comes from [`config::secret_key`].
-pub async fn serve(
-    settings: &Settings,
-    secret_key: Vec<u8>,
-    pool: PgPool,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let config = ApiConfig::from_settings(settings, secret_key)?;
-    let initial = usize::try_from(settings.api.initial_tokens).unwrap_or(0);
+/// The api as `api serve` runs it, over its own pool of `pool`'s server
+/// (each connection with the statement timeout, see [`pool::bounded`]).
+/// Refuses to start without a usable `SECRET_KEY` (a settings error: exit
+/// code 2). The bench builds its api through this too.
+pub fn state(settings: &Settings, pool: &PgPool) -> anyhow::Result<AppState> {
+    let config = ApiConfig::from_settings(settings, config::secret_key(settings)?)?;
+    let bounded = pool::bounded(pool, config.statement_timeout);
+    Ok(AppState::new(bounded, config))
+}
+
+/// `api serve`: first-start tokens, then the API on `api.bind` (and the
+/// operator listener on `api.admin_bind`) until shutdown.
+pub async fn run(ctx: bootstrap::Context) -> anyhow::Result<()> {
+    let bootstrap::Context {
+        settings,
+        pool,
+        shutdown,
+        ..
+    } = ctx;
+    let state = state(&settings, &pool)?;
+    let initial = settings.api.initial_tokens;
     if let Some(path) = tokens::issue_initial(
         &pool,
-        &config.secret_key,
+        &state.config.secret_key,
         initial,
         &settings.api.token_file_dir,
     )
@@ -145,35 +158,34 @@ pub async fn serve(
             path.display()
         );
     }
-    let listener = TcpListener::bind(&settings.api.bind)
+    let listener = TcpListener::bind(settings.api.bind)
         .await
         .with_context(|| format!("Failed to listen on {}", settings.api.bind))?;
-    let admin = match settings.api.admin_bind.as_str() {
-        "" => None,
-        bind => Some(
+    let admin = match settings.api.admin_bind {
+        None => None,
+        Some(bind) => Some(
             TcpListener::bind(bind)
                 .await
                 .with_context(|| format!("Failed to listen on {bind} (api.admin_bind)"))?,
         ),
     };
-    let bounded = pool::bounded(&pool, config.statement_timeout);
     pool.close().await;
-    run_with_admin(listener, admin, AppState::new(bounded, config), shutdown).await
+    serve_with_admin(listener, admin, state, shutdown.cancelled_owned()).await
 }
 
 /// Serves `app(state)` on `listener` until `shutdown`, then finishes the
 /// requests in flight and writes the last `last_used_at` values.
-pub async fn run(
+pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    run_with_admin(listener, None, state, shutdown).await
+    serve_with_admin(listener, None, state, shutdown).await
 }
 
-/// [`run`], plus the operator listener ([`admin::app`]) on `admin` when
+/// [`serve`], plus the operator listener ([`admin::app`]) on `admin` when
 /// given; it stops with the API.
-pub async fn run_with_admin(
+pub async fn serve_with_admin(
     listener: TcpListener,
     admin: Option<TcpListener>,
     state: AppState,

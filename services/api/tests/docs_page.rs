@@ -17,7 +17,7 @@ async fn docs_page_renders_the_document_from_this_origin_only(pool: PgPool) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::run(listener, state(&pool), async {
+    let server = tokio::spawn(api::serve(listener, state(&pool), async {
         let _ = stopped.await;
     }));
 

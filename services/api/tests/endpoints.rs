@@ -407,7 +407,7 @@ async fn the_server_answers_over_a_real_socket_and_stops_on_its_shutdown_signal(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::run(listener, state(&pool), async {
+    let server = tokio::spawn(api::serve(listener, state(&pool), async {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();

@@ -26,7 +26,7 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(api::run(listener, api_state(pool, config), async {
+    tokio::spawn(api::serve(listener, api_state(pool, config), async {
         let _ = stopped.await;
     }));
     (address, stop)

@@ -79,7 +79,7 @@ pub async fn load(
         tracing::info!("Starting the initial load at page 1");
     }
     let records_before = u64::try_from(state.records_stored).unwrap_or(0);
-    let expected_total = u64::try_from(settings.expected_total).unwrap_or(0);
+    let expected_total = settings.expected_total;
     let commit = if settings.synchronous_commit {
         Commit::Synchronous
     } else {
@@ -88,11 +88,11 @@ pub async fn load(
     let mut writer = Writer {
         pool,
         report,
-        pipeline: PagePipeline::new(pool.clone(), commit, settings.write_connections()),
+        pipeline: PagePipeline::new(pool.clone(), commit, settings.write_connections.get()),
         progress: Progress::new(expected_total, records_before, settings.progress_interval),
         pending: Vec::new(),
         failed_in_a_row: 0,
-        max_failed_in_a_row: u32::try_from(settings.max_consecutive_failed_pages).unwrap_or(20),
+        max_failed_in_a_row: settings.max_consecutive_failed_pages,
     };
     let (pages_tx, pages_rx) = mpsc::channel(PAGES_AHEAD);
     let max_pages = options.max_pages.map_or(u64::MAX, u64::from);

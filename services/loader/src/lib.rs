@@ -7,6 +7,7 @@
 //! across replicas), writes one `operations_log` row, and NOTIFYs
 //! `raw_data_changed` when it changed rows.
 
+pub mod cli;
 mod daily;
 mod initial;
 mod lock;
@@ -25,7 +26,7 @@ use upstream::{Client, ClientConfig};
 pub use daily::DailyOptions;
 pub use initial::InitialOptions;
 pub use report::RunReport;
-pub use serve::serve;
+pub use serve::run;
 
 /// `loader initial`: the initial load, resumed where it stopped.
 pub async fn run_initial(

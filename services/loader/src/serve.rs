@@ -4,7 +4,8 @@
 //! every run: while the load has rounds to go (`loader.failed_page_rounds`)
 //! one `upstream.retry.interval` apart, then before each daily update.
 
-use anyhow::Context;
+use anyhow::Context as _;
+use bootstrap::Context;
 use chrono::Utc;
 use db::PgPool;
 use settings::Settings;
@@ -16,19 +17,15 @@ use crate::{
 
 /// Runs until `shutdown` is cancelled. A failed run is logged (and recorded
 /// by the run itself); the schedule goes on.
-pub async fn serve(
-    settings: &Settings,
-    pool: PgPool,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let schedule = croner::Cron::new(&settings.loader.schedule)
-        .parse()
-        .with_context(|| {
-            format!(
-                "config: loader.schedule {:?} is not a cron expression",
-                settings.loader.schedule
-            )
-        })?;
+pub async fn run(ctx: Context) -> anyhow::Result<()> {
+    let Context {
+        settings,
+        pool,
+        shutdown,
+        ..
+    } = ctx;
+    let settings = &settings;
+    let schedule = settings.loader.schedule.cron();
     tracing::info!(
         "Loader started; daily update schedule {:?} (UTC)",
         settings.loader.schedule

@@ -24,7 +24,7 @@ async fn serve_finishes_an_unfinished_initial_load_first_and_stops_on_shutdown(p
     let shutdown = CancellationToken::new();
     let serving = tokio::spawn({
         let (settings, pool, shutdown) = (settings.clone(), pool.clone(), shutdown.clone());
-        async move { loader::serve(&settings, pool, shutdown).await }
+        async move { loader::run(bootstrap::Context::new("loader", settings, pool, shutdown)).await }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     while loader::initial_load_pending(&pool).await.unwrap() {
@@ -94,7 +94,7 @@ async fn serve_with_one_percent_poison_finishes_the_initial_load_fetches_its_mis
     let shutdown = CancellationToken::new();
     let serving = tokio::spawn({
         let (settings, pool, shutdown) = (settings.clone(), pool.clone(), shutdown.clone());
-        async move { loader::serve(&settings, pool, shutdown).await }
+        async move { loader::run(bootstrap::Context::new("loader", settings, pool, shutdown)).await }
     });
     // The load finishes (its one round over page 7 ran out) despite the
     // poisoned listings.

@@ -9,10 +9,13 @@
 //!   line and one `operations_log` row per run.
 //! - `serve`: drain on every NOTIFY and every poll interval until shutdown.
 //!
-//! `main.rs` wires settings, logs and the pool; everything here takes its
-//! shutdown token as a parameter, so tests drive it without real signals.
+//! `run(ctx)` is `normalizer serve`; `cli` runs the other subcommands.
+//! `main.rs` only hands the command line to `bootstrap`; everything here
+//! takes its shutdown token as a parameter, so tests drive it without real
+//! signals.
 
 pub mod batch;
+pub mod cli;
 pub mod drain;
 mod isolate;
 mod requeue;
@@ -24,8 +27,17 @@ pub use serve::serve;
 
 use std::time::Duration;
 
+use bootstrap::Context;
 use db::commit::Commit;
 use settings::NormalizerSettings;
+
+/// `normalizer serve`: normalise whenever rows are waiting, until shutdown.
+pub async fn run(ctx: Context) -> anyhow::Result<()> {
+    let settings = &ctx.settings.normalizer;
+    let mut options = Options::from_settings(settings);
+    options.log_idle_runs = false;
+    serve(&ctx.pool, &options, settings.poll_interval, ctx.shutdown).await
+}
 
 impl Options {
     /// The options of `settings`, draining the whole queue.

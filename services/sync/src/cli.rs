@@ -1,9 +1,10 @@
 //! The command line: what each subcommand does, in one place, so `main.rs`
-//! only parses and wires.
+//! only parses and wires. `migrate` (without `--tables`) and `check` are
+//! bootstrap's; the others call `commands` (or `crate::run`), never back.
 
 use std::path::PathBuf;
 
-use bootstrap::Service;
+use bootstrap::{Context, Shared};
 use clap::{Args, Parser, Subcommand};
 use db::sync_tables::Direction;
 use settings::SettingsError;
@@ -149,10 +150,29 @@ pub struct CutoverArgs {
     pub to: ToUrl,
 }
 
-pub async fn execute(service: Service, command: Command) -> anyhow::Result<()> {
-    let settings = &service.settings;
+impl bootstrap::Command for Command {
+    fn shared(&self) -> Option<Shared> {
+        match self {
+            Self::Migrate(args) if args.tables.is_empty() => Some(Shared::Migrate),
+            Self::Check => Some(Shared::Check),
+            _ => None,
+        }
+    }
+
+    /// The table migration and the cutover check work between the two
+    /// databases they are given.
+    fn uses_working_database(&self) -> bool {
+        !matches!(self, Self::Migrate(_) | Self::CutoverCheck(_))
+    }
+}
+
+/// Runs one of sync's own subcommands.
+pub async fn execute(ctx: Context, command: Command) -> anyhow::Result<()> {
+    let settings = &ctx.settings;
     match command {
-        Command::Migrate(args) if args.tables.is_empty() => service.migrate().await,
+        Command::Migrate(args) if args.tables.is_empty() => {
+            unreachable!("bootstrap runs the shared subcommands")
+        }
         Command::Migrate(args) => {
             let migration = TableMigration {
                 from: DatabaseUrl::from(args.from)
@@ -167,10 +187,10 @@ pub async fn execute(service: Service, command: Command) -> anyhow::Result<()> {
             };
             commands::migrate_tables(settings, &migration).await
         }
-        Command::Check => service.check().await,
-        Command::Push(args) => commands::transfer(&service, Direction::Push, &args.into()).await,
-        Command::Pull(args) => commands::transfer(&service, Direction::Pull, &args.into()).await,
-        Command::Verify(args) => commands::verify(&service, &args.tables).await,
+        Command::Check => unreachable!("bootstrap runs the shared subcommands"),
+        Command::Push(args) => commands::transfer(&ctx, Direction::Push, &args.into()).await,
+        Command::Pull(args) => commands::transfer(&ctx, Direction::Pull, &args.into()).await,
+        Command::Verify(args) => commands::verify(&ctx, &args.tables).await,
         Command::CutoverCheck(args) => {
             let missing = || {
                 Err(SettingsError::new(
@@ -181,7 +201,7 @@ pub async fn execute(service: Service, command: Command) -> anyhow::Result<()> {
             let to = DatabaseUrl::from(args.to).resolve("--to", missing)?;
             commands::cutover_check(settings, &from, &to).await
         }
-        Command::Serve => commands::serve(&service).await,
+        Command::Serve => crate::run(ctx).await,
     }
 }
 

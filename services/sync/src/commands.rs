@@ -2,8 +2,8 @@
 //! needs, run it, turn a difference into an error. The command line
 //! (`cli.rs`) sits above; `serve` and the shared runs (`job.rs`) below.
 
-use anyhow::{bail, Context};
-use bootstrap::Service;
+use anyhow::{bail, Context as _};
+use bootstrap::Context;
 use db::sync_tables::Direction;
 use db::PgPool;
 use settings::{Settings, SyncTable};
@@ -22,15 +22,11 @@ pub struct Transfer {
     pub batch_size: Option<usize>,
 }
 
-pub async fn transfer(
-    service: &Service,
-    direction: Direction,
-    args: &Transfer,
-) -> anyhow::Result<()> {
-    let settings = &service.settings;
-    // Production first: when it is unreachable the working side is untouched.
+pub async fn transfer(ctx: &Context, direction: Direction, args: &Transfer) -> anyhow::Result<()> {
+    let settings = &ctx.settings;
+    // When production is unreachable the working side is untouched.
     let production = job::connect_production(settings).await?;
-    let working: PgPool = service.connect().await?;
+    let working: PgPool = ctx.pool.clone();
     let ends = Ends {
         working,
         production,
@@ -39,20 +35,19 @@ pub async fn transfer(
     if let Some(size) = args.batch_size {
         options.batch_size = size.max(1);
     }
-    let shutdown = bootstrap::shutdown_token();
-    job::transfer(&ends, direction, settings, &options, &shutdown)
+    job::transfer(&ends, direction, settings, &options, &ctx.shutdown)
         .await
         .map(|_| ())
         .with_context(|| format!("sync {} failed", direction.as_str()))
 }
 
 /// `sync verify [--tables]`: working against production.
-pub async fn verify(service: &Service, names: &[String]) -> anyhow::Result<()> {
-    let settings = &service.settings;
+pub async fn verify(ctx: &Context, names: &[String]) -> anyhow::Result<()> {
+    let settings = &ctx.settings;
     let production = job::connect_production(settings).await?;
-    let working = service.connect().await?;
+    let working = &ctx.pool;
     let tables = verify_tables(settings, names);
-    let checks = job::verify(&working, &production, &tables, Some(&working)).await?;
+    let checks = job::verify(working, &production, &tables, Some(working)).await?;
     let differing = checks.iter().filter(|c| !c.matches()).count();
     if differing > 0 {
         bail!("{differing} table(s) differ between the working database and production");
@@ -99,14 +94,21 @@ pub struct TableMigration {
 
 /// Copy, then verify; an error on any difference.
 pub async fn migrate_tables(settings: &Settings, args: &TableMigration) -> anyhow::Result<()> {
-    let target = job::connect(settings, &args.to, settings.sync.target_max_connections())
-        .await
-        .context("Target database unreachable")?;
+    let target = job::connect(
+        settings,
+        &args.to,
+        settings.sync.target_max_connections.get(),
+    )
+    .await
+    .context("Target database unreachable")?;
     let source = job::connect(settings, &args.from, 2)
         .await
         .context("Source database unreachable")?;
     let options = CopyOptions {
-        batch_size: args.batch_size.unwrap_or(settings.sync.batch_size()).max(1),
+        batch_size: args
+            .batch_size
+            .unwrap_or(settings.sync.batch_size.get())
+            .max(1),
         dry_run: args.dry_run,
         from_start: args.from_start,
         progress_interval: settings.sync.progress_interval,
@@ -168,11 +170,4 @@ pub async fn cutover_check(settings: &Settings, from: &str, to: &str) -> anyhow:
         findings.len()
     );
     Ok(())
-}
-
-/// `sync serve`, until SIGTERM or SIGINT.
-pub async fn serve(service: &Service) -> anyhow::Result<()> {
-    let shutdown = bootstrap::shutdown_token();
-    let working = service.connect().await?;
-    crate::serve::serve(&service.settings, working, shutdown).await
 }

@@ -16,7 +16,7 @@ use crate::verify::{check_table, TableCheck};
 /// A pool of at most `sync.target_max_connections` to production.
 pub async fn connect_production(settings: &Settings) -> anyhow::Result<PgPool> {
     let url = settings.secrets.target_database_url()?;
-    connect(settings, url, settings.sync.target_max_connections())
+    connect(settings, url, settings.sync.target_max_connections.get())
         .await
         .context("Production database unreachable (check TARGET_DATABASE_URL)")
 }
@@ -33,7 +33,7 @@ pub async fn connect(settings: &Settings, url: &str, max: u32) -> Result<PgPool,
 
 pub fn run_options(settings: &Settings, dry_run: bool, prune: bool, full: bool) -> RunOptions {
     RunOptions {
-        batch_size: settings.sync.batch_size(),
+        batch_size: settings.sync.batch_size.get(),
         dry_run,
         prune,
         full,
@@ -65,7 +65,7 @@ pub async fn transfer(
     if options.dry_run {
         tracing::info!("Dry run: nothing is written, state included");
     }
-    let result = crate::run(direction, ends, tables, options, shutdown).await;
+    let result = crate::run::run(direction, ends, tables, options, shutdown).await;
     if !options.dry_run {
         let outcome = result.as_ref().map(|r| report::transfer_details(r));
         report::record(&ends.working, operation(direction), started_at, outcome).await;

@@ -3,8 +3,9 @@
 //! sides (`verify`, and every table with `cutover-check`), copies whole tables between any two databases (`copy`,
 //! the table migration) and runs all of it on a schedule (`serve`).
 //!
-//! `main.rs` wires settings, logs and the pools; everything the service does
-//! lives here and takes its shutdown signal as a parameter. Modules call
+//! `run(ctx)` is `sync serve`; `cli` runs the other subcommands. `main.rs`
+//! only hands the command line to `bootstrap`; everything the service does
+//! lives here and takes its shutdown token as a parameter. Modules call
 //! downwards only: `cli` -> `commands` -> `serve` -> `job` -> `run`.
 
 pub mod cli;
@@ -22,5 +23,10 @@ pub mod tables;
 mod transfer;
 pub mod verify;
 
-pub use run::{run, Ends, RunOptions, TableReport};
-pub use serve::serve;
+pub use run::{Ends, RunOptions, TableReport};
+
+/// `sync serve`: pull on `sync.pull_schedule`, push every
+/// `sync.push_interval` and after each normaliser run, until shutdown.
+pub async fn run(ctx: bootstrap::Context) -> anyhow::Result<()> {
+    serve::serve(&ctx.settings, ctx.pool, ctx.shutdown).await
+}

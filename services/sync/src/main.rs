@@ -1,11 +1,12 @@
-//! `sync`: Replicates the final tables from the working database to production, and reference tables back.
+//! `sync`: replicates the final tables from the working database to
+//! production, and reference tables back. Wiring only; the command line and
+//! the work are in the library.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use sync::cli::Cli;
+use sync::cli::{execute, Cli};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    bootstrap::main("sync", |service| sync::cli::execute(service, cli.command))
+    bootstrap::main("sync", Cli::parse().command, execute)
 }

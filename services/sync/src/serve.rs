@@ -79,12 +79,7 @@ pub async fn serve(
     working: PgPool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let schedule: croner::Cron = settings.sync.pull_schedule.parse().with_context(|| {
-        format!(
-            "config: sync.pull_schedule {:?} is not a cron expression",
-            settings.sync.pull_schedule
-        )
-    })?;
+    let schedule = settings.sync.pull_schedule.cron();
     // The LISTEN connection has a pool of its own that gives up quickly, so
     // a working database that refuses connections fails its attempt soon
     // and the attempt waits its backoff like any other.
@@ -102,14 +97,14 @@ pub async fn serve(
     );
     let mut production: Option<PgPool> = None;
     let mut push = Due::at(Instant::now());
-    let pull_missed = missed_pull(settings, &working, &schedule).await?;
+    let pull_missed = missed_pull(settings, &working, schedule).await?;
     if pull_missed {
         tracing::info!("The last scheduled pull did not run: pulling now");
     }
     let mut pull = Due::at(if pull_missed {
         Instant::now()
     } else {
-        next_pull(&schedule)
+        next_pull(schedule)
     });
     loop {
         // Biased: a pull due at the same time as a push goes first.
@@ -174,7 +169,7 @@ pub async fn serve(
             Ok(()) => {
                 let next = match direction {
                     Direction::Push => Instant::now() + settings.sync.push_interval,
-                    Direction::Pull => next_pull(&schedule),
+                    Direction::Pull => next_pull(schedule),
                 };
                 let failures = due.succeeded(next);
                 if failures > 0 {

@@ -5,11 +5,14 @@
 //! task through its proxy, and writes the outcomes in group-committed,
 //! lease-fenced transactions (`completer`). `cleanup` reclaims what dead
 //! workers held. The command-line tools upload tasks and proxies, show the
-//! fleet's status and export results. `main.rs` only wires; everything here
-//! takes its shutdown as a parameter so tests drive it without signals.
+//! fleet's status and export results. `run(ctx)` is `worker run`; `cli`
+//! runs the other subcommands. `main.rs` only hands the command line to
+//! `bootstrap`; everything here takes its shutdown as a parameter so tests
+//! drive it without signals.
 
 pub mod browser;
 pub mod cleanup;
+pub mod cli;
 mod completer;
 pub mod export;
 pub mod extract;
@@ -27,4 +30,8 @@ pub mod status;
 mod target;
 pub mod upload;
 
-pub use fleet::run;
+/// `worker run`: claim tasks and proxies for the free slots, fetch, store
+/// the results, until shutdown (then the soft stop of `fleet`).
+pub async fn run(ctx: bootstrap::Context) -> anyhow::Result<()> {
+    fleet::run(&ctx.settings, ctx.pool, ctx.shutdown).await
+}

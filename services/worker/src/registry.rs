@@ -41,7 +41,8 @@ async fn register_once(
     db: impl sqlx::PgExecutor<'_>,
     settings: &WorkerSettings,
 ) -> anyhow::Result<i64> {
-    let slots = i32::try_from(settings.slots).unwrap_or(i32::MAX);
+    // worker.slots is at most 1024 (settings).
+    let slots = i32::try_from(settings.slots).context("worker.slots")?;
     Ok(db::workers::register(db, &name(), slots, settings.stale_after()).await?)
 }
 

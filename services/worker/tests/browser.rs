@@ -55,7 +55,15 @@ async fn start(pool: &PgPool, settings: settings::Settings) -> Running {
     let pool = own_pool(pool).await;
     let handle = tokio::spawn({
         let stop = stop.clone();
-        async move { worker::run(&settings, pool, stop).await }
+        async move {
+            worker::run(bootstrap::Context::new(
+                "worker",
+                settings::Settings::clone(&settings),
+                pool,
+                stop,
+            ))
+            .await
+        }
     });
     Running { stop, handle }
 }

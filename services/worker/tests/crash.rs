@@ -63,7 +63,15 @@ async fn a_killed_workers_tasks_and_proxies_are_reclaimed_finished_elsewhere_and
     let stop = CancellationToken::new();
     let rescuer = tokio::spawn({
         let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
-        async move { worker::run(&settings, pool, stop).await }
+        async move {
+            worker::run(bootstrap::Context::new(
+                "worker",
+                settings::Settings::clone(&settings),
+                pool,
+                stop,
+            ))
+            .await
+        }
     });
     wait_until(
         Duration::from_secs(10),

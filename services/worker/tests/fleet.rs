@@ -43,7 +43,13 @@ async fn fleet_over(pool: PgPool, workers: usize, slots: &str, tasks: usize) {
         let (settings, stop) = (settings.clone(), stop.clone());
         let pool = own_pool(&pool).await;
         running.push(tokio::spawn(async move {
-            worker::run(&settings, pool, stop).await
+            worker::run(bootstrap::Context::new(
+                "worker",
+                settings::Settings::clone(&settings),
+                pool,
+                stop,
+            ))
+            .await
         }));
     }
     wait_until(Duration::from_secs(240), "every task completed", || async {
@@ -130,7 +136,15 @@ async fn outcomes_404_completes_5xx_retries_then_fails_and_403_blocks_the_proxy_
     let stop = CancellationToken::new();
     let run = tokio::spawn({
         let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
-        async move { worker::run(&settings, pool, stop).await }
+        async move {
+            worker::run(bootstrap::Context::new(
+                "worker",
+                settings::Settings::clone(&settings),
+                pool,
+                stop,
+            ))
+            .await
+        }
     });
     wait_until(Duration::from_secs(10), "the proxy blocked", || async {
         count(
@@ -226,7 +240,15 @@ async fn offer_refresh_writes_the_listing_like_a_daily_update_and_a_404_marks_it
     let stop = CancellationToken::new();
     let run = tokio::spawn({
         let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
-        async move { worker::run(&settings, pool, stop).await }
+        async move {
+            worker::run(bootstrap::Context::new(
+                "worker",
+                settings::Settings::clone(&settings),
+                pool,
+                stop,
+            ))
+            .await
+        }
     });
     wait_until(Duration::from_secs(10), "both refreshed", || async {
         count(
@@ -273,7 +295,15 @@ async fn a_heartbeat_racing_the_shutdown_leaves_one_stopped_row_per_worker(pool:
         let stop = CancellationToken::new();
         let run = tokio::spawn({
             let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
-            async move { worker::run(&settings, pool, stop).await }
+            async move {
+                worker::run(bootstrap::Context::new(
+                    "worker",
+                    settings::Settings::clone(&settings),
+                    pool,
+                    stop,
+                ))
+                .await
+            }
         });
         tokio::time::sleep(Duration::from_millis(30)).await;
         stop.cancel();

@@ -359,7 +359,15 @@ async fn a_completion_postgres_refuses_fails_only_its_task_and_the_rest_of_the_b
     let stop = CancellationToken::new();
     let run = tokio::spawn({
         let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
-        async move { worker::run(&settings, pool, stop).await }
+        async move {
+            worker::run(bootstrap::Context::new(
+                "worker",
+                settings::Settings::clone(&settings),
+                pool,
+                stop,
+            ))
+            .await
+        }
     });
     wait_until(Duration::from_secs(30), "every task settled", || async {
         count(

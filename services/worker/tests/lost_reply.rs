@@ -36,7 +36,15 @@ async fn a_claim_whose_commit_reply_was_lost_is_handed_back_by_the_live_worker_a
     let stop = CancellationToken::new();
     let run = tokio::spawn({
         let (settings, stop) = (settings.clone(), stop.clone());
-        async move { worker::run(&settings, through_relay, stop).await }
+        async move {
+            worker::run(bootstrap::Context::new(
+                "worker",
+                settings::Settings::clone(&settings),
+                through_relay,
+                stop,
+            ))
+            .await
+        }
     });
     wait_until(Duration::from_secs(10), "the worker registered", || async {
         count(&pool, "SELECT count(*) FROM workers WHERE status = 'alive'").await == 1

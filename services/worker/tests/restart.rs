@@ -56,7 +56,13 @@ async fn workers_carry_on_after_a_postgres_restart_with_nothing_lost_or_doubled(
             .await
             .unwrap();
         running.push(tokio::spawn(async move {
-            worker::run(&settings, pool, stop).await
+            worker::run(bootstrap::Context::new(
+                "worker",
+                settings::Settings::clone(&settings),
+                pool,
+                stop,
+            ))
+            .await
         }));
     }
     wait_until(Duration::from_secs(60), "some work done", || async {

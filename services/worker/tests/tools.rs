@@ -105,7 +105,15 @@ async fn uploaded_tasks_come_back_in_the_json_and_csv_exports(pool: PgPool) {
     let stop = CancellationToken::new();
     let worker = tokio::spawn({
         let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
-        async move { worker::run(&settings, pool, stop).await }
+        async move {
+            worker::run(bootstrap::Context::new(
+                "worker",
+                settings::Settings::clone(&settings),
+                pool,
+                stop,
+            ))
+            .await
+        }
     });
     wait_until(Duration::from_secs(20), "all fetched", || async {
         count(

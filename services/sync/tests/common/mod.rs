@@ -81,7 +81,7 @@ pub async fn run(
         working: pool(working_url).await,
         production: pool(production.url.clone()).await,
     };
-    let result = sync::run(
+    let result = sync::run::run(
         direction,
         &ends,
         tables,
