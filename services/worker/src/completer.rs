@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use db::claims::{Finished, Flush};
+use db::claims::Finished;
 use db::results::NewResult;
 use db::tasks::{Lease, RetryRule};
 use db::workers::WorkerStats;
@@ -41,6 +41,7 @@ pub struct Done {
 }
 
 pub struct Completer {
+    /// Sessions that commit without waiting for the WAL flush (see `write`).
     pub pool: PgPool,
     pub settings: WorkerSettings,
     pub done: Receiver<Done>,
@@ -92,6 +93,7 @@ impl Completer {
                     None => {
                         while let Ok(o) = self.orphans.try_recv() { orphans.push(o); }
                         if !orphans.is_empty() { self.write_until_done(Vec::new(), orphans).await; }
+                        self.pool.close().await;
                         return;
                     }
                 },
@@ -216,7 +218,8 @@ fn storable(text: &str) -> String {
 /// batch (pages and 404s of `fetch_url` tasks, nothing else) is a single
 /// autocommitted statement.
 ///
-/// Without waiting for the WAL flush, as claims: the claims this batch
+/// Without waiting for the WAL flush (the completer's sessions say so, which
+/// costs no round trip), as claims: the claims this batch
 /// finishes stay fenced by their leases, and a Postgres crash that loses
 /// the batch leaves them running under this live worker, whose reconcile
 /// hands them back (fetched again; results are saved once). Postgres' WAL
@@ -240,9 +243,7 @@ async fn write(
         let mut conn = pool.acquire().await?;
         return write_batch(&mut conn, rules, batch).await;
     }
-    let mut tx = pool
-        .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
-        .await?;
+    let mut tx = pool.begin().await?;
     write_orphans(&mut tx, orphans).await?;
     let written = write_batch(&mut tx, rules, batch).await?;
     tx.commit().await?;
@@ -258,9 +259,7 @@ async fn write_isolated(
     batch: &[Done],
     orphans: &[Orphan],
 ) -> Result<Written, DbError> {
-    let mut tx = pool
-        .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
-        .await?;
+    let mut tx = pool.begin().await?;
     write_orphans(&mut tx, orphans).await?;
     let done = db::isolate::write_isolating(&mut tx, batch, |conn, rows| {
         Box::pin(write_batch(conn, rules, rows))
@@ -283,7 +282,7 @@ async fn write_isolated(
     };
     let failed = db::tasks::increment_task_attempts(&mut tx, &leases, &reasons, fail_now).await?;
     let proxies: Vec<Lease> = refused.iter().map(|d| d.proxy).collect();
-    db::claims::finish_claims(&mut tx, &[], &[], &proxies, Flush::DontWait).await?;
+    db::claims::finish_claims(&mut tx, &[], &[], &proxies).await?;
     let mut stats: HashMap<i64, WorkerStats> = HashMap::new();
     for (id, _) in &failed {
         if let Some((i, d)) = refused.iter().enumerate().find(|(_, d)| d.task.id == *id) {
@@ -308,7 +307,7 @@ async fn write_orphans(conn: &mut PgConnection, orphans: &[Orphan]) -> Result<()
     let reasons = vec!["handed back: its slot ended without an outcome".to_owned(); tasks.len()];
     db::tasks::retry_elsewhere(&mut *conn, &tasks, &reasons).await?;
     let proxies: Vec<Lease> = orphans.iter().map(|o| o.proxy).collect();
-    db::claims::finish_claims(conn, &[], &[], &proxies, Flush::DontWait).await?;
+    db::claims::finish_claims(conn, &[], &[], &proxies).await?;
     Ok(())
 }
 
@@ -382,9 +381,7 @@ async fn write_batch(
             }
         }
     }
-    let finished =
-        db::claims::finish_claims(&mut *conn, &results, &not_found, &release, Flush::DontWait)
-            .await?;
+    let finished = db::claims::finish_claims(&mut *conn, &results, &not_found, &release).await?;
     let Finished { fetched, gone } = &finished;
     let mut written = Written {
         accepted: fetched.iter().chain(gone).copied().collect(),
