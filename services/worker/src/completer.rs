@@ -21,24 +21,12 @@ use db::{DbError, PgConnection, PgPool};
 use domain::fleet::{TaskKind, TaskStatus};
 use settings::WorkerSettings;
 use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::Notify;
 
-use crate::guard::{ClaimGuard, Orphan};
-use crate::health::{Waiting, WriteHealth};
+use crate::done::Done;
+use crate::guard::Orphan;
+use crate::health::WriteHealth;
 use crate::outcome::Outcome;
-
-/// A finished slot: the claim, how the fetch ended, and the slot itself
-/// (its permit), which frees when the outcome is written.
-pub struct Done {
-    pub worker_id: i64,
-    pub task: db::tasks::ClaimedTask,
-    pub proxy: Lease,
-    pub outcome: Outcome,
-    pub guard: ClaimGuard,
-    pub permit: OwnedSemaphorePermit,
-    /// Listed as waiting for its write until dropped.
-    pub waiting: Waiting,
-}
 
 pub struct Completer {
     /// Sessions that commit without waiting for the WAL flush (see `write`).
@@ -115,6 +103,7 @@ impl Completer {
     /// Writes a batch, retrying while the database is away (restarts): the
     /// claims stay held meanwhile, and their leases still fence the write.
     /// A refused write is isolated instead of retried.
+    #[tracing::instrument(name = "completer", skip_all, fields(tasks = batch.len(), orphans = orphans.len()))]
     async fn write_until_done(&self, batch: Vec<Done>, orphans: Vec<Orphan>) {
         let rules = Rules::of(&self.settings);
         let mut delay = Duration::from_millis(100);
@@ -177,6 +166,7 @@ impl Written {
     /// no write accepted: their lease was taken away.
     fn log(&self, batch: &[Done]) {
         for d in batch {
+            let _span = d.span().entered();
             let id = d.task.id;
             if let Some((_, reason)) = self.refused.iter().find(|(r, _)| *r == id) {
                 tracing::warn!(
@@ -196,6 +186,8 @@ impl Written {
                     "Task {id} ({} {}): lease {} was taken away (this worker was declared dead?); its outcome is dropped",
                     d.task.kind, d.task.target, d.task.lease
                 );
+            } else {
+                tracing::debug!("Task {id} written");
             }
         }
     }

@@ -11,6 +11,7 @@
 pub mod browser;
 pub mod cleanup;
 mod completer;
+mod done;
 pub mod export;
 pub mod extract;
 mod fetch;
