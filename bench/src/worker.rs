@@ -198,8 +198,7 @@ async fn one_by_one(
             body: Some(body.into_bytes()),
             body_truncated: false,
         };
-        db::claims::finish_claims(&mut conn, &[result], &[], &[proxy], db::claims::Flush::Wait)
-            .await?;
+        db::claims::finish_claims(&mut conn, &[result], &[], &[proxy]).await?;
     }
     let rate = per_second(tasks, start.elapsed());
     conn.close().await?;

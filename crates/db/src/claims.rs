@@ -64,16 +64,6 @@ pub struct Finished {
     pub gone: Vec<i64>,
 }
 
-/// How a statement's transaction commits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flush {
-    /// The commit returns once the WAL is on disk (the default).
-    Wait,
-    /// The commit returns at once (`synchronous_commit = off` for this
-    /// transaction): a Postgres crash may lose it, never half of it.
-    DontWait,
-}
-
 /// The content columns of saved pages: headers, bodies, truncated flags.
 type Content<'a> = (Vec<&'a Value>, Vec<Option<&'a [u8]>>, Vec<bool>);
 
@@ -82,13 +72,13 @@ type Content<'a> = (Vec<&'a Value>, Vec<Option<&'a [u8]>>, Vec<bool>);
 /// while their lease holds, and only those get their result saved; the
 /// proxies in `release` are freed under their leases; each worker's
 /// completed count goes up. Other outcomes (retries, failures, blocks) have
-/// their own functions in `tasks` and `proxies`.
+/// their own functions in `tasks` and `proxies`. It commits as the
+/// caller's transaction or session says (`crate::commit`).
 pub async fn finish_claims(
     conn: &mut PgConnection,
     fetched: &[NewResult],
     not_found: &[Lease],
     release: &[Lease],
-    flush: Flush,
 ) -> Result<Finished, DbError> {
     if fetched.is_empty() && not_found.is_empty() && release.is_empty() {
         return Ok(Finished::default());
@@ -106,23 +96,21 @@ pub async fn finish_claims(
     }
     let gone = crate::tasks::split(not_found);
     let proxies = crate::tasks::split(release);
-    let (fetched, gone, _unflushed): (Vec<i64>, Vec<i64>, Option<String>) =
-        sqlx::query_as(include_str!("claims_finish.sql"))
-            .bind(page.0)
-            .bind(page.1)
-            .bind(page.2)
-            .bind(page.3)
-            .bind(content.0)
-            .bind(content.1)
-            .bind(content.2)
-            .bind(gone.0)
-            .bind(gone.1)
-            .bind(gone.2)
-            .bind(proxies.0)
-            .bind(proxies.1)
-            .bind(proxies.2)
-            .bind(flush == Flush::DontWait)
-            .fetch_one(conn)
-            .await?;
+    let (fetched, gone): (Vec<i64>, Vec<i64>) = sqlx::query_as(include_str!("claims_finish.sql"))
+        .bind(page.0)
+        .bind(page.1)
+        .bind(page.2)
+        .bind(page.3)
+        .bind(content.0)
+        .bind(content.1)
+        .bind(content.2)
+        .bind(gone.0)
+        .bind(gone.1)
+        .bind(gone.2)
+        .bind(proxies.0)
+        .bind(proxies.1)
+        .bind(proxies.2)
+        .fetch_one(conn)
+        .await?;
     Ok(Finished { fetched, gone })
 }

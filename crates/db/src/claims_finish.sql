@@ -3,9 +3,8 @@
 -- ($8..$10) are completed when their lease still holds (same lease number,
 -- same worker), and only those get their result saved (the completion's
 -- row lock is the fence); the proxies $11..$13 are freed under their
--- leases (they answered: their faults in a row start again from 0); each worker's completed count goes up by what it completed. $14:
--- commit without waiting for the WAL flush (set for the statement's own
--- transaction, or the caller's).
+-- leases (they answered: their faults in a row start again from 0); each
+-- worker's completed count goes up by what it completed.
 WITH page AS (
     SELECT *
       FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::jsonb[], $6::bytea[], $7::bool[])
@@ -48,5 +47,4 @@ counted AS (
      WHERE w.id = n.worker_id
 )
 SELECT COALESCE((SELECT array_agg(id) FROM completed WHERE outcome = 'ok'), '{}') AS fetched,
-       COALESCE((SELECT array_agg(id) FROM completed WHERE outcome = 'not_found'), '{}') AS gone,
-       CASE WHEN $14 THEN set_config('synchronous_commit', 'off', true) END AS unflushed
+       COALESCE((SELECT array_agg(id) FROM completed WHERE outcome = 'not_found'), '{}') AS gone

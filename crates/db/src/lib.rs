@@ -35,6 +35,6 @@ pub mod tokens;
 pub mod workers;
 
 pub use error::DbError;
-pub use pool::{connect, with_session_settings, PoolOptions};
+pub use pool::{connect, PoolOptions};
 pub use schema::{migrate, SchemaStatus, MIGRATOR};
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};

@@ -9,7 +9,6 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
-use crate::commit::Commit;
 use crate::error::expect_one_row;
 use crate::DbError;
 
@@ -72,17 +71,12 @@ pub async fn start(db: &mut PgConnection) -> Result<LoadState, DbError> {
 }
 
 /// The pages of `span` are stored: the cursor moves to `span.next` (`None`:
-/// the feed ended, and the load is finished unless pages failed), and the
-/// caller's transaction
-/// will commit as `commit` says. Fenced on the cursor still being at
-/// `span.first`: if it moved, nothing changes and `false` is returned, so
-/// the caller rolls back and no page is stored twice.
-pub async fn advance(
-    db: &mut PgConnection,
-    span: PageSpan,
-    records: i64,
-    commit: Commit,
-) -> Result<bool, DbError> {
+/// the feed ended, and the load is finished unless pages failed). Fenced on
+/// the cursor still being at `span.first`: if it moved, nothing changes and
+/// `false` is returned, so the caller rolls back and no page is stored
+/// twice. The caller's transaction commits as its mode says
+/// (`crate::commit`).
+pub async fn advance(db: &mut PgConnection, span: PageSpan, records: i64) -> Result<bool, DbError> {
     let done = sqlx::query(
         "UPDATE initial_load_state
             SET next_page = COALESCE($2, $1 + $3),
@@ -92,14 +86,12 @@ pub async fn advance(
                 finished_at = CASE WHEN $2 IS NULL AND cardinality(failed_pages) = 0
                                    THEN now() END,
                 updated_at = now()
-           FROM set_config('synchronous_commit', $5, true)
           WHERE id = 1 AND next_page = $1",
     )
     .bind(span.first)
     .bind(span.next)
     .bind(span.count)
     .bind(records)
-    .bind(commit.setting())
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -177,22 +169,10 @@ mod tests {
         assert_eq!(get(&mut *conn).await.unwrap(), None);
         let state = start(&mut conn).await.unwrap();
         assert_eq!((state.next_page, state.pages_stored), (1, 0));
-        assert!(
-            advance(&mut conn, span(1, 1, Some(2)), 20, Commit::Synchronous)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !advance(&mut conn, span(1, 1, Some(2)), 20, Commit::Synchronous)
-                .await
-                .unwrap()
-        );
+        assert!(advance(&mut conn, span(1, 1, Some(2)), 20).await.unwrap());
+        assert!(!advance(&mut conn, span(1, 1, Some(2)), 20).await.unwrap());
         skip_failed(&mut conn, 2).await.unwrap();
-        assert!(
-            advance(&mut conn, span(3, 1, None), 5, Commit::Asynchronous)
-                .await
-                .unwrap()
-        );
+        assert!(advance(&mut conn, span(3, 1, None), 5).await.unwrap());
         let state = start(&mut conn).await.unwrap();
         assert_eq!(state.next_page, 4);
         assert_eq!(state.pages_stored, 2);
@@ -209,9 +189,7 @@ mod tests {
         skip_failed(&mut conn, 1).await.unwrap();
         skip_failed(&mut conn, 2).await.unwrap();
         let end = span(3, 1, None);
-        assert!(advance(&mut conn, end, 20, Commit::Synchronous)
-            .await
-            .unwrap());
+        assert!(advance(&mut conn, end, 20).await.unwrap());
         let state = end_round(&mut conn, 3).await.unwrap();
         assert_eq!((state.refetch_rounds, state.finished_at), (1, None));
         assert!(refetched(&mut conn, 1, 20).await.unwrap());
@@ -240,11 +218,7 @@ mod tests {
             .unwrap();
         start(&mut conn).await.unwrap();
         skip_failed(&mut conn, 1).await.unwrap();
-        assert!(
-            advance(&mut conn, span(2, 1, None), 20, Commit::Synchronous)
-                .await
-                .unwrap()
-        );
+        assert!(advance(&mut conn, span(2, 1, None), 20).await.unwrap());
         assert!(refetched(&mut conn, 1, 20).await.unwrap());
         assert!(get(&mut *conn)
             .await

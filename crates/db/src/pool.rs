@@ -32,21 +32,3 @@ pub async fn connect(url: &str, options: &PoolOptions) -> Result<PgPool, DbError
         .await?;
     Ok(pool)
 }
-
-/// A second pool to `pool`'s server (same address, credentials and acquire
-/// timeout), of at most `max_connections`, whose connections start with the
-/// session `settings` (startup options, so they cost no round trip).
-/// Connects lazily.
-pub fn with_session_settings(
-    pool: &PgPool,
-    max_connections: u32,
-    settings: &[(&str, &str)],
-) -> PgPool {
-    let connect = (*pool.connect_options())
-        .clone()
-        .options(settings.iter().copied());
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(pool.options().get_acquire_timeout())
-        .connect_lazy_with(connect)
-}

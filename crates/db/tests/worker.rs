@@ -85,7 +85,7 @@ async fn uploading_the_same_task_twice_stores_it_once(pool: PgPool) {
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: PgPool) {
-    use db::claims::{finish_claims, Flush};
+    use db::claims::finish_claims;
     let w = worker(&pool).await;
     tasks::insert(&pool, "fetch_url", &targets(1))
         .await
@@ -117,7 +117,7 @@ async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: 
         .await
         .unwrap()
         .is_empty());
-    let ended = finish_claims(&mut conn, &[result(&old, w)], &[late], &[], Flush::Wait)
+    let ended = finish_claims(&mut conn, &[result(&old, w)], &[late], &[])
         .await
         .unwrap();
     assert!(ended.fetched.is_empty() && ended.gone.is_empty());
@@ -129,7 +129,7 @@ async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: 
     );
     assert_eq!(results::count(&pool).await.unwrap(), 0);
 
-    let done = finish_claims(&mut conn, &[result(&new, w2)], &[], &[], Flush::Wait)
+    let done = finish_claims(&mut conn, &[result(&new, w2)], &[], &[])
         .await
         .unwrap();
     assert_eq!(done.fetched, vec![new.id]);
@@ -198,7 +198,7 @@ async fn a_failing_task_backs_off_then_fails_with_its_last_error(pool: PgPool) {
             lease: t.lease,
             ..claimed_row(&pool, t.id).await
         };
-        db::claims::finish_claims(&mut conn, &[], &[], &[proxy], db::claims::Flush::Wait)
+        db::claims::finish_claims(&mut conn, &[], &[], &[proxy])
             .await
             .unwrap();
         assert_eq!(t.attempts, attempt - 1);
@@ -267,7 +267,7 @@ async fn a_blocked_proxy_rests_until_its_cooldown_then_cleanup_frees_it(pool: Pg
         let pool = pool.clone();
         async move {
             let mut conn = pool.acquire().await.unwrap();
-            db::claims::finish_claims(&mut conn, &[], &[], &leases, db::claims::Flush::Wait)
+            db::claims::finish_claims(&mut conn, &[], &[], &leases)
                 .await
                 .unwrap();
         }
@@ -418,7 +418,7 @@ async fn finished_tasks_past_retention_are_purged_in_batches(pool: PgPool) {
             worker_id: w,
         })
         .collect();
-    db::claims::finish_claims(&mut conn, &[], &leases, &[], db::claims::Flush::Wait)
+    db::claims::finish_claims(&mut conn, &[], &leases, &[])
         .await
         .unwrap();
     sqlx::query("UPDATE tasks SET finished_at = now() - interval '8 days' WHERE id <> $1")
@@ -610,7 +610,7 @@ async fn concurrent_pair_claims_skip_what_the_other_holds(pool: PgPool) {
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(pool: PgPool) {
-    use db::claims::{claim_pairs, finish_claims, Finished, Flush};
+    use db::claims::{claim_pairs, finish_claims, Finished};
     let w = worker(&pool).await;
     let urls: Vec<String> = (0..4).map(|i| format!("http://p{i}:1")).collect();
     proxies::insert(&pool, &urls).await.unwrap();
@@ -652,7 +652,6 @@ async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(p
             .iter()
             .map(|(_, p)| proxy(p))
             .collect::<Vec<_>>(),
-        Flush::DontWait,
     )
     .await
     .unwrap();
@@ -707,7 +706,6 @@ async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(p
             .iter()
             .map(|(_, p)| proxy(p))
             .collect::<Vec<_>>(),
-        Flush::Wait,
     )
     .await
     .unwrap();
@@ -744,7 +742,7 @@ enum Reclaimer {
 }
 
 async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
-    use db::claims::{claim_pairs, finish_claims, Flush};
+    use db::claims::{claim_pairs, finish_claims};
     let first = worker(&pool).await;
     let second = match reclaimer {
         Reclaimer::SameWorker => first,
@@ -805,15 +803,9 @@ async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
         lease: proxy.lease,
         worker_id: first,
     };
-    let late = finish_claims(
-        &mut conn,
-        &[result(task, first)],
-        &[],
-        &[proxy_late],
-        Flush::Wait,
-    )
-    .await
-    .unwrap();
+    let late = finish_claims(&mut conn, &[result(task, first)], &[], &[proxy_late])
+        .await
+        .unwrap();
     assert!(
         late.fetched.is_empty(),
         "the first holder completes nothing"
@@ -822,13 +814,11 @@ async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
         .await
         .unwrap()
         .is_empty());
-    assert!(
-        finish_claims(&mut conn, &[], &[task_late], &[], Flush::Wait)
-            .await
-            .unwrap()
-            .gone
-            .is_empty()
-    );
+    assert!(finish_claims(&mut conn, &[], &[task_late], &[])
+        .await
+        .unwrap()
+        .gone
+        .is_empty());
     assert!(
         tasks::retry_elsewhere(&mut conn, &[task_late], &["x".into()])
             .await
@@ -841,7 +831,7 @@ async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
             .unwrap()
             .is_empty()
     );
-    finish_claims(&mut conn, &[], &[], &[proxy_late], Flush::Wait)
+    finish_claims(&mut conn, &[], &[], &[proxy_late])
         .await
         .unwrap();
     assert_eq!(
@@ -863,15 +853,9 @@ async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
         lease: proxy_now.lease,
         worker_id: second,
     };
-    let done = finish_claims(
-        &mut conn,
-        &[result(task_now, second)],
-        &[],
-        &[proxy_held],
-        Flush::Wait,
-    )
-    .await
-    .unwrap();
+    let done = finish_claims(&mut conn, &[result(task_now, second)], &[], &[proxy_held])
+        .await
+        .unwrap();
     assert_eq!(done.fetched, vec![task_now.id]);
     assert_eq!(results::count(&pool).await.unwrap(), 1);
 }
@@ -980,7 +964,7 @@ async fn a_task_blocked_through_n_distinct_proxies_fails_without_an_attempt(pool
         };
         assert_eq!(done, vec![(task.id, expected)], "round {round}");
         // The proxy is freed so that the next round may claim it again.
-        db::claims::finish_claims(&mut conn, &[], &[], &[proxy], db::claims::Flush::Wait)
+        db::claims::finish_claims(&mut conn, &[], &[], &[proxy])
             .await
             .unwrap();
         if round == 0 {
@@ -1086,7 +1070,7 @@ async fn a_proxy_that_fails_itself_cools_down_longer_each_time_and_its_task_move
         .await
         .unwrap();
     let (_, proxy) = claim_leases(&pool, w, 1).await.remove(0);
-    db::claims::finish_claims(&mut conn, &[], &[], &[proxy], db::claims::Flush::Wait)
+    db::claims::finish_claims(&mut conn, &[], &[], &[proxy])
         .await
         .unwrap();
     let faults: i32 = sqlx::query_scalar("SELECT faults FROM proxies")
@@ -1098,7 +1082,7 @@ async fn a_proxy_that_fails_itself_cools_down_longer_each_time_and_its_task_move
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn a_binary_body_keeps_its_bytes_and_results_go_with_their_purged_tasks(pool: PgPool) {
-    use db::claims::{finish_claims, Flush};
+    use db::claims::finish_claims;
     let w = worker(&pool).await;
     proxies::insert(&pool, &["http://p1:1".into(), "http://p2:1".into()])
         .await
@@ -1118,9 +1102,7 @@ async fn a_binary_body_keeps_its_bytes_and_results_go_with_their_purged_tasks(po
             ..result(t, w)
         })
         .collect();
-    let done = finish_claims(&mut conn, &pages, &[], &[], Flush::Wait)
-        .await
-        .unwrap();
+    let done = finish_claims(&mut conn, &pages, &[], &[]).await.unwrap();
     assert_eq!(done.fetched.len(), 2);
     let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM results")
         .fetch_all(&pool)

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use db::commit::Mode;
 use db::{DbError, PgPool};
 use deadpool::managed::{self, Metrics, Object, PoolError, QueueMode, RecycleError, RecycleResult};
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgSeverity};
@@ -59,15 +60,9 @@ pub struct Tracked {
 /// api`).
 pub fn bounded(pool: &PgPool, statement_timeout: Duration) -> ApiPool {
     // A timeout under 1 ms is 1 ms, not Postgres' 0 (none).
-    let millis = if statement_timeout.is_zero() {
-        0
-    } else {
-        statement_timeout.as_millis().max(1)
-    }
-    .to_string();
-    let options = (*pool.connect_options())
-        .clone()
-        .options([("statement_timeout", millis.as_str())]);
+    let options = Mode::new()
+        .statement_timeout(statement_timeout)
+        .connect_options((*pool.connect_options()).clone());
     let sizing = pool.options();
     let acquire = Some(sizing.get_acquire_timeout());
     let pool = managed::Pool::builder(Connector { options })

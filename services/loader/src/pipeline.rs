@@ -115,7 +115,7 @@ async fn record_rejected(
 
 /// One write: `rows` (no `inner_id` twice) and the pages' `rejected` items
 /// go in, then — once `may_commit` resolves to true — the fenced cursor,
-/// then COMMIT.
+/// then COMMIT, as `commit` says.
 ///
 /// The rows go in by binary COPY. A listing already stored (pagination
 /// drift upstream, an earlier daily update, a concurrent writer) or a value
@@ -129,7 +129,7 @@ async fn write(
     commit: Commit,
     may_commit: impl Future<Output = bool>,
 ) -> Result<Outcome, DbError> {
-    let mut tx = conn.begin().await?;
+    let mut tx = commit.begin(&mut *conn).await?;
     let done = match db::initial_pages::copy(&mut tx, &rows.items).await {
         Ok(inserted) => Inserted {
             inserted,
@@ -145,7 +145,7 @@ async fn write(
                 );
             }
             tx.rollback().await?;
-            tx = conn.begin().await?;
+            tx = commit.begin(&mut *conn).await?;
             insert_isolating(&mut tx, rows).await?
         }
         Err(err) => return Err(err),
@@ -157,7 +157,7 @@ async fn write(
     // The fence comes last: should the cursor have moved (another run stored
     // these pages), the rows above are rolled back with it.
     let records = i64::try_from(done.inserted).unwrap_or(i64::MAX);
-    if !db::load_state::advance(&mut tx, span, records, commit).await? {
+    if !db::load_state::advance(&mut tx, span, records).await? {
         return Ok(Outcome::CursorMoved);
     }
     tx.commit().await?;

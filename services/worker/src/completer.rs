@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use db::claims::{Finished, Flush};
+use db::claims::Finished;
 use db::results::NewResult;
 use db::tasks::{Lease, RetryRule};
 use db::workers::WorkerStats;
@@ -21,26 +21,15 @@ use db::{DbError, PgConnection, PgPool};
 use domain::fleet::{TaskKind, TaskStatus};
 use settings::WorkerSettings;
 use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::Notify;
 
-use crate::guard::{ClaimGuard, Orphan};
-use crate::health::{Waiting, WriteHealth};
+use crate::done::Done;
+use crate::guard::Orphan;
+use crate::health::WriteHealth;
 use crate::outcome::Outcome;
 
-/// A finished slot: the claim, how the fetch ended, and the slot itself
-/// (its permit), which frees when the outcome is written.
-pub struct Done {
-    pub worker_id: i64,
-    pub task: db::tasks::ClaimedTask,
-    pub proxy: Lease,
-    pub outcome: Outcome,
-    pub guard: ClaimGuard,
-    pub permit: OwnedSemaphorePermit,
-    /// Listed as waiting for its write until dropped.
-    pub waiting: Waiting,
-}
-
 pub struct Completer {
+    /// Sessions that commit without waiting for the WAL flush (see `write`).
     pub pool: PgPool,
     pub settings: WorkerSettings,
     pub done: Receiver<Done>,
@@ -92,6 +81,7 @@ impl Completer {
                     None => {
                         while let Ok(o) = self.orphans.try_recv() { orphans.push(o); }
                         if !orphans.is_empty() { self.write_until_done(Vec::new(), orphans).await; }
+                        self.pool.close().await;
                         return;
                     }
                 },
@@ -113,6 +103,7 @@ impl Completer {
     /// Writes a batch, retrying while the database is away (restarts): the
     /// claims stay held meanwhile, and their leases still fence the write.
     /// A refused write is isolated instead of retried.
+    #[tracing::instrument(name = "completer", skip_all, fields(tasks = batch.len(), orphans = orphans.len()))]
     async fn write_until_done(&self, batch: Vec<Done>, orphans: Vec<Orphan>) {
         let rules = Rules::of(&self.settings);
         let mut delay = Duration::from_millis(100);
@@ -175,6 +166,7 @@ impl Written {
     /// no write accepted: their lease was taken away.
     fn log(&self, batch: &[Done]) {
         for d in batch {
+            let _span = d.span().entered();
             let id = d.task.id;
             if let Some((_, reason)) = self.refused.iter().find(|(r, _)| *r == id) {
                 tracing::warn!(
@@ -194,6 +186,8 @@ impl Written {
                     "Task {id} ({} {}): lease {} was taken away (this worker was declared dead?); its outcome is dropped",
                     d.task.kind, d.task.target, d.task.lease
                 );
+            } else {
+                tracing::debug!("Task {id} written");
             }
         }
     }
@@ -216,7 +210,8 @@ fn storable(text: &str) -> String {
 /// batch (pages and 404s of `fetch_url` tasks, nothing else) is a single
 /// autocommitted statement.
 ///
-/// Without waiting for the WAL flush, as claims: the claims this batch
+/// Without waiting for the WAL flush (the completer's sessions say so, which
+/// costs no round trip), as claims: the claims this batch
 /// finishes stay fenced by their leases, and a Postgres crash that loses
 /// the batch leaves them running under this live worker, whose reconcile
 /// hands them back (fetched again; results are saved once). Postgres' WAL
@@ -240,9 +235,7 @@ async fn write(
         let mut conn = pool.acquire().await?;
         return write_batch(&mut conn, rules, batch).await;
     }
-    let mut tx = pool
-        .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
-        .await?;
+    let mut tx = pool.begin().await?;
     write_orphans(&mut tx, orphans).await?;
     let written = write_batch(&mut tx, rules, batch).await?;
     tx.commit().await?;
@@ -258,9 +251,7 @@ async fn write_isolated(
     batch: &[Done],
     orphans: &[Orphan],
 ) -> Result<Written, DbError> {
-    let mut tx = pool
-        .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
-        .await?;
+    let mut tx = pool.begin().await?;
     write_orphans(&mut tx, orphans).await?;
     let done = db::isolate::write_isolating(&mut tx, batch, |conn, rows| {
         Box::pin(write_batch(conn, rules, rows))
@@ -283,7 +274,7 @@ async fn write_isolated(
     };
     let failed = db::tasks::increment_task_attempts(&mut tx, &leases, &reasons, fail_now).await?;
     let proxies: Vec<Lease> = refused.iter().map(|d| d.proxy).collect();
-    db::claims::finish_claims(&mut tx, &[], &[], &proxies, Flush::DontWait).await?;
+    db::claims::finish_claims(&mut tx, &[], &[], &proxies).await?;
     let mut stats: HashMap<i64, WorkerStats> = HashMap::new();
     for (id, _) in &failed {
         if let Some((i, d)) = refused.iter().enumerate().find(|(_, d)| d.task.id == *id) {
@@ -308,7 +299,7 @@ async fn write_orphans(conn: &mut PgConnection, orphans: &[Orphan]) -> Result<()
     let reasons = vec!["handed back: its slot ended without an outcome".to_owned(); tasks.len()];
     db::tasks::retry_elsewhere(&mut *conn, &tasks, &reasons).await?;
     let proxies: Vec<Lease> = orphans.iter().map(|o| o.proxy).collect();
-    db::claims::finish_claims(conn, &[], &[], &proxies, Flush::DontWait).await?;
+    db::claims::finish_claims(conn, &[], &[], &proxies).await?;
     Ok(())
 }
 
@@ -382,9 +373,7 @@ async fn write_batch(
             }
         }
     }
-    let finished =
-        db::claims::finish_claims(&mut *conn, &results, &not_found, &release, Flush::DontWait)
-            .await?;
+    let finished = db::claims::finish_claims(&mut *conn, &results, &not_found, &release).await?;
     let Finished { fetched, gone } = &finished;
     let mut written = Written {
         accepted: fetched.iter().chain(gone).copied().collect(),

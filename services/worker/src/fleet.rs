@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use db::commit::{Commit, Mode};
 use db::PgPool;
 use settings::Settings;
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -70,9 +71,11 @@ pub async fn run(
     let (done_tx, done_rx) = mpsc::channel(cfg.slots as usize * 2);
     let (orphan_tx, orphan_rx) = mpsc::unbounded_channel();
     let wake = Arc::new(Notify::new());
+    // Completions don't wait for their WAL flush (see `completer::write`):
+    // they run on a connection of their own whose session says so.
     let mut completer = tokio::spawn(
         Completer {
-            pool: pool.clone(),
+            pool: Mode::new().commit(Commit::Asynchronous).pool(&pool, 1),
             settings: cfg.clone(),
             done: done_rx,
             orphans: orphan_rx,
@@ -94,14 +97,10 @@ pub async fn run(
     // and whoever claims them next gets the same lease numbers, so a write
     // is fenced by the claiming worker too (`db::tasks::Lease`). Waiting
     // for the flush left the fleet idle a third of the time.
-    let claims_pool = db::with_session_settings(
-        &pool,
-        cfg.claims_in_flight.max(1),
-        &[
-            ("plan_cache_mode", "force_generic_plan"),
-            ("synchronous_commit", "off"),
-        ],
-    );
+    let claims_pool = Mode::new()
+        .generic_plans()
+        .commit(Commit::Asynchronous)
+        .pool(&pool, cfg.claims_in_flight.max(1));
     Claimer {
         pool: claims_pool.clone(),
         settings: cfg.clone(),

@@ -14,6 +14,7 @@ pub mod browser;
 pub mod cleanup;
 pub mod cli;
 mod completer;
+mod done;
 pub mod export;
 pub mod extract;
 mod fetch;

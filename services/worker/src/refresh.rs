@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use db::{DbError, PgConnection};
 use domain::fleet::TaskKind;
 
-use crate::completer::Done;
+use crate::done::Done;
 use crate::outcome::Outcome;
 
 pub async fn write(

@@ -26,8 +26,9 @@ use tokio::sync::mpsc::{Sender, UnboundedSender};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
-use crate::completer::Done;
+use crate::done::{slot_span, Done};
 use crate::fetch::Fetcher;
 use crate::guard::{ClaimGuard, Held, Orphan};
 use crate::health::WriteHealth;
@@ -216,7 +217,8 @@ impl Claimer {
         let done = self.done.clone();
         let cancel = self.cancel_slots.clone();
         let health = self.health.clone();
-        self.tracker.spawn(async move {
+        let span = slot_span(&task, proxy.id);
+        let slot = async move {
             let outcome = tokio::select! {
                 // Dropping the guard hands the claim back.
                 () = cancel.cancelled() => return,
@@ -238,6 +240,7 @@ impl Claimer {
                 () = cancel.cancelled() => {}
                 _ = done.send(finished) => {}
             }
-        });
+        };
+        self.tracker.spawn(slot.instrument(span));
     }
 }

@@ -138,7 +138,6 @@ async fn a_killed_workers_tasks_and_proxies_are_reclaimed_finished_elsewhere_and
             worker_id: victim_id,
         }],
         &[],
-        db::claims::Flush::Wait,
     )
     .await
     .unwrap();

@@ -8,9 +8,9 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use db::commit::Mode;
 use db::offers::FacetRow;
 use serde::Serialize;
-use sqlx::Connection;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
@@ -84,15 +84,11 @@ pub async fn filters(State(state): State<AppState>) -> Result<Response, ApiError
             // One scan of every active offer (seconds at 1,000,000 rows),
             // cached: it may run up to the request timeout, not the
             // statement timeout meant for the per-request queries.
-            let timeout = format!(
-                "SET LOCAL statement_timeout = {}",
-                state.config.request_timeout.as_millis()
-            );
+            let mode = Mode::new().statement_timeout(state.config.request_timeout);
             let rows = state
                 .pool
                 .run(async |conn| {
-                    let mut tx = conn.begin().await?;
-                    sqlx::query(&timeout).execute(&mut *tx).await?;
+                    let mut tx = mode.begin(&mut *conn).await?;
                     let rows = db::offers::facets(&mut *tx).await?;
                     tx.commit().await?;
                     Ok(rows)
