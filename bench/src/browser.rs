@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use domain::fleet::TaskKind;
 use sqlx::PgPool;
 use test_support::proxy::TestProxy;
 use test_support::site::Site;
@@ -58,7 +59,7 @@ async fn reset(pool: &PgPool) -> anyhow::Result<()> {
 async fn run_once(
     db: &BenchDatabase,
     site: &Site,
-    kind: &str,
+    kind: TaskKind,
     slots: usize,
     pages: usize,
 ) -> anyhow::Result<(f64, f64)> {
@@ -68,7 +69,7 @@ async fn run_once(
         .map(|i| site.url(&format!("/car/{}", i + 1)))
         .collect();
     let params = worker::page::TaskParams {
-        wait_for: (kind == "render_url").then(|| ".listing".to_owned()),
+        wait_for: (kind == TaskKind::RenderUrl).then(|| ".listing".to_owned()),
         extract: Some("listing".to_owned()),
         screenshot: false,
     };
@@ -77,7 +78,7 @@ async fn run_once(
     // As `worker tasks upload` does.
     db::tasks::refresh_planner_stats(pool).await?;
 
-    let settings = settings(slots, kind == "render_url");
+    let settings = settings(slots, kind == TaskKind::RenderUrl);
     let worker_pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(&db.url())
@@ -126,7 +127,7 @@ async fn run_once(
         sqlx::query_scalar("SELECT count(*) FROM results WHERE cardinality(missing_fields) = 0")
             .fetch_one(pool)
             .await?;
-    if kind == "render_url" {
+    if kind == TaskKind::RenderUrl {
         anyhow::ensure!(
             with_data == pages as i64,
             "only {with_data} of {pages} rendered pages had every field"
@@ -216,9 +217,9 @@ pub async fn run(db: &BenchDatabase, plan: Plan, pages: Option<usize>) -> anyhow
                     let (site, memory) = (&site, &memory);
                     async move {
                         let kind = if variant == 0 {
-                            "render_url"
+                            TaskKind::RenderUrl
                         } else {
-                            "fetch_url"
+                            TaskKind::FetchUrl
                         };
                         let (rate, peak) = run_once(db, site, kind, tabs, pages).await?;
                         let mut memory = memory.lock().unwrap();

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use domain::fleet::TaskKind;
 use sqlx::{Connection, PgPool};
 use test_support::origin::Origin;
 use test_support::proxy::TestProxy;
@@ -93,7 +94,7 @@ async fn fleet(
     let pool = &db.pool;
     reset(pool, proxies).await?;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/b/{i}"))).collect();
-    db::tasks::insert(pool, "fetch_url", &targets).await?;
+    db::tasks::insert(pool, TaskKind::FetchUrl, &targets).await?;
     // As `worker tasks upload` does.
     db::tasks::refresh_planner_stats(pool).await?;
     let before = commits(pool).await?;
@@ -156,7 +157,7 @@ async fn one_by_one(
     let pool = &db.pool;
     reset(pool, &[proxy_url.to_owned()]).await?;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/b/{i}"))).collect();
-    db::tasks::insert(pool, "fetch_url", &targets).await?;
+    db::tasks::insert(pool, TaskKind::FetchUrl, &targets).await?;
     // As `worker tasks upload` does.
     db::tasks::refresh_planner_stats(pool).await?;
     let worker_id = db::workers::register(pool, "baseline", 1, Duration::from_secs(90)).await?;

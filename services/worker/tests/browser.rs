@@ -8,6 +8,7 @@ mod support;
 
 use std::time::Duration;
 
+use domain::fleet::TaskKind;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use test_support::proxy::TestProxy;
@@ -67,13 +68,13 @@ impl Running {
     }
 }
 
-async fn upload(pool: &PgPool, kind: &str, lines: &str) {
+async fn upload(pool: &PgPool, kind: TaskKind, lines: &str) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), lines).unwrap();
     let up = worker::upload::tasks_with(
         pool,
         file.path(),
-        kind,
+        kind.as_str(),
         &worker::page::TaskParams::default(),
         Some(&["listing".to_owned()]),
     )
@@ -124,7 +125,7 @@ async fn fetch_url_with_the_profile_sees_the_empty_shell_and_names_every_field(p
         .unwrap();
     upload(
         &pool,
-        "fetch_url",
+        TaskKind::FetchUrl,
         &format!(
             "{{\"url\": \"{}\", \"extract\": \"listing\"}}\n",
             site.url("/car/1")
@@ -182,7 +183,7 @@ async fn render_url_through_an_authenticated_proxy_extracts_every_listing_field_
         lines.push_str(&line.to_string());
         lines.push('\n');
     }
-    upload(&pool, "render_url", &lines).await;
+    upload(&pool, TaskKind::RenderUrl, &lines).await;
 
     // A worker without a browser never claims render_url tasks.
     let plain = start(&pool, fast(&[])).await;
@@ -255,7 +256,7 @@ async fn a_captcha_page_blocks_the_proxy_and_the_task_completes_through_a_second
     site.captcha_once("/car/5");
     upload(
         &pool,
-        "render_url",
+        TaskKind::RenderUrl,
         &format!(
             "{{\"url\": \"{}\", \"wait_for\": \".listing\", \"extract\": \"listing\"}}\n",
             site.url("/car/5")
@@ -322,7 +323,7 @@ async fn a_browser_killed_mid_task_is_restarted_and_the_task_retried(pool: PgPoo
     site.set_api_latency(Duration::from_secs(600));
     upload(
         &pool,
-        "render_url",
+        TaskKind::RenderUrl,
         &format!(
             "{{\"url\": \"{}\", \"wait_for\": \".listing\", \"extract\": \"listing\"}}\n",
             site.url("/car/8")
@@ -360,7 +361,7 @@ async fn a_browser_killed_mid_task_is_restarted_and_the_task_retried(pool: PgPoo
     // The worker goes on with its new browser.
     upload(
         &pool,
-        "render_url",
+        TaskKind::RenderUrl,
         &format!(
             "{{\"url\": \"{}\", \"wait_for\": \".listing\", \"extract\": \"listing\"}}\n",
             site.url("/car/9")
@@ -394,7 +395,7 @@ async fn the_cli_uploads_tasks_with_a_profile_and_the_csv_gives_its_fields_colum
     .unwrap();
     let path = file.to_str().unwrap();
     let upload = |extra: &[&str]| {
-        let mut args = vec!["tasks", "upload", "--kind", "render_url"];
+        let mut args = vec!["tasks", "upload", "--kind", TaskKind::RenderUrl.as_str()];
         args.extend_from_slice(extra);
         args.push(path);
         run(BIN, &args, &env)
