@@ -1,8 +1,9 @@
 //! Browser-rendered fetches and extraction (issue 15), against real
 //! Chromium, the test forward proxy and a local site whose listings appear
 //! only after its JavaScript runs (test_support::site). Tests that need the
-//! browser skip, saying so, only when Chromium is not installed
-//! (scripts/install-chromium.sh installs it; CI does).
+//! browser skip, saying so, when Chromium is not installed
+//! (scripts/install-chromium.sh installs it), and fail under CI, which
+//! installs it.
 
 mod support;
 
@@ -19,19 +20,18 @@ use support::{count, fast, own_pool, wait_until};
 
 const LISTING_FIELDS: [&str; 5] = ["dealer_url", "mileage_km", "photos", "price", "title"];
 
+/// Whether Chromium is installed; a missing one skips the test, or fails
+/// it under CI (`test_support::tool`).
 fn chromium_installed() -> bool {
-    match worker::browser::find_executable("") {
-        Some(path) => {
-            eprintln!("using {}", path.display());
-            true
-        }
-        None => {
-            eprintln!(
-                "SKIPPED: chromium is not installed (run scripts/install-chromium.sh); this test needs a real browser"
-            );
-            false
-        }
+    let found = test_support::tool::or_skip(
+        "chromium",
+        worker::browser::find_executable(""),
+        "run scripts/install-chromium.sh; this test needs a real browser",
+    );
+    if let Some(path) = &found {
+        eprintln!("using {}", path.display());
     }
+    found.is_some()
 }
 
 /// Browser settings for a loaded 2-core machine: generous page timeout.
