@@ -180,18 +180,6 @@ fn pss_mib_of_tree(root: u32) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn figure(name: &str, unit: &str, value: Measured, baseline: Option<(&str, f64)>) -> Figure {
-    Figure {
-        name: name.to_owned(),
-        unit: unit.to_owned(),
-        value,
-        baseline: baseline.map(|(b, _)| b.to_owned()),
-        baseline_value: baseline.map(|(_, v)| v),
-        better: Better::Higher,
-        goal_ratio: None,
-    }
-}
-
 pub async fn run(db: &BenchDatabase, plan: Plan, pages: Option<usize>) -> anyhow::Result<Report> {
     let pages = pages.unwrap_or(DEFAULT_PAGES).max(2);
     let executable = worker::browser::find_executable("")
@@ -236,17 +224,21 @@ pub async fn run(db: &BenchDatabase, plan: Plan, pages: Option<usize>) -> anyhow
         let (render_mem, fetch_mem) = memory.into_inner().unwrap();
         let fetch_rate = measured[1].median;
         let fetch_pss = Measured::from_runs(fetch_mem);
-        figures.push(figure(
-            &format!("render_url, {tabs} tab(s)"),
+        figures.push(Figure::new(
+            format!("render_url, {tabs} tab(s)"),
             "pages/s",
             measured[0].clone(),
             Some(("fetch_url, same pages+slots", fetch_rate)),
+            Better::Higher,
+            None,
         ));
-        figures.push(figure(
-            &format!("  peak PSS, worker + Chromium ({tabs})"),
+        figures.push(Figure::new(
+            format!("  peak PSS, worker + Chromium ({tabs})"),
             "MiB",
             Measured::from_runs(render_mem),
             Some(("fetch_url worker, same run", fetch_pss.median)),
+            Better::Higher,
+            None,
         ));
     }
     Ok(Report {

@@ -196,23 +196,21 @@ pub async fn figures(db: &BenchDatabase, kills: usize) -> anyhow::Result<Vec<Fig
         m
     };
     Ok(vec![
-        Figure {
-            name: format!("kill -9 to full reclaim, worst of {kills}"),
-            unit: "s".into(),
-            value: worst(back),
-            baseline: Some("goal".into()),
-            baseline_value: Some(GOAL_SECONDS),
-            better: Better::Lower,
-            goal_ratio: Some(1.0),
-        },
-        Figure {
-            name: format!("  ... and finished elsewhere, worst of {kills}"),
-            unit: "s".into(),
-            value: worst(done),
-            baseline: None,
-            baseline_value: None,
-            better: Better::Lower,
-            goal_ratio: None,
-        },
+        Figure::new(
+            format!("kill -9 to full reclaim, worst of {kills}"),
+            "s",
+            worst(back),
+            Some(("goal", GOAL_SECONDS)),
+            Better::Lower,
+            Some(1.0),
+        ),
+        Figure::new(
+            format!("  ... and finished elsewhere, worst of {kills}"),
+            "s",
+            worst(done),
+            None,
+            Better::Lower,
+            None,
+        ),
     ])
 }
