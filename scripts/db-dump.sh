@@ -12,24 +12,9 @@
 set -euo pipefail
 out="${1:-carfeed-$(date -u +%Y%m%dT%H%M%SZ).dump}"
 . "$(dirname "$0")/pg-env.sh"
-if [ -n "${DATABASE_URL:-}" ]; then
-    pg_env_from_url "$DATABASE_URL"
-    unset DATABASE_URL
-elif [ -z "${PGDATABASE:-}" ]; then
-    echo "db-dump: set DATABASE_URL (or PGHOST, PGUSER, PGDATABASE) to the working database" >&2
-    exit 2
-fi
-
-counts() {
-    # Exact row counts of every user table, one "table count" line each.
-    psql -XAtq -v ON_ERROR_STOP=1 <<'SQL'
-SELECT format('SELECT %L || '' '' || count(*) FROM %I.%I;', schemaname || '.' || relname, schemaname, relname)
-FROM pg_stat_user_tables ORDER BY schemaname, relname
-\gexec
-SQL
-}
+pg_env_require db-dump DATABASE_URL "the working database"
 
 echo "db-dump: dumping to $out"
 pg_dump --format=custom --no-owner --no-privileges --file="$out"
-counts > "$out.counts"
+pg_table_counts > "$out.counts"
 echo "db-dump: $(wc -l < "$out.counts") tables counted in $out.counts"

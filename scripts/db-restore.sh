@@ -12,13 +12,7 @@ set -euo pipefail
 dump="${1:?usage: db-restore.sh <file.dump> [jobs]}"
 jobs="${2:-4}"
 . "$(dirname "$0")/pg-env.sh"
-if [ -n "${TARGET_DATABASE_URL:-}" ]; then
-    pg_env_from_url "$TARGET_DATABASE_URL"
-    unset TARGET_DATABASE_URL
-elif [ -z "${PGDATABASE:-}" ]; then
-    echo "db-restore: set TARGET_DATABASE_URL (or PGHOST, PGUSER, PGDATABASE) to the (empty) target database" >&2
-    exit 2
-fi
+pg_env_require db-restore TARGET_DATABASE_URL "the (empty) target database"
 [ -f "$dump.counts" ] || { echo "db-restore: $dump.counts is missing (made by db-dump.sh)" >&2; exit 2; }
 
 echo "db-restore: restoring $dump with $jobs jobs"
@@ -27,11 +21,7 @@ pg_restore --jobs="$jobs" --no-owner --no-privileges --exit-on-error \
 
 restored="$(mktemp)"
 trap 'rm -f "$restored"' EXIT
-psql -XAtq -v ON_ERROR_STOP=1 > "$restored" <<'SQL'
-SELECT format('SELECT %L || '' '' || count(*) FROM %I.%I;', schemaname || '.' || relname, schemaname, relname)
-FROM pg_stat_user_tables ORDER BY schemaname, relname
-\gexec
-SQL
+pg_table_counts > "$restored"
 if diff <(sort "$dump.counts") <(sort "$restored"); then
     echo "db-restore: every table has the row count it had at dump time"
 else

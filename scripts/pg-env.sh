@@ -5,6 +5,8 @@
 # another user cannot read a process's environment).
 #
 #   pg_env_from_url "$DATABASE_URL"   # then: psql -X, pg_dump, ... without a URL
+#   pg_env_require db-dump DATABASE_URL "the working database"
+#   pg_table_counts > counts           # "schema.table rows", one line a table
 #
 # Without a URL the PG* variables already set (or ~/.pgpass, PGPASSFILE)
 # are used as they are.
@@ -79,4 +81,27 @@ pg_env_from_url() {
             *) echo "pg-env: ignoring URL parameter $key" >&2 ;;
         esac
     done
+}
+
+# The database from the URL in the variable named VAR (then unset), else
+# from the PG* variables already set; neither: says so, naming SCRIPT and
+# WHAT the database is for, and exits 2.
+pg_env_require() {
+    local script="$1" var="$2" what="$3"
+    if [ -n "${!var:-}" ]; then
+        pg_env_from_url "${!var}"
+        unset "$var"
+    elif [ -z "${PGDATABASE:-}" ]; then
+        echo "$script: set $var (or PGHOST, PGUSER, PGDATABASE) to $what" >&2
+        exit 2
+    fi
+}
+
+# Exact row counts of every user table, one "schema.table count" line each.
+pg_table_counts() {
+    psql -XAtq -v ON_ERROR_STOP=1 <<'SQL'
+SELECT format('SELECT %L || '' '' || count(*) FROM %I.%I;', schemaname || '.' || relname, schemaname, relname)
+FROM pg_stat_user_tables ORDER BY schemaname, relname
+\gexec
+SQL
 }

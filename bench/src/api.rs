@@ -290,7 +290,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
 
     let (p50_median, p99_median) = (p50.median, p99.median);
     let mut figures = vec![
-        figure(
+        Figure::new(
             "peak direct",
             "req/s",
             peak.clone(),
@@ -299,7 +299,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             None,
         ),
         // The goal is on the ratio of each pair of adjacent slices, as below.
-        figure(
+        Figure::new(
             "peak, api / pgbench",
             "ratio",
             pgbench_ratio,
@@ -307,7 +307,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Better::Higher,
             Some(0.8),
         ),
-        figure(
+        Figure::new(
             "pgbench, force_custom_plan",
             "req/s",
             pgbench_replanned,
@@ -315,7 +315,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Better::Higher,
             None,
         ),
-        figure(
+        Figure::new(
             "p50 at half peak, direct",
             "ms",
             p50,
@@ -323,7 +323,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Better::Lower,
             None,
         ),
-        figure(
+        Figure::new(
             "p99 at half peak, direct",
             "ms",
             p99,
@@ -331,7 +331,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Better::Lower,
             Some(1.0),
         ),
-        figure(
+        Figure::new(
             "p50 at half peak, canned answer",
             "ms",
             canned_p50,
@@ -339,7 +339,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Better::Lower,
             None,
         ),
-        figure(
+        Figure::new(
             "p99 at half peak, canned answer",
             "ms",
             canned_p99,
@@ -347,8 +347,8 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Better::Lower,
             None,
         ),
-        figure(
-            &format!("page {deep_page}, mean latency"),
+        Figure::new(
+            format!("page {deep_page}, mean latency"),
             "ms",
             deep,
             Some(("page 1 (interleaved)", page1.median)),
@@ -358,7 +358,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         // The goals are on the ratio of each pair of adjacent slices (on
         // and off measured back to back), whose median shrugs off a burst of
         // noise that a ratio of two medians would not.
-        figure(
+        Figure::new(
             "peak, guards on / off",
             "ratio",
             guards_ratio,
@@ -366,7 +366,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Better::Higher,
             Some(0.95),
         ),
-        figure(
+        Figure::new(
             "peak, auth on / off",
             "ratio",
             auth_ratio,
@@ -374,7 +374,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Better::Higher,
             Some(0.90),
         ),
-        figure(
+        Figure::new(
             "peak, guards off",
             "req/s",
             peak_guards_off,
@@ -382,7 +382,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Better::Higher,
             None,
         ),
-        figure(
+        Figure::new(
             "peak, auth off",
             "req/s",
             peak_no_auth,
@@ -390,7 +390,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Better::Higher,
             None,
         ),
-        figure(
+        Figure::new(
             "peak resident memory",
             "MiB",
             Measured::from_runs(vec![rss]),
@@ -400,7 +400,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         ),
     ];
     if let (Some(peak_nginx), Some((n50, n99))) = (peak_nginx, nginx_latency) {
-        figures.push(figure(
+        figures.push(Figure::new(
             "peak through nginx",
             "req/s",
             peak_nginx,
@@ -408,7 +408,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Better::Higher,
             None,
         ));
-        figures.push(figure(
+        figures.push(Figure::new(
             "p50 at half peak, nginx",
             "ms",
             n50,
@@ -416,7 +416,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Better::Lower,
             None,
         ));
-        figures.push(figure(
+        figures.push(Figure::new(
             "p99 at half peak, nginx",
             "ms",
             n99,
@@ -454,25 +454,6 @@ fn fixed_rates() -> anyhow::Result<Vec<f64>> {
                 .with_context(|| format!("{RATES_ENV}: {r:?} is not a rate in req/s"))
         })
         .collect()
-}
-
-fn figure(
-    name: &str,
-    unit: &str,
-    value: Measured,
-    baseline: Option<(&str, f64)>,
-    better: Better,
-    goal: Option<f64>,
-) -> Figure {
-    Figure {
-        name: name.into(),
-        unit: unit.into(),
-        value,
-        baseline: baseline.map(|(b, _)| b.to_owned()),
-        baseline_value: baseline.map(|(_, v)| v),
-        better,
-        goal_ratio: goal,
-    }
 }
 
 /// Runs every variant once per round, warm-up rounds first, reversing the

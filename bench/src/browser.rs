@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use domain::fleet::TaskKind;
 use sqlx::PgPool;
 use test_support::proxy::TestProxy;
 use test_support::site::Site;
@@ -58,7 +59,7 @@ async fn reset(pool: &PgPool) -> anyhow::Result<()> {
 async fn run_once(
     db: &BenchDatabase,
     site: &Site,
-    kind: &str,
+    kind: TaskKind,
     slots: usize,
     pages: usize,
 ) -> anyhow::Result<(f64, f64)> {
@@ -68,7 +69,7 @@ async fn run_once(
         .map(|i| site.url(&format!("/car/{}", i + 1)))
         .collect();
     let params = worker::page::TaskParams {
-        wait_for: (kind == "render_url").then(|| ".listing".to_owned()),
+        wait_for: (kind == TaskKind::RenderUrl).then(|| ".listing".to_owned()),
         extract: Some("listing".to_owned()),
         screenshot: false,
     };
@@ -77,7 +78,7 @@ async fn run_once(
     // As `worker tasks upload` does.
     db::tasks::refresh_planner_stats(pool).await?;
 
-    let settings = settings(slots, kind == "render_url");
+    let settings = settings(slots, kind == TaskKind::RenderUrl);
     let worker_pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(&db.url())
@@ -134,7 +135,7 @@ async fn run_once(
         sqlx::query_scalar("SELECT count(*) FROM results WHERE cardinality(missing_fields) = 0")
             .fetch_one(pool)
             .await?;
-    if kind == "render_url" {
+    if kind == TaskKind::RenderUrl {
         anyhow::ensure!(
             with_data == pages as i64,
             "only {with_data} of {pages} rendered pages had every field"
@@ -187,18 +188,6 @@ fn pss_mib_of_tree(root: u32) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn figure(name: &str, unit: &str, value: Measured, baseline: Option<(&str, f64)>) -> Figure {
-    Figure {
-        name: name.to_owned(),
-        unit: unit.to_owned(),
-        value,
-        baseline: baseline.map(|(b, _)| b.to_owned()),
-        baseline_value: baseline.map(|(_, v)| v),
-        better: Better::Higher,
-        goal_ratio: None,
-    }
-}
-
 pub async fn run(db: &BenchDatabase, plan: Plan, pages: Option<usize>) -> anyhow::Result<Report> {
     let pages = pages.unwrap_or(DEFAULT_PAGES).max(2);
     let executable = worker::browser::find_executable("")
@@ -224,9 +213,9 @@ pub async fn run(db: &BenchDatabase, plan: Plan, pages: Option<usize>) -> anyhow
                     let (site, memory) = (&site, &memory);
                     async move {
                         let kind = if variant == 0 {
-                            "render_url"
+                            TaskKind::RenderUrl
                         } else {
-                            "fetch_url"
+                            TaskKind::FetchUrl
                         };
                         let (rate, peak) = run_once(db, site, kind, tabs, pages).await?;
                         let mut memory = memory.lock().unwrap();
@@ -243,17 +232,21 @@ pub async fn run(db: &BenchDatabase, plan: Plan, pages: Option<usize>) -> anyhow
         let (render_mem, fetch_mem) = memory.into_inner().unwrap();
         let fetch_rate = measured[1].median;
         let fetch_pss = Measured::from_runs(fetch_mem);
-        figures.push(figure(
-            &format!("render_url, {tabs} tab(s)"),
+        figures.push(Figure::new(
+            format!("render_url, {tabs} tab(s)"),
             "pages/s",
             measured[0].clone(),
             Some(("fetch_url, same pages+slots", fetch_rate)),
+            Better::Higher,
+            None,
         ));
-        figures.push(figure(
-            &format!("  peak PSS, worker + Chromium ({tabs})"),
+        figures.push(Figure::new(
+            format!("  peak PSS, worker + Chromium ({tabs})"),
             "MiB",
             Measured::from_runs(render_mem),
             Some(("fetch_url worker, same run", fetch_pss.median)),
+            Better::Higher,
+            None,
         ));
     }
     Ok(Report {

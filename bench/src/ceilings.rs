@@ -74,14 +74,8 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         })
         .await?;
 
-    let rows_per_s = |name: &str, value, baseline: Option<(&str, f64)>| Figure {
-        name: name.into(),
-        unit: "rows/s".into(),
-        value,
-        baseline: baseline.map(|(n, _)| n.to_owned()),
-        baseline_value: baseline.map(|(_, v)| v),
-        better: Better::Higher,
-        goal_ratio: None,
+    let rows_per_s = |name: &str, value, baseline: Option<(&str, f64)>| {
+        Figure::new(name, "rows/s", value, baseline, Better::Higher, None)
     };
     let copy_binary_median = copy_binary.median;
     Ok(Report {

@@ -151,6 +151,28 @@ pub struct Figure {
 }
 
 impl Figure {
+    /// `value` in `unit`, against `baseline` (its name and median) when
+    /// there is one. `goal`: the ratio figure / baseline must reach it (at
+    /// least when higher is better, at most when lower).
+    pub fn new(
+        name: impl Into<String>,
+        unit: &str,
+        value: Measured,
+        baseline: Option<(&str, f64)>,
+        better: Better,
+        goal: Option<f64>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            unit: unit.to_owned(),
+            value,
+            baseline: baseline.map(|(name, _)| name.to_owned()),
+            baseline_value: baseline.map(|(_, value)| value),
+            better,
+            goal_ratio: goal,
+        }
+    }
+
     pub fn ratio(&self) -> Option<f64> {
         self.baseline_value.map(|b| self.value.median / b)
     }

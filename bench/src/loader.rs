@@ -180,18 +180,6 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     let received = measured(received.into_inner().unwrap());
     sim.shutdown().await;
 
-    let figure =
-        |name: &str, unit: &str, value: Measured, baseline: Option<(&str, f64)>, better, goal| {
-            Figure {
-                name: name.into(),
-                unit: unit.into(),
-                value,
-                baseline: baseline.map(|(n, _)| n.to_owned()),
-                baseline_value: baseline.map(|(_, v)| v),
-                better,
-                goal_ratio: goal,
-            }
-        };
     let copy_median = copy.median;
     Ok(Report {
         bench: "loader",
@@ -202,13 +190,13 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             plan.runs, plan.warmup, write_plan.runs
         ),
         figures: vec![
-            figure("initial_load_zero_latency", "rows/s", initial_load, Some(("fetch_only_zero_latency", fetch_all.median)), Better::Higher, None),
-            figure("write_path_200_rows", "rows/s", write_path, Some(("copy_binary_200_rows", copy_median)), Better::Higher, Some(1.0)),
-            figure("write_path_200_one_connection", "rows/s", write_path_one, Some(("copy_binary_200_rows", copy_median)), Better::Higher, None),
-            figure("write_path_200_synchronous_commit", "rows/s", write_path_sync, Some(("copy_binary_200_rows", copy_median)), Better::Higher, None),
-            figure("initial_300_pages_100ms", "s", loader_latency, Some(("fetch_only_300_pages_100ms", fetch_latency.median)), Better::Lower, Some(1.10)),
-            figure("daily_update_15k_changes", "s", daily_seconds, None, Better::Lower, None),
-            figure("daily_tuples_written", "tuples", written, Some(("changes_received", received.median)), Better::Lower, None),
+            Figure::new("initial_load_zero_latency", "rows/s", initial_load, Some(("fetch_only_zero_latency", fetch_all.median)), Better::Higher, None),
+            Figure::new("write_path_200_rows", "rows/s", write_path, Some(("copy_binary_200_rows", copy_median)), Better::Higher, Some(1.0)),
+            Figure::new("write_path_200_one_connection", "rows/s", write_path_one, Some(("copy_binary_200_rows", copy_median)), Better::Higher, None),
+            Figure::new("write_path_200_synchronous_commit", "rows/s", write_path_sync, Some(("copy_binary_200_rows", copy_median)), Better::Higher, None),
+            Figure::new("initial_300_pages_100ms", "s", loader_latency, Some(("fetch_only_300_pages_100ms", fetch_latency.median)), Better::Lower, Some(1.10)),
+            Figure::new("daily_update_15k_changes", "s", daily_seconds, None, Better::Lower, None),
+            Figure::new("daily_tuples_written", "tuples", written, Some(("changes_received", received.median)), Better::Lower, None),
         ],
     })
 }

@@ -165,15 +165,15 @@ async fn run_size(
     let name = |label: &str| format!("{rows}_{label}");
     let rows_per_s = |label: &str, baseline: Option<(&str, f64)>, goal: Option<f64>| {
         let index = VARIANTS.iter().position(|v| v.label == label).unwrap();
-        Figure {
-            name: name(label),
-            unit: "rows/s".into(),
-            value: measured[index].clone(),
-            baseline: baseline.map(|b| name(b.0)),
-            baseline_value: baseline.map(|b| b.1),
-            better: Better::Higher,
-            goal_ratio: goal,
-        }
+        let baseline = baseline.map(|(b, value)| (name(b), value));
+        Figure::new(
+            name(label),
+            "rows/s",
+            measured[index].clone(),
+            baseline.as_ref().map(|(b, value)| (b.as_str(), *value)),
+            Better::Higher,
+            goal,
+        )
     };
     let ceiling = ("in_database_ceiling", median("in_database_ceiling"));
     let one = ("1_instance_analysed", median("1_instance_analysed"));
@@ -190,28 +190,23 @@ async fn run_size(
         ),
     ];
     for (index, variant) in VARIANTS.iter().enumerate() {
-        figures.push(Figure {
-            name: name(&format!("wal_per_row_{}", variant.label)),
-            unit: "bytes".into(),
-            value: median_of(index, |c| c.wal_per_row),
-            baseline: (variant.instances > 0).then(|| "goal (bytes)".into()),
-            baseline_value: (variant.instances > 0).then_some(WAL_GOAL_BYTES),
-            better: Better::Lower,
-            goal_ratio: (variant.instances > 0).then_some(1.0),
-        });
+        let goal = variant.instances > 0;
+        figures.push(Figure::new(
+            name(&format!("wal_per_row_{}", variant.label)),
+            "bytes",
+            median_of(index, |c| c.wal_per_row),
+            goal.then_some(("goal (bytes)", WAL_GOAL_BYTES)),
+            Better::Lower,
+            goal.then_some(1.0),
+        ));
     }
     let one_fresh = VARIANTS
         .iter()
         .position(|v| v.label == "1_instance_fresh")
         .unwrap();
-    let mb = |label: &str, value: Measured, baseline: Option<(String, f64)>| Figure {
-        name: name(label),
-        unit: "MB".into(),
-        value,
-        baseline: baseline.as_ref().map(|b| b.0.clone()),
-        baseline_value: baseline.map(|b| b.1),
-        better: Better::Lower,
-        goal_ratio: None,
+    let mb = |label: &str, value: Measured, baseline: Option<(String, f64)>| {
+        let baseline = baseline.as_ref().map(|(b, value)| (b.as_str(), *value));
+        Figure::new(name(label), "MB", value, baseline, Better::Lower, None)
     };
     let raw_before = median_of(one_fresh, |c| c.raw_before_mb);
     figures.push(mb("raw_data_before_drain", raw_before.clone(), None));
@@ -228,15 +223,14 @@ async fn run_size(
     let mut p99_runs = p99s.into_inner().unwrap();
     // One per one-instance run, two variants a round: the measured ones last.
     let p99_runs = p99_runs.split_off(p99_runs.len() - 2 * plan.runs);
-    figures.push(Figure {
-        name: name("p99_batch_transaction"),
-        unit: "ms".into(),
-        value: Measured::from_runs(p99_runs),
-        baseline: Some("goal (ms)".into()),
-        baseline_value: Some(P99_GOAL_MS),
-        better: Better::Lower,
-        goal_ratio: Some(1.0),
-    });
+    figures.push(Figure::new(
+        name("p99_batch_transaction"),
+        "ms",
+        Measured::from_runs(p99_runs),
+        Some(("goal (ms)", P99_GOAL_MS)),
+        Better::Lower,
+        Some(1.0),
+    ));
     let bytes = avg.into_inner().unwrap();
     Ok((figures, bytes))
 }

@@ -86,13 +86,21 @@ async fn measure(
         .try_into()
         .map_err(|_| anyhow::anyhow!("two variants measured"))?;
     let full_seconds = rows as f64 / full.median;
-    figures.push(figure("raw COPY pipe", "rows/s", pipe.clone(), None, None));
-    figures.push(figure(
+    figures.push(Figure::new(
+        "raw COPY pipe",
+        "rows/s",
+        pipe.clone(),
+        None,
+        Better::Higher,
+        None,
+    ));
+    figures.push(Figure::new(
         "sync push, full",
         "rows/s",
         full,
         Some(("raw COPY pipe", pipe.median)),
-        Some((Better::Higher, 0.8)),
+        Better::Higher,
+        Some(0.8),
     ));
 
     let incremental = plan
@@ -111,21 +119,23 @@ async fn measure(
             }
         })
         .await?;
-    figures.push(figure(
-        &format!("sync push, {changed} changed"),
+    figures.push(Figure::new(
+        format!("sync push, {changed} changed"),
         "s",
         incremental,
         Some(("full push (s)", full_seconds)),
-        Some((Better::Lower, 0.1)),
+        Better::Lower,
+        Some(0.1),
     ));
 
     let verify = plan.measure("sync_verify", || verify_once(&sides)).await?;
-    figures.push(figure(
+    figures.push(Figure::new(
         "sync verify",
         "s",
         verify,
         Some(("full push (s)", full_seconds)),
-        Some((Better::Lower, 0.5)),
+        Better::Lower,
+        Some(0.5),
     ));
 
     figures.extend(slow_link_figures(&sides, plan, rows).await?);
@@ -196,21 +206,23 @@ async fn slow_link_figures(sides: &Sides, plan: Plan, rows: usize) -> anyhow::Re
     let per_batch = measured_only(trips_per_batch);
     let per_row = measured_only(trips_per_row);
     Ok(vec![
-        figure(
+        Figure::new(
             "row-by-row upserts, 50 ms link",
             "rows/s",
             row_by_row.clone(),
             None,
+            Better::Higher,
             None,
         ),
-        figure(
+        Figure::new(
             "sync push full, 50 ms link",
             "rows/s",
             far,
             Some(("row-by-row upserts", row_by_row.median)),
+            Better::Higher,
             None,
         ),
-        figure(
+        Figure::new(
             "  round trips per batch",
             "trips",
             per_batch,
@@ -218,27 +230,10 @@ async fn slow_link_figures(sides: &Sides, plan: Plan, rows: usize) -> anyhow::Re
                 &format!("row-by-row per {BATCH} rows"),
                 per_row.median * BATCH as f64,
             )),
+            Better::Higher,
             None,
         ),
     ])
-}
-
-fn figure(
-    name: &str,
-    unit: &str,
-    value: Measured,
-    baseline: Option<(&str, f64)>,
-    goal: Option<(Better, f64)>,
-) -> Figure {
-    Figure {
-        name: name.into(),
-        unit: unit.into(),
-        value,
-        baseline: baseline.map(|(n, _)| n.to_owned()),
-        baseline_value: baseline.map(|(_, v)| v),
-        better: goal.map_or(Better::Higher, |(b, _)| b),
-        goal_ratio: goal.map(|(_, g)| g),
-    }
 }
 
 async fn connect(db: &BenchDatabase, target: &BenchDatabase) -> anyhow::Result<Sides> {

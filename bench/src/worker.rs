@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use domain::fleet::TaskKind;
 use sqlx::{Connection, PgPool};
 use test_support::origin::Origin;
 use test_support::proxy::TestProxy;
@@ -93,7 +94,7 @@ async fn fleet(
     let pool = &db.pool;
     reset(pool, proxies).await?;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/b/{i}"))).collect();
-    db::tasks::insert(pool, "fetch_url", &targets).await?;
+    db::tasks::insert(pool, TaskKind::FetchUrl, &targets).await?;
     // As `worker tasks upload` does.
     db::tasks::refresh_planner_stats(pool).await?;
     let before = commits(pool).await?;
@@ -162,7 +163,7 @@ async fn one_by_one(
     let pool = &db.pool;
     reset(pool, &[proxy_url.to_owned()]).await?;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/b/{i}"))).collect();
-    db::tasks::insert(pool, "fetch_url", &targets).await?;
+    db::tasks::insert(pool, TaskKind::FetchUrl, &targets).await?;
     // As `worker tasks upload` does.
     db::tasks::refresh_planner_stats(pool).await?;
     let worker_id = db::workers::register(pool, "baseline", 1, Duration::from_secs(90)).await?;
@@ -204,24 +205,6 @@ async fn one_by_one(
     conn.close().await?;
     let after = settled_commits(pool).await?;
     Ok((rate, (after - before) as f64 / tasks as f64))
-}
-
-fn figure(
-    name: &str,
-    unit: &str,
-    value: Measured,
-    baseline: Option<(&str, f64)>,
-    goal: Option<f64>,
-) -> Figure {
-    Figure {
-        name: name.into(),
-        unit: unit.into(),
-        value,
-        baseline: baseline.map(|(n, _)| n.to_owned()),
-        baseline_value: baseline.map(|(_, v)| v),
-        better: Better::Higher,
-        goal_ratio: goal,
-    }
 }
 
 /// Only the kill -9 figure.
@@ -285,18 +268,20 @@ async fn noop_figures(
         .await?;
     let baseline_tx = Measured::from_runs(baseline_tx.into_inner().unwrap());
     let mut figures = vec![
-        figure(
+        Figure::new(
             "baseline: claim one, complete one",
             "tasks/s",
             baseline.clone(),
             None,
+            Better::Higher,
             None,
         ),
-        figure(
+        Figure::new(
             "  baseline SQL transactions per task",
             "tx/task",
             baseline_tx.clone(),
             None,
+            Better::Higher,
             None,
         ),
     ];
@@ -315,18 +300,20 @@ async fn noop_figures(
                 )
                 .await?;
             let per_task = per_task.into_inner().unwrap();
-            figures.push(figure(
-                &format!("no-op, {workers} worker(s) x {slots} slots, {proxies} proxies"),
+            figures.push(Figure::new(
+                format!("no-op, {workers} worker(s) x {slots} slots, {proxies} proxies"),
                 "tasks/s",
                 measured,
                 Some(("claim one, complete one", baseline.median)),
+                Better::Higher,
                 Some(10.0),
             ));
-            figures.push(figure(
-                &format!("  SQL transactions per task ({workers}w x {slots}, {proxies}p)"),
+            figures.push(Figure::new(
+                format!("  SQL transactions per task ({workers}w x {slots}, {proxies}p)"),
                 "tx/task",
                 Measured::from_runs(per_task),
                 Some(("claim one, complete one", baseline_tx.median)),
+                Better::Higher,
                 None,
             ));
         }
@@ -353,14 +340,15 @@ pub async fn run(
                     .0)
             })
             .await?;
-        figures.push(figure(
-            &format!("50 ms upstream, {slots} slot(s), {PROXIES} proxies"),
+        figures.push(Figure::new(
+            format!("50 ms upstream, {slots} slot(s), {PROXIES} proxies"),
             "tasks/s",
             measured,
             Some((
                 "ideal: min(slots, proxies) x 20/s",
                 (slots.min(PROXIES) * 20) as f64,
             )),
+            Better::Higher,
             None,
         ));
     }

@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use domain::fleet::{ProxyStatus, TaskKind, TaskStatus};
 use sqlx::PgPool;
 use test_support::origin::Origin;
 use test_support::proxy::TestProxy;
@@ -110,8 +111,8 @@ async fn one_kill(pool: &PgPool, fleet: &Fleet) -> anyhow::Result<(f64, f64)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let (tasks, proxies) = loop {
         let (t, p) = (
-            held(pool, "tasks", "running", id).await?,
-            held(pool, "proxies", "in_use", id).await?,
+            held(pool, "tasks", TaskStatus::Running.as_str(), id).await?,
+            held(pool, "proxies", ProxyStatus::InUse.as_str(), id).await?,
         );
         if t.len() >= 2 && !p.is_empty() {
             break (t, p);
@@ -173,7 +174,7 @@ pub async fn figures(db: &BenchDatabase, kills: usize) -> anyhow::Result<Vec<Fig
     let targets: Vec<String> = (0..20_000)
         .map(|i| origin.url(&format!("/k/{i}")))
         .collect();
-    db::tasks::insert(pool, "fetch_url", &targets).await?;
+    db::tasks::insert(pool, TaskKind::FetchUrl, &targets).await?;
     // As `worker tasks upload` does.
     db::tasks::refresh_planner_stats(pool).await?;
 
@@ -195,23 +196,21 @@ pub async fn figures(db: &BenchDatabase, kills: usize) -> anyhow::Result<Vec<Fig
         m
     };
     Ok(vec![
-        Figure {
-            name: format!("kill -9 to full reclaim, worst of {kills}"),
-            unit: "s".into(),
-            value: worst(back),
-            baseline: Some("goal".into()),
-            baseline_value: Some(GOAL_SECONDS),
-            better: Better::Lower,
-            goal_ratio: Some(1.0),
-        },
-        Figure {
-            name: format!("  ... and finished elsewhere, worst of {kills}"),
-            unit: "s".into(),
-            value: worst(done),
-            baseline: None,
-            baseline_value: None,
-            better: Better::Lower,
-            goal_ratio: None,
-        },
+        Figure::new(
+            format!("kill -9 to full reclaim, worst of {kills}"),
+            "s",
+            worst(back),
+            Some(("goal", GOAL_SECONDS)),
+            Better::Lower,
+            Some(1.0),
+        ),
+        Figure::new(
+            format!("  ... and finished elsewhere, worst of {kills}"),
+            "s",
+            worst(done),
+            None,
+            Better::Lower,
+            None,
+        ),
     ])
 }

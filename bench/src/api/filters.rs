@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::load::{percentile, Load};
 use super::server::{Server, Variant, PRODUCTION, SECRET};
-use super::{database_url, figure, interleaved};
-use crate::harness::{BenchDatabase, Better, Measured, Plan, Report};
+use super::{database_url, interleaved};
+use crate::harness::{BenchDatabase, Better, Figure, Measured, Plan, Report};
 
 const DEFAULT_ROWS: usize = 1_000_000;
 /// Listings of the simulator's catalogue normalised, then copied.
@@ -111,7 +111,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         .iter()
         .zip(runs)
         .map(|(label, runs)| {
-            figure(
+            Figure::new(
                 label,
                 "ms",
                 Measured::from_runs(runs),

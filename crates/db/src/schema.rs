@@ -1,19 +1,37 @@
 //! The schema history and the check every service runs before it starts.
 
 use sqlx::migrate::Migrator;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::DbError;
 
 /// The one schema history of carfeed, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
-/// Applies every pending migration. sqlx holds a Postgres advisory lock while
-/// it migrates, so several containers starting at once apply each migration
-/// exactly once; the others wait and then find nothing to do.
+/// Key of the advisory lock `migrate` holds while it reads what is applied
+/// and migrates (sqlx's own lock, taken inside, has another key).
+const MIGRATE_LOCK: i64 = 0x0063_6172_6665_6564; // "carfeed"
+
+/// Applies every pending migration and returns the versions this call
+/// applied. sqlx holds a Postgres advisory lock while it migrates, so
+/// several containers starting at once apply each migration exactly once;
+/// the others wait and then find nothing to do. What was applied before is
+/// read under a lock of this function's own, held across the run, so a
+/// caller that waited reports nothing rather than what another applied.
+/// The lock is a session's: the connection is taken out of the pool and
+/// closed after, so a cancelled call cannot leave it held.
 pub async fn migrate(pool: &PgPool) -> Result<Vec<i64>, DbError> {
-    let before = applied_version(pool).await?;
-    MIGRATOR.run(pool).await?;
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATE_LOCK)
+        .execute(&mut conn)
+        .await?;
+    let before = version_on(&mut conn).await?;
+    // `run` on a connection makes a future no spawned task can hold
+    // ("implementation of `Acquire` is not general enough"); `run_direct`
+    // is sqlx's way around that (its own test harness uses it).
+    MIGRATOR.run_direct(&mut conn).await?;
+    conn.close().await?;
     Ok(MIGRATOR
         .iter()
         .map(|m| m.version)

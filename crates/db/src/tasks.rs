@@ -58,7 +58,7 @@ pub struct Lease {
 /// many were new.
 pub async fn insert(
     db: impl PgExecutor<'_>,
-    kind: &str,
+    kind: TaskKind,
     targets: &[String],
 ) -> Result<u64, DbError> {
     let done = sqlx::query(
@@ -66,7 +66,7 @@ pub async fn insert(
          SELECT $1, t FROM UNNEST($2::text[]) AS t
          ON CONFLICT (kind, target) DO NOTHING",
     )
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(targets)
     .execute(db)
     .await?;
@@ -90,7 +90,7 @@ pub async fn refresh_planner_stats(db: impl PgExecutor<'_>) -> Result<(), DbErro
 /// many were new.
 pub async fn insert_with_params(
     db: impl PgExecutor<'_>,
-    kind: &str,
+    kind: TaskKind,
     targets: &[String],
     params: &[serde_json::Value],
 ) -> Result<u64, DbError> {
@@ -99,7 +99,7 @@ pub async fn insert_with_params(
          SELECT $1, t, p FROM UNNEST($2::text[], $3::jsonb[]) AS u(t, p)
          ON CONFLICT (kind, target) DO NOTHING",
     )
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(targets)
     .bind(params)
     .execute(db)

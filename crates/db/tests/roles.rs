@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use domain::fleet::TaskKind;
 use domain::operation::{OperationStatus, OperationType};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -165,7 +166,7 @@ async fn the_worker_runs_the_fleet_tables_but_cannot_touch_tokens_or_the_catalog
         .unwrap();
     db::tasks::insert_with_params(
         &mut worker,
-        "fetch_url",
+        TaskKind::FetchUrl,
         &["https://example.com/".into()],
         &[serde_json::json!({})],
     )

@@ -1,7 +1,7 @@
 //! The worker fleet's db functions (tasks, proxies, workers, results), each
 //! against a real Postgres: claims, the lease fence, retries, cleanup.
 
-use domain::fleet::{TaskKind, WorkerStatus};
+use domain::fleet::{ProxyStatus, TaskKind, TaskStatus, WorkerStatus};
 use std::time::Duration;
 
 use db::proxies;
@@ -64,19 +64,19 @@ async fn status_of(pool: &PgPool, id: i64) -> (String, i64, i32) {
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn uploading_the_same_task_twice_stores_it_once(pool: PgPool) {
     assert_eq!(
-        tasks::insert(&pool, "fetch_url", &targets(3))
+        tasks::insert(&pool, TaskKind::FetchUrl, &targets(3))
             .await
             .unwrap(),
         3
     );
     assert_eq!(
-        tasks::insert(&pool, "fetch_url", &targets(5))
+        tasks::insert(&pool, TaskKind::FetchUrl, &targets(5))
             .await
             .unwrap(),
         2
     );
     assert_eq!(
-        tasks::insert(&pool, "offer_refresh", &targets(1))
+        tasks::insert(&pool, TaskKind::OfferRefresh, &targets(1))
             .await
             .unwrap(),
         1
@@ -87,7 +87,7 @@ async fn uploading_the_same_task_twice_stores_it_once(pool: PgPool) {
 async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: PgPool) {
     use db::claims::finish_claims;
     let w = worker(&pool).await;
-    tasks::insert(&pool, "fetch_url", &targets(1))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(1))
         .await
         .unwrap();
     proxies::insert(&pool, &["http://p:1".into()])
@@ -133,7 +133,10 @@ async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: 
         .await
         .unwrap();
     assert_eq!(done.fetched, vec![new.id]);
-    assert_eq!(status_of(&pool, new.id).await.0, "completed");
+    assert_eq!(
+        status_of(&pool, new.id).await.0,
+        TaskStatus::Completed.as_str()
+    );
     let (worker_id, saves): (i64, i32) = sqlx::query_as("SELECT worker_id, saves FROM results")
         .fetch_one(&pool)
         .await
@@ -144,7 +147,7 @@ async fn a_completion_and_a_result_from_a_lease_taken_away_change_nothing(pool: 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn saving_a_result_again_under_a_newer_lease_updates_the_row(pool: PgPool) {
     let w = worker(&pool).await;
-    tasks::insert(&pool, "fetch_url", &targets(1))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(1))
         .await
         .unwrap();
     proxies::insert(&pool, &["http://p:1".into()])
@@ -180,7 +183,7 @@ fn rule(max_attempts: i32) -> RetryRule {
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn a_failing_task_backs_off_then_fails_with_its_last_error(pool: PgPool) {
     let w = worker(&pool).await;
-    tasks::insert(&pool, "fetch_url", &targets(1))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(1))
         .await
         .unwrap();
     proxies::insert(&pool, &["http://p:1".into()])
@@ -215,7 +218,11 @@ async fn a_failing_task_backs_off_then_fails_with_its_last_error(pool: PgPool) {
         )
         .await
         .unwrap();
-        let expected = if attempt < 3 { "pending" } else { "failed" };
+        let expected = if attempt < 3 {
+            TaskStatus::Pending.as_str()
+        } else {
+            TaskStatus::Failed.as_str()
+        };
         assert_eq!(done, vec![(t.id, expected.parse().unwrap())]);
         if attempt < 3 {
             // Backing off: not claimable yet, waiting 10 s then 15 s (capped).
@@ -247,7 +254,7 @@ async fn a_blocked_proxy_rests_until_its_cooldown_then_cleanup_frees_it(pool: Pg
     )
     .await
     .unwrap();
-    tasks::insert(&pool, "fetch_url", &targets(2))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(2))
         .await
         .unwrap();
     let mut conn = pool.acquire().await.unwrap();
@@ -279,10 +286,10 @@ async fn a_blocked_proxy_rests_until_its_cooldown_then_cleanup_frees_it(pool: Pg
     assert_eq!(
         proxies::count_by_status(&pool).await.unwrap(),
         vec![
-            ("free".into(), 1),
-            ("in_use".into(), 0),
-            ("blocked".into(), 1),
-            ("cooldown".into(), 0)
+            (ProxyStatus::Free.as_str().into(), 1),
+            (ProxyStatus::InUse.as_str().into(), 0),
+            (ProxyStatus::Blocked.as_str().into(), 1),
+            (ProxyStatus::Cooldown.as_str().into(), 0)
         ]
     );
     assert_eq!(proxies::unblock_expired(&pool).await.unwrap(), 0);
@@ -293,9 +300,13 @@ async fn a_blocked_proxy_rests_until_its_cooldown_then_cleanup_frees_it(pool: Pg
     .await
     .unwrap();
     assert_eq!(proxies::unblock_expired(&pool).await.unwrap(), 1);
-    tasks::insert(&pool, "fetch_url", &["more-1".into(), "more-2".into()])
-        .await
-        .unwrap();
+    tasks::insert(
+        &pool,
+        TaskKind::FetchUrl,
+        &["more-1".into(), "more-2".into()],
+    )
+    .await
+    .unwrap();
     assert_eq!(claim_leases(&pool, w, 5).await.len(), 2);
 }
 
@@ -303,7 +314,7 @@ async fn a_blocked_proxy_rests_until_its_cooldown_then_cleanup_frees_it(pool: Pg
 async fn cleanup_frees_what_a_dead_worker_held_and_leaves_the_living_alone(pool: PgPool) {
     let dead = worker(&pool).await;
     let alive = worker(&pool).await;
-    tasks::insert(&pool, "fetch_url", &targets(4))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(4))
         .await
         .unwrap();
     proxies::insert(
@@ -345,10 +356,10 @@ async fn cleanup_frees_what_a_dead_worker_held_and_leaves_the_living_alone(pool:
     assert_eq!(
         tasks::count_by_status(&pool).await.unwrap(),
         vec![
-            ("pending".into(), 2),
-            ("running".into(), 2),
-            ("completed".into(), 0),
-            ("failed".into(), 0)
+            (TaskStatus::Pending.as_str().into(), 2),
+            (TaskStatus::Running.as_str().into(), 2),
+            (TaskStatus::Completed.as_str().into(), 0),
+            (TaskStatus::Failed.as_str().into(), 0)
         ]
     );
     let held: i64 = sqlx::query_scalar("SELECT count(*) FROM proxies WHERE worker_id = $1")
@@ -362,7 +373,7 @@ async fn cleanup_frees_what_a_dead_worker_held_and_leaves_the_living_alone(pool:
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn shutdown_hands_back_tasks_and_proxies_and_marks_the_worker_stopped(pool: PgPool) {
     let w = worker(&pool).await;
-    tasks::insert(&pool, "fetch_url", &targets(3))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(3))
         .await
         .unwrap();
     proxies::insert(
@@ -392,18 +403,21 @@ async fn shutdown_hands_back_tasks_and_proxies_and_marks_the_worker_stopped(pool
         "a stopped worker's heartbeat records nothing"
     );
     let (status, lease, _) = status_of(&pool, claimed[0].id).await;
-    assert_eq!((status.as_str(), lease), ("pending", claimed[0].lease + 1));
+    assert_eq!(
+        (status.as_str(), lease),
+        (TaskStatus::Pending.as_str(), claimed[0].lease + 1)
+    );
     let s: String = sqlx::query_scalar("SELECT status FROM workers")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(s, "stopped");
+    assert_eq!(s, WorkerStatus::Stopped.as_str());
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn finished_tasks_past_retention_are_purged_in_batches(pool: PgPool) {
     let w = worker(&pool).await;
-    tasks::insert(&pool, "fetch_url", &targets(5))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(5))
         .await
         .unwrap();
     let urls: Vec<String> = (0..4).map(|i| format!("http://p{i}:1")).collect();
@@ -461,7 +475,7 @@ async fn worker_stats_add_up(pool: PgPool) {
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn handing_back_what_no_slot_holds_keeps_the_claims_named(pool: PgPool) {
     let w = worker(&pool).await;
-    tasks::insert(&pool, "fetch_url", &targets(3))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(3))
         .await
         .unwrap();
     proxies::insert(
@@ -486,9 +500,15 @@ async fn handing_back_what_no_slot_holds_keeps_the_claims_named(pool: PgPool) {
         2
     );
     let (status, lease, _) = status_of(&pool, keep_task).await;
-    assert_eq!((status.as_str(), lease), ("running", claimed[0].lease));
+    assert_eq!(
+        (status.as_str(), lease),
+        (TaskStatus::Running.as_str(), claimed[0].lease)
+    );
     let (status, lease, _) = status_of(&pool, claimed[1].id).await;
-    assert_eq!((status.as_str(), lease), ("pending", claimed[1].lease + 1));
+    assert_eq!(
+        (status.as_str(), lease),
+        (TaskStatus::Pending.as_str(), claimed[1].lease + 1)
+    );
     let in_use: Vec<i64> = sqlx::query_scalar("SELECT id FROM proxies WHERE status = 'in_use'")
         .fetch_all(&pool)
         .await
@@ -511,10 +531,10 @@ async fn a_claim_pairs_each_due_task_of_its_kinds_with_a_free_proxy_and_leaves_t
     )
     .await
     .unwrap();
-    tasks::insert(&pool, "fetch_url", &targets(2))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(2))
         .await
         .unwrap();
-    tasks::insert(&pool, "render_url", &["r0".to_owned()])
+    tasks::insert(&pool, TaskKind::RenderUrl, &["r0".to_owned()])
         .await
         .unwrap();
 
@@ -539,7 +559,7 @@ async fn a_claim_pairs_each_due_task_of_its_kinds_with_a_free_proxy_and_leaves_t
             .unwrap();
     assert_eq!(
         held.iter()
-            .filter(|(s, l, id)| s == "in_use"
+            .filter(|(s, l, id)| s == ProxyStatus::InUse.as_str()
                 && pairs.iter().any(|(_, p)| p.lease == *l)
                 && *id == Some(w))
             .count(),
@@ -547,13 +567,13 @@ async fn a_claim_pairs_each_due_task_of_its_kinds_with_a_free_proxy_and_leaves_t
     );
     assert_eq!(
         held.iter()
-            .filter(|(s, l, id)| s == "free" && *l == 0 && id.is_none())
+            .filter(|(s, l, id)| s == ProxyStatus::Free.as_str() && *l == 0 && id.is_none())
             .count(),
         1,
         "the surplus proxy is untouched"
     );
     let (status, _, _) = status_of(&pool, pairs[0].0.id).await;
-    assert_eq!(status, "running");
+    assert_eq!(status, TaskStatus::Running.as_str());
     // The render_url task waits for a worker with a browser; one proxy is free.
     assert!(db::claims::claim_pairs(&pool, w, 8, &[TaskKind::FetchUrl])
         .await
@@ -565,7 +585,7 @@ async fn a_claim_pairs_each_due_task_of_its_kinds_with_a_free_proxy_and_leaves_t
     assert_eq!(render.len(), 1);
     assert_eq!(render[0].0.target, "r0");
     // No free proxy left: nothing is claimed, not even a task.
-    tasks::insert(&pool, "fetch_url", &["late".to_owned()])
+    tasks::insert(&pool, TaskKind::FetchUrl, &["late".to_owned()])
         .await
         .unwrap();
     assert!(db::claims::claim_pairs(&pool, w, 8, &[TaskKind::FetchUrl])
@@ -586,7 +606,7 @@ async fn concurrent_pair_claims_skip_what_the_other_holds(pool: PgPool) {
     let w = worker(&pool).await;
     let urls: Vec<String> = (0..6).map(|i| format!("http://p{i}:1")).collect();
     proxies::insert(&pool, &urls).await.unwrap();
-    tasks::insert(&pool, "fetch_url", &targets(10))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(10))
         .await
         .unwrap();
     let mut first = pool.begin().await.unwrap();
@@ -614,7 +634,7 @@ async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(p
     let w = worker(&pool).await;
     let urls: Vec<String> = (0..4).map(|i| format!("http://p{i}:1")).collect();
     proxies::insert(&pool, &urls).await.unwrap();
-    tasks::insert(&pool, "fetch_url", &targets(4))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(4))
         .await
         .unwrap();
     let pairs = claim_pairs(&pool, w, 4, &[TaskKind::FetchUrl])
@@ -671,13 +691,16 @@ async fn finishing_claims_completes_saves_frees_and_counts_only_current_leases(p
     let by_id = |id: i64| outcomes[pairs.iter().position(|(t, _)| t.id == id).unwrap()].clone();
     assert_eq!(
         by_id(pairs[0].0.id),
-        ("completed".into(), Some("ok".into()))
+        (TaskStatus::Completed.as_str().into(), Some("ok".into()))
     );
     assert_eq!(
         by_id(pairs[2].0.id),
-        ("completed".into(), Some("not_found".into()))
+        (
+            TaskStatus::Completed.as_str().into(),
+            Some("not_found".into())
+        )
     );
-    assert_eq!(by_id(pairs[3].0.id).0, "pending");
+    assert_eq!(by_id(pairs[3].0.id).0, TaskStatus::Pending.as_str());
     assert_eq!(
         results::count(&pool).await.unwrap(),
         2,
@@ -751,7 +774,7 @@ async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
     proxies::insert(&pool, &["http://p0:1".into()])
         .await
         .unwrap();
-    tasks::insert(&pool, "fetch_url", &targets(1))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(1))
         .await
         .unwrap();
     // An earlier claim, handed back: the rows carry a lease from the clock.
@@ -840,12 +863,19 @@ async fn forgotten_claim_is_fenced_out(pool: PgPool, reclaimer: Reclaimer) {
             .unwrap(),
         0
     );
-    assert_eq!(status_of(&pool, task.id).await.0, "running");
+    assert_eq!(
+        status_of(&pool, task.id).await.0,
+        TaskStatus::Running.as_str()
+    );
     let proxy_status: String = sqlx::query_scalar("SELECT status FROM proxies")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(proxy_status, "in_use", "still the second claim's");
+    assert_eq!(
+        proxy_status,
+        ProxyStatus::InUse.as_str(),
+        "still the second claim's"
+    );
     assert_eq!(results::count(&pool).await.unwrap(), 0);
 
     let proxy_held = Lease {
@@ -892,7 +922,7 @@ async fn after_an_upload_claims_walk_the_pending_index_instead_of_sorting_the_qu
     let w = worker(&pool).await;
     let proxy_urls: Vec<String> = (0..8).map(|i| format!("http://p{i}:1")).collect();
     proxies::insert(&pool, &proxy_urls).await.unwrap();
-    tasks::insert(&pool, "fetch_url", &targets(5_000))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(5_000))
         .await
         .unwrap();
     tasks::refresh_planner_stats(&pool).await.unwrap();
@@ -934,12 +964,11 @@ async fn claim_leases(pool: &PgPool, w: i64, n: i64) -> Vec<(Lease, Lease)> {
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn a_task_blocked_through_n_distinct_proxies_fails_without_an_attempt(pool: PgPool) {
-    use domain::fleet::TaskStatus;
     let w = worker(&pool).await;
     proxies::insert(&pool, &["http://p1:1".into(), "http://p2:1".into()])
         .await
         .unwrap();
-    tasks::insert(&pool, "fetch_url", &targets(1))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(1))
         .await
         .unwrap();
     let mut conn = pool.acquire().await.unwrap();
@@ -994,7 +1023,10 @@ async fn a_task_blocked_through_n_distinct_proxies_fails_without_an_attempt(pool
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!((status.as_str(), attempts), ("failed", 0));
+    assert_eq!(
+        (status.as_str(), attempts),
+        (TaskStatus::Failed.as_str(), 0)
+    );
     assert_eq!(blocked_by.len(), 2, "distinct proxies only: {blocked_by:?}");
     assert_eq!(
         error,
@@ -1006,12 +1038,11 @@ async fn a_task_blocked_through_n_distinct_proxies_fails_without_an_attempt(pool
 async fn a_proxy_that_fails_itself_cools_down_longer_each_time_and_its_task_moves_on_free(
     pool: PgPool,
 ) {
-    use domain::fleet::TaskStatus;
     let w = worker(&pool).await;
     proxies::insert(&pool, &["http://p1:1".into()])
         .await
         .unwrap();
-    tasks::insert(&pool, "fetch_url", &targets(1))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(1))
         .await
         .unwrap();
     let mut conn = pool.acquire().await.unwrap();
@@ -1056,7 +1087,10 @@ async fn a_proxy_that_fails_itself_cools_down_longer_each_time_and_its_task_move
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!((status.as_str(), attempts), ("failed", 0));
+    assert_eq!(
+        (status.as_str(), attempts),
+        (TaskStatus::Failed.as_str(), 0)
+    );
     assert!(error.starts_with("sent back by 4 proxy faults"), "{error}");
     let resting = proxies::resting(&pool, 10).await.unwrap();
     assert!(resting.is_empty(), "freed again");
@@ -1066,7 +1100,7 @@ async fn a_proxy_that_fails_itself_cools_down_longer_each_time_and_its_task_move
         .unwrap();
     assert_eq!((faults, total), (4, 4));
     // A good answer through it resets the faults in a row.
-    tasks::insert(&pool, "fetch_url", &["fresh".to_owned()])
+    tasks::insert(&pool, TaskKind::FetchUrl, &["fresh".to_owned()])
         .await
         .unwrap();
     let (_, proxy) = claim_leases(&pool, w, 1).await.remove(0);
@@ -1087,7 +1121,7 @@ async fn a_binary_body_keeps_its_bytes_and_results_go_with_their_purged_tasks(po
     proxies::insert(&pool, &["http://p1:1".into(), "http://p2:1".into()])
         .await
         .unwrap();
-    tasks::insert(&pool, "fetch_url", &targets(2))
+    tasks::insert(&pool, TaskKind::FetchUrl, &targets(2))
         .await
         .unwrap();
     let claimed = db::claims::claim_pairs(&pool, w, 2, &[TaskKind::FetchUrl])

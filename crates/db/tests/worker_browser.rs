@@ -21,13 +21,13 @@ async fn tasks_keep_their_parameters_and_a_claim_takes_only_the_kinds_asked(pool
     let params = json!({"wait_for": ".listing", "extract": "listing"});
     tasks::insert_with_params(
         &pool,
-        "render_url",
+        TaskKind::RenderUrl,
         &["http://a.test/1".into(), "http://a.test/2".into()],
         &[params.clone(), json!({})],
     )
     .await
     .unwrap();
-    tasks::insert(&pool, "fetch_url", &["http://a.test/3".into()])
+    tasks::insert(&pool, TaskKind::FetchUrl, &["http://a.test/3".into()])
         .await
         .unwrap();
     let w = worker(&pool).await;
@@ -48,19 +48,23 @@ async fn tasks_keep_their_parameters_and_a_claim_takes_only_the_kinds_asked(pool
     assert_eq!(plain.len(), 1);
     assert_eq!(
         (plain[0].kind.as_str(), &plain[0].params),
-        ("fetch_url", &json!({}))
+        (TaskKind::FetchUrl.as_str(), &json!({}))
     );
     let rendered = claim(TaskKind::ALL).await;
     assert_eq!(rendered.len(), 2, "every kind asked");
     assert!(rendered.iter().all(|t| t.kind == TaskKind::RenderUrl));
     assert_eq!(rendered[0].params, params);
-    let refused = tasks::insert(&pool, "screenshot_url", &["x".into()]).await;
+    // `tasks::insert` takes only a known kind; the table refuses others too.
+    let refused = sqlx::query("INSERT INTO tasks (kind, target) VALUES ($1, 'x')")
+        .bind("screenshot_url")
+        .execute(&pool)
+        .await;
     assert!(refused.is_err(), "the kind check still holds");
 }
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn page_data_lands_only_under_the_claims_lease_and_names_the_profiles_fields(pool: PgPool) {
-    tasks::insert(&pool, "render_url", &["http://a.test/1".into()])
+    tasks::insert(&pool, TaskKind::RenderUrl, &["http://a.test/1".into()])
         .await
         .unwrap();
     let w = worker(&pool).await;

@@ -9,6 +9,7 @@ pub mod nginx;
 pub mod origin;
 pub mod proxy;
 pub mod site;
+pub mod tool;
 
 use sqlx::postgres::PgConnectOptions;
 

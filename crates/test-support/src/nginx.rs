@@ -33,16 +33,14 @@ pub fn binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The nginx executable, or `None` after printing why the test is skipped.
-/// Under `CI` a missing nginx fails the test instead: CI installs it.
+/// The nginx executable, or `None` after printing why the test is skipped
+/// (`crate::tool`: a missing nginx fails the test under CI).
 pub fn binary_or_skip() -> Option<PathBuf> {
-    let found = binary();
-    if found.is_none() {
-        let hint = "no nginx binary on PATH or at /usr/sbin/nginx (apt-get install -y nginx-light)";
-        assert!(std::env::var_os("CI").is_none(), "{hint}");
-        eprintln!("SKIPPED: {hint}");
-    }
-    found
+    crate::tool::or_skip(
+        "nginx",
+        binary(),
+        "no nginx on PATH or at /usr/sbin/nginx; apt-get install -y nginx-light",
+    )
 }
 
 pub fn free_port() -> u16 {

@@ -271,7 +271,7 @@ impl Client {
             Ok(response) => response,
             Err(err) => {
                 return Attempt::Retry {
-                    reason: describe_reqwest(err),
+                    reason: crate::describe::reqwest_error(err),
                     retry_after: None,
                 }
             }
@@ -369,7 +369,7 @@ impl Client {
                 Err(err) => {
                     return Err(format!(
                         "reading the body failed: {}",
-                        describe_reqwest(err)
+                        crate::describe::reqwest_error(err)
                     ))
                 }
             }
@@ -403,28 +403,6 @@ fn describe(endpoint: &str, params: &[(&str, String)]) -> String {
     } else {
         format!("GET /{endpoint}?{}", query.join("&"))
     }
-}
-
-/// A reqwest error in words, without its URL (which holds the key).
-fn describe_reqwest(err: reqwest::Error) -> String {
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "could not connect"
-    } else if err.is_body() || err.is_decode() {
-        "broken body"
-    } else {
-        "request failed"
-    };
-    let err = err.without_url();
-    let mut chain = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    format!("{kind} ({chain})")
 }
 
 /// The `message` of a JSON error body, else a short safe excerpt.

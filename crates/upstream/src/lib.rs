@@ -8,6 +8,7 @@
 //! what to do with what it returns.
 
 mod client;
+pub mod describe;
 mod error;
 pub mod model;
 pub mod validate;

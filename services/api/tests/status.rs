@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use che168_sim::{Faults, PoisonKind, SimConfig};
 use chrono::Utc;
+use domain::fleet::{ProxyStatus, TaskStatus, WorkerStatus};
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -161,9 +162,9 @@ async fn status_json_shows_the_pipeline_and_fits_its_openapi_schema(pool: PgPool
         ),
         (Some(0), Some(1))
     );
-    assert_eq!(fleet["proxies"]["blocked"], 1);
-    assert_eq!(fleet["proxies"]["free"], 1);
-    assert_eq!(fleet["tasks"]["pending"], 2);
+    assert_eq!(fleet["proxies"][ProxyStatus::Blocked.as_str()], 1);
+    assert_eq!(fleet["proxies"][ProxyStatus::Free.as_str()], 1);
+    assert_eq!(fleet["tasks"][TaskStatus::Pending.as_str()], 2);
     assert_eq!(fleet["completed_last_hour"], 1);
     assert_eq!(fleet["failed_last_hour"], 0);
     assert_eq!(
@@ -229,9 +230,27 @@ async fn metrics_parse_as_prometheus_text_with_the_pipeline_gauges(pool: PgPool)
         1.0
     );
     assert_eq!(value("carfeed_status_state", Some(("section", "api"))), 0.0);
-    assert_eq!(value("carfeed_workers", Some(("status", "dead"))), 1.0);
-    assert_eq!(value("carfeed_proxies", Some(("status", "blocked"))), 1.0);
-    assert_eq!(value("carfeed_tasks", Some(("status", "pending"))), 2.0);
+    assert_eq!(
+        value(
+            "carfeed_workers",
+            Some(("status", WorkerStatus::Dead.as_str()))
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "carfeed_proxies",
+            Some(("status", ProxyStatus::Blocked.as_str()))
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "carfeed_tasks",
+            Some(("status", TaskStatus::Pending.as_str()))
+        ),
+        2.0
+    );
     assert_eq!(value("carfeed_rejected_items", None), rejected as f64);
     assert_eq!(value("carfeed_normalizer_waiting_rows", None), 0.0);
     assert_eq!(value("carfeed_backup_size_bytes", None), 43264.0);

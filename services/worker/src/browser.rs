@@ -282,8 +282,10 @@ mod tests {
 
     #[tokio::test]
     async fn tabs_are_closed_on_every_path_and_the_browser_replaced_after_its_pages() {
-        if find_executable("").is_none() {
-            eprintln!("SKIPPED: chromium is not installed (run scripts/install-chromium.sh)");
+        let found = find_executable("");
+        if test_support::tool::or_skip("chromium", found, "run scripts/install-chromium.sh")
+            .is_none()
+        {
             return;
         }
         let chromium = Chromium::new(BrowserSettings {

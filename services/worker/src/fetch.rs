@@ -294,21 +294,12 @@ fn classify(err: reqwest::Error) -> Failed {
         } else {
             "could not connect through the proxy"
         };
-        return Failed::Proxy(format!("{what}: {}", chain(&err.without_url())));
+        return Failed::Proxy(format!(
+            "{what}: {}",
+            upstream::describe::chain(&err.without_url())
+        ));
     }
     Failed::Task(describe(err))
-}
-
-/// The error and its sources on one line.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Reads at most `cap` bytes of the body; `true` when more was cut off.
@@ -330,14 +321,5 @@ async fn read_capped(
 
 /// A reqwest error in words, without its URL (which may hold a key).
 fn describe(err: reqwest::Error) -> anyhow::Error {
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "could not connect"
-    } else if err.is_body() || err.is_decode() {
-        "broken body"
-    } else {
-        "request failed"
-    };
-    anyhow::anyhow!("{kind}: {}", err.without_url())
+    anyhow::anyhow!(upstream::describe::reqwest_error(err))
 }

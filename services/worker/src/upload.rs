@@ -69,13 +69,10 @@ pub fn parse_lines_by<T>(
 
 /// A task line of `kind`: an http(s) URL for `fetch_url`, a listing id for
 /// `offer_refresh`.
-pub fn parse_task(kind: &str, line: &str) -> Result<String, String> {
+pub fn parse_task(kind: TaskKind, line: &str) -> Result<String, String> {
     if line.contains('\0') {
         return Err("a NUL byte in the line".into());
     }
-    let Ok(kind) = kind.parse::<TaskKind>() else {
-        return Err(format!("unknown task kind {kind:?}"));
-    };
     match kind {
         TaskKind::FetchUrl | TaskKind::RenderUrl => {
             let url = url::Url::parse(line).map_err(|e| format!("not a URL ({e}): {line:?}"))?;
@@ -145,7 +142,7 @@ pub async fn tasks(pool: &PgPool, path: &Path, kind: &str) -> anyhow::Result<Upl
 /// "screenshot": true}`, whose keys override the defaults. `profiles`, when
 /// given, are the extraction profiles a line may name.
 pub fn parse_task_line(
-    kind: &str,
+    kind: TaskKind,
     line: &str,
     defaults: &TaskParams,
     profiles: Option<&[String]>,
@@ -153,7 +150,7 @@ pub fn parse_task_line(
     if line.contains('\0') {
         return Err("a NUL byte in the line".into());
     }
-    let listing = kind.parse::<TaskKind>() == Ok(TaskKind::OfferRefresh);
+    let listing = kind == TaskKind::OfferRefresh;
     let (target, params) = if line.starts_with('{') && !listing {
         #[derive(serde::Deserialize)]
         struct Line {
@@ -205,7 +202,7 @@ pub async fn tasks_with(
     defaults: &TaskParams,
     profiles: Option<&[String]>,
 ) -> anyhow::Result<Uploaded> {
-    let task_kind: TaskKind = kind.parse().map_err(|_| {
+    let kind: TaskKind = kind.parse().map_err(|_| {
         anyhow::anyhow!("unknown task kind {kind:?} (one of {:?})", db::tasks::KINDS)
     })?;
     let file =
@@ -246,10 +243,10 @@ pub async fn tasks_with(
             Err(why) => up.bad.push((number, why)),
         }
         if chunk.items.len() >= CHUNK {
-            store(pool, task_kind, &mut chunk, &mut up).await?;
+            store(pool, kind, &mut chunk, &mut up).await?;
         }
     }
-    store(pool, task_kind, &mut chunk, &mut up).await?;
+    store(pool, kind, &mut chunk, &mut up).await?;
     up.bad.sort_by_key(|(line, _)| *line);
     // The tasks are stored either way: statistics only make claims cheaper
     // until autovacuum refreshes them, so a failure here is not the upload's.
@@ -294,7 +291,7 @@ async fn store(
         Box::pin(async move {
             let targets: Vec<String> = lines.iter().map(|l| l.target.clone()).collect();
             let params: Vec<serde_json::Value> = lines.iter().map(|l| l.params.clone()).collect();
-            db::tasks::insert_with_params(conn, kind.as_str(), &targets, &params).await
+            db::tasks::insert_with_params(conn, kind, &targets, &params).await
         })
     })
     .await
@@ -356,7 +353,7 @@ mod tests {
     #[test]
     fn blank_lines_and_duplicates_are_skipped_and_bad_lines_named_by_number() {
         let text = "http://a.test/1\n\n  http://a.test/1 \nnot a url\nhttp://a.test/2\n";
-        let (good, report) = parse_lines(text, |l| parse_task("fetch_url", l));
+        let (good, report) = parse_lines(text, |l| parse_task(TaskKind::FetchUrl, l));
         assert_eq!(good, vec!["http://a.test/1", "http://a.test/2"]);
         assert_eq!(report.duplicates, 1);
         assert_eq!(report.bad.len(), 1);
@@ -370,11 +367,16 @@ mod tests {
             ..TaskParams::default()
         };
         let known = vec!["listing".to_owned(), "other".to_owned()];
-        let (target, params) =
-            parse_task_line("render_url", "http://a.test/1", &defaults, Some(&known)).unwrap();
+        let (target, params) = parse_task_line(
+            TaskKind::RenderUrl,
+            "http://a.test/1",
+            &defaults,
+            Some(&known),
+        )
+        .unwrap();
         assert_eq!((target.as_str(), &params), ("http://a.test/1", &defaults));
         let (_, params) = parse_task_line(
-            "render_url",
+            TaskKind::RenderUrl,
             r#"{"url": "http://a.test/2", "wait_for": ".listing", "extract": "other", "screenshot": true}"#,
             &defaults,
             Some(&known),
@@ -395,13 +397,13 @@ mod tests {
             r#"{"url": "ftp://a.test/3"}"#,
         ] {
             assert!(
-                parse_task_line("render_url", bad, &defaults, Some(&known)).is_err(),
+                parse_task_line(TaskKind::RenderUrl, bad, &defaults, Some(&known)).is_err(),
                 "{bad} should be refused"
             );
         }
         let (good, report) = parse_lines_by(
             "http://a.test/1\n{\"url\": \"http://a.test/1\"}\n",
-            |l| parse_task_line("fetch_url", l, &TaskParams::default(), None),
+            |l| parse_task_line(TaskKind::FetchUrl, l, &TaskParams::default(), None),
             |(t, _)| t.clone(),
         );
         assert_eq!((good.len(), report.duplicates), (1, 1));
@@ -410,21 +412,26 @@ mod tests {
     #[test]
     fn a_nul_an_unknown_scheme_and_a_bad_selector_are_each_named() {
         let d = TaskParams::default();
-        let nul = parse_task_line("fetch_url", r#"{"url": "http://a.test/\u0000x"}"#, &d, None);
+        let nul = parse_task_line(
+            TaskKind::FetchUrl,
+            r#"{"url": "http://a.test/\u0000x"}"#,
+            &d,
+            None,
+        );
         assert!(nul.unwrap_err().contains("NUL"));
-        let raw_nul = parse_task_line("fetch_url", "http://a.test/\0", &d, None);
+        let raw_nul = parse_task_line(TaskKind::FetchUrl, "http://a.test/\0", &d, None);
         assert!(raw_nul.unwrap_err().contains("NUL"));
-        let scheme = parse_task_line("fetch_url", "file:///etc/passwd", &d, None);
+        let scheme = parse_task_line(TaskKind::FetchUrl, "file:///etc/passwd", &d, None);
         assert!(scheme.unwrap_err().contains("\"file\""));
         let css = parse_task_line(
-            "render_url",
+            TaskKind::RenderUrl,
             r#"{"url": "http://a.test/1", "wait_for": "div[[["}"#,
             &d,
             None,
         );
         assert!(css.unwrap_err().contains("not a CSS selector"));
         assert!(parse_task_line(
-            "render_url",
+            TaskKind::RenderUrl,
             r#"{"url": "http://a.test/1", "wait_for": ".listing > a"}"#,
             &d,
             None
@@ -434,7 +441,10 @@ mod tests {
 
     #[test]
     fn an_offer_refresh_line_is_a_plain_listing_id() {
-        assert_eq!(parse_task("offer_refresh", "abc-123").unwrap(), "abc-123");
-        assert!(parse_task("offer_refresh", "a b").is_err());
+        assert_eq!(
+            parse_task(TaskKind::OfferRefresh, "abc-123").unwrap(),
+            "abc-123"
+        );
+        assert!(parse_task(TaskKind::OfferRefresh, "a b").is_err());
     }
 }

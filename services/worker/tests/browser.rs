@@ -1,13 +1,15 @@
 //! Browser-rendered fetches and extraction (issue 15), against real
 //! Chromium, the test forward proxy and a local site whose listings appear
 //! only after its JavaScript runs (test_support::site). Tests that need the
-//! browser skip, saying so, only when Chromium is not installed
-//! (scripts/install-chromium.sh installs it; CI does).
+//! browser skip, saying so, when Chromium is not installed
+//! (scripts/install-chromium.sh installs it), and fail under CI, which
+//! installs it.
 
 mod support;
 
 use std::time::Duration;
 
+use domain::fleet::TaskKind;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use test_support::proxy::TestProxy;
@@ -18,19 +20,18 @@ use support::{count, fast, own_pool, wait_until};
 
 const LISTING_FIELDS: [&str; 5] = ["dealer_url", "mileage_km", "photos", "price", "title"];
 
+/// Whether Chromium is installed; a missing one skips the test, or fails
+/// it under CI (`test_support::tool`).
 fn chromium_installed() -> bool {
-    match worker::browser::find_executable("") {
-        Some(path) => {
-            eprintln!("using {}", path.display());
-            true
-        }
-        None => {
-            eprintln!(
-                "SKIPPED: chromium is not installed (run scripts/install-chromium.sh); this test needs a real browser"
-            );
-            false
-        }
+    let found = test_support::tool::or_skip(
+        "chromium",
+        worker::browser::find_executable(""),
+        "run scripts/install-chromium.sh; this test needs a real browser",
+    );
+    if let Some(path) = &found {
+        eprintln!("using {}", path.display());
     }
+    found.is_some()
 }
 
 /// Browser settings for a loaded 2-core machine: generous page timeout.
@@ -75,13 +76,13 @@ impl Running {
     }
 }
 
-async fn upload(pool: &PgPool, kind: &str, lines: &str) {
+async fn upload(pool: &PgPool, kind: TaskKind, lines: &str) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), lines).unwrap();
     let up = worker::upload::tasks_with(
         pool,
         file.path(),
-        kind,
+        kind.as_str(),
         &worker::page::TaskParams::default(),
         Some(&["listing".to_owned()]),
     )
@@ -132,7 +133,7 @@ async fn fetch_url_with_the_profile_sees_the_empty_shell_and_names_every_field(p
         .unwrap();
     upload(
         &pool,
-        "fetch_url",
+        TaskKind::FetchUrl,
         &format!(
             "{{\"url\": \"{}\", \"extract\": \"listing\"}}\n",
             site.url("/car/1")
@@ -190,7 +191,7 @@ async fn render_url_through_an_authenticated_proxy_extracts_every_listing_field_
         lines.push_str(&line.to_string());
         lines.push('\n');
     }
-    upload(&pool, "render_url", &lines).await;
+    upload(&pool, TaskKind::RenderUrl, &lines).await;
 
     // A worker without a browser never claims render_url tasks.
     let plain = start(&pool, fast(&[])).await;
@@ -263,7 +264,7 @@ async fn a_captcha_page_blocks_the_proxy_and_the_task_completes_through_a_second
     site.captcha_once("/car/5");
     upload(
         &pool,
-        "render_url",
+        TaskKind::RenderUrl,
         &format!(
             "{{\"url\": \"{}\", \"wait_for\": \".listing\", \"extract\": \"listing\"}}\n",
             site.url("/car/5")
@@ -330,7 +331,7 @@ async fn a_browser_killed_mid_task_is_restarted_and_the_task_retried(pool: PgPoo
     site.set_api_latency(Duration::from_secs(600));
     upload(
         &pool,
-        "render_url",
+        TaskKind::RenderUrl,
         &format!(
             "{{\"url\": \"{}\", \"wait_for\": \".listing\", \"extract\": \"listing\"}}\n",
             site.url("/car/8")
@@ -368,7 +369,7 @@ async fn a_browser_killed_mid_task_is_restarted_and_the_task_retried(pool: PgPoo
     // The worker goes on with its new browser.
     upload(
         &pool,
-        "render_url",
+        TaskKind::RenderUrl,
         &format!(
             "{{\"url\": \"{}\", \"wait_for\": \".listing\", \"extract\": \"listing\"}}\n",
             site.url("/car/9")
@@ -402,7 +403,7 @@ async fn the_cli_uploads_tasks_with_a_profile_and_the_csv_gives_its_fields_colum
     .unwrap();
     let path = file.to_str().unwrap();
     let upload = |extra: &[&str]| {
-        let mut args = vec!["tasks", "upload", "--kind", "render_url"];
+        let mut args = vec!["tasks", "upload", "--kind", TaskKind::RenderUrl.as_str()];
         args.extend_from_slice(extra);
         args.push(path);
         run(BIN, &args, &env)

@@ -5,6 +5,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use db::tasks::Lease;
+use domain::fleet::{TaskKind, WorkerStatus};
 use nix::sys::signal::Signal;
 use sqlx::PgPool;
 use test_support::cli::Running;
@@ -43,7 +44,7 @@ async fn a_killed_workers_tasks_and_proxies_are_reclaimed_finished_elsewhere_and
     let origin = Origin::start(Duration::from_secs(3)).await;
     let _proxies = support::proxies(&pool, 4).await;
     let targets: Vec<String> = (0..4).map(|i| origin.url(&format!("/k/{i}"))).collect();
-    db::tasks::insert(&pool, "fetch_url", &targets)
+    db::tasks::insert(&pool, TaskKind::FetchUrl, &targets)
         .await
         .unwrap();
     let url = test_support::database_url(&pool.connect_options());
@@ -124,7 +125,7 @@ async fn a_killed_workers_tasks_and_proxies_are_reclaimed_finished_elsewhere_and
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(status, "dead");
+    assert_eq!(status, WorkerStatus::Dead.as_str());
 
     // The victim's completion arriving late under its old lease changes nothing.
     let mut conn = pool.acquire().await.unwrap();
@@ -169,9 +170,13 @@ async fn a_killed_workers_tasks_and_proxies_are_reclaimed_finished_elsewhere_and
 async fn sigterm_hands_everything_back_at_once_after_the_grace_period_and_exits_0(pool: PgPool) {
     let origin = Origin::start(Duration::from_secs(60)).await;
     let _proxies = support::proxies(&pool, 2).await;
-    db::tasks::insert(&pool, "fetch_url", &[origin.url("/a"), origin.url("/b")])
-        .await
-        .unwrap();
+    db::tasks::insert(
+        &pool,
+        TaskKind::FetchUrl,
+        &[origin.url("/a"), origin.url("/b")],
+    )
+    .await
+    .unwrap();
     let url = test_support::database_url(&pool.connect_options());
     let mut worker = start(
         &url,
@@ -205,5 +210,5 @@ async fn sigterm_hands_everything_back_at_once_after_the_grace_period_and_exits_
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(status, "stopped");
+    assert_eq!(status, WorkerStatus::Stopped.as_str());
 }

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use domain::fleet::{TaskKind, TaskStatus, WorkerStatus};
 use sqlx::PgPool;
 use test_support::origin::Origin;
 use tokio_util::sync::CancellationToken;
@@ -27,7 +28,7 @@ async fn fleet_over(pool: PgPool, workers: usize, slots: &str, tasks: usize) {
     let origin = Origin::start(Duration::ZERO).await;
     let _proxies = support::proxies(&pool, 16).await;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/t/{i}"))).collect();
-    db::tasks::insert(&pool, "fetch_url", &targets)
+    db::tasks::insert(&pool, TaskKind::FetchUrl, &targets)
         .await
         .unwrap();
     // Heartbeats slow enough that a worker starved of CPU by the other
@@ -126,7 +127,7 @@ async fn outcomes_404_completes_5xx_retries_then_fails_and_403_blocks_the_proxy_
     let proxies = support::proxies(&pool, 1).await;
     // The only proxy is banned at first: the task is retried, the proxy rests.
     proxies[0].refuse_all(true);
-    db::tasks::insert(&pool, "fetch_url", &[origin.url("/ok")])
+    db::tasks::insert(&pool, TaskKind::FetchUrl, &[origin.url("/ok")])
         .await
         .unwrap();
     let settings = fast(&[
@@ -159,7 +160,7 @@ async fn outcomes_404_completes_5xx_retries_then_fails_and_403_blocks_the_proxy_
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(task.0, "pending", "retried, not failed");
+    assert_eq!(task.0, TaskStatus::Pending.as_str(), "retried, not failed");
     assert!(task.1.unwrap().contains("403"));
     proxies[0].refuse_all(false);
     // After its cooldown cleanup frees the proxy and the task completes.
@@ -176,7 +177,7 @@ async fn outcomes_404_completes_5xx_retries_then_fails_and_403_blocks_the_proxy_
 
     db::tasks::insert(
         &pool,
-        "fetch_url",
+        TaskKind::FetchUrl,
         &[origin.url("/status/404"), origin.url("/status/503")],
     )
     .await
@@ -196,9 +197,12 @@ async fn outcomes_404_completes_5xx_retries_then_fails_and_403_blocks_the_proxy_
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(rows[1].1, "completed");
+    assert_eq!(rows[1].1, TaskStatus::Completed.as_str());
     assert_eq!(rows[1].2.as_deref(), Some("not_found"));
-    assert_eq!((rows[2].1.as_str(), rows[2].3), ("failed", 3));
+    assert_eq!(
+        (rows[2].1.as_str(), rows[2].3),
+        (TaskStatus::Failed.as_str(), 3)
+    );
     assert_eq!(rows[2].4.as_deref(), Some("HTTP 503"));
     assert_eq!(origin.hits("/status/503"), 3, "one fetch per attempt");
     assert_eq!(
@@ -232,9 +236,13 @@ async fn offer_refresh_writes_the_listing_like_a_daily_update_and_a_404_marks_it
     .await
     .unwrap();
     let _proxies = support::proxies(&pool, 2).await;
-    db::tasks::insert(&pool, "offer_refresh", &[known.clone(), "gone-1".into()])
-        .await
-        .unwrap();
+    db::tasks::insert(
+        &pool,
+        TaskKind::OfferRefresh,
+        &[known.clone(), "gone-1".into()],
+    )
+    .await
+    .unwrap();
     let base = sim.base_url();
     let settings = fast(&[("upstream.base_url", base.as_str())]);
     let stop = CancellationToken::new();
@@ -315,7 +323,8 @@ async fn a_heartbeat_racing_the_shutdown_leaves_one_stopped_row_per_worker(pool:
         .unwrap();
     assert_eq!(rows.len(), rounds, "one row per worker run: {rows:?}");
     assert!(
-        rows.iter().all(|(_, status)| status == "stopped"),
+        rows.iter()
+            .all(|(_, status)| status == WorkerStatus::Stopped.as_str()),
         "every worker ended stopped: {rows:?}"
     );
 }

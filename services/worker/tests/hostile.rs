@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use domain::fleet::{ProxyStatus, TaskKind};
 use nix::sys::signal::Signal;
 use sqlx::PgPool;
 use test_support::cli::{lines, run, Running};
@@ -210,7 +211,9 @@ async fn a_png_a_footer_page_a_site_that_always_refuses_and_bad_proxies_cost_onl
     let (code, status, _) = tool(&env, &["status"]);
     assert_eq!(code, Some(0), "{status:?}");
     assert!(
-        status.iter().any(|l| l.contains("cooldown")),
+        status
+            .iter()
+            .any(|l| l.contains(ProxyStatus::Cooldown.as_str())),
         "status lists the proxies cooling down: {status:?}"
     );
     printed.extend(status);
@@ -280,7 +283,7 @@ async fn a_png_a_footer_page_a_site_that_always_refuses_and_bad_proxies_cost_onl
     assert_eq!(bad.len(), 2);
     for (url, uses, status, faults, last_fault) in &bad {
         assert!(*uses <= 3, "{url} used {uses} times");
-        assert_eq!(status, "cooldown", "{url}");
+        assert_eq!(status, ProxyStatus::Cooldown.as_str(), "{url}");
         assert!(*faults >= 1, "{url}");
         assert!(last_fault.is_some(), "{url}");
     }
@@ -352,7 +355,7 @@ async fn a_completion_postgres_refuses_fails_only_its_task_and_the_rest_of_the_b
     .unwrap();
     let mut targets: Vec<String> = (0..30).map(|i| site.url(&format!("/page/{i}"))).collect();
     targets.push(site.url("/refused"));
-    db::tasks::insert(&pool, "fetch_url", &targets)
+    db::tasks::insert(&pool, TaskKind::FetchUrl, &targets)
         .await
         .unwrap();
     let settings = fast(&[("worker.slots", "16")]);
@@ -455,7 +458,7 @@ async fn a_completer_that_cannot_write_fails_the_check_and_sigterm_still_stops_t
 ) {
     let site = Site::start().await;
     let _proxies = support::proxies(&pool, 2).await;
-    db::tasks::insert(&pool, "fetch_url", &[site.url("/page/1")])
+    db::tasks::insert(&pool, TaskKind::FetchUrl, &[site.url("/page/1")])
         .await
         .unwrap();
     let options = pool.connect_options();
@@ -492,7 +495,7 @@ async fn a_completer_that_cannot_write_fails_the_check_and_sigterm_still_stops_t
 
     // A task is in flight when the database goes away for the worker (not
     // for the check): it finishes, and its write cannot be made.
-    db::tasks::insert(&pool, "fetch_url", &[site.url("/slow")])
+    db::tasks::insert(&pool, TaskKind::FetchUrl, &[site.url("/slow")])
         .await
         .unwrap();
     wait_until(Duration::from_secs(20), "the slow task claimed", || async {
@@ -572,7 +575,7 @@ async fn an_upload_names_each_bad_line_stores_the_rest_and_streams_a_million_lin
             "tasks",
             "upload",
             "--kind",
-            "render_url",
+            TaskKind::RenderUrl.as_str(),
             tasks.to_str().unwrap(),
         ],
     );

@@ -8,6 +8,7 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use domain::fleet::TaskKind;
 use sqlx::PgPool;
 use test_support::origin::Origin;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +54,7 @@ async fn a_claim_whose_commit_reply_was_lost_is_handed_back_by_the_live_worker_a
     // Idle claims return no rows; the first claim with rows is cut.
     tokio::time::sleep(Duration::from_millis(300)).await;
     relay.arm();
-    db::tasks::insert(&pool, "fetch_url", &[origin.url("/lost")])
+    db::tasks::insert(&pool, TaskKind::FetchUrl, &[origin.url("/lost")])
         .await
         .unwrap();
     wait_until(Duration::from_secs(15), "the task completed", || async {

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use domain::fleet::TaskKind;
 use sqlx::PgPool;
 use test_support::origin::Origin;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +37,7 @@ async fn workers_carry_on_after_a_postgres_restart_with_nothing_lost_or_doubled(
     let _proxies = support::proxies(&pool, 8).await;
     let tasks = 2000;
     let targets: Vec<String> = (0..tasks).map(|i| origin.url(&format!("/r/{i}"))).collect();
-    db::tasks::insert(&pool, "fetch_url", &targets)
+    db::tasks::insert(&pool, TaskKind::FetchUrl, &targets)
         .await
         .unwrap();
     let settings = fast(&[

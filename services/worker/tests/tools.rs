@@ -4,6 +4,7 @@ mod support;
 
 use std::time::Duration;
 
+use domain::fleet::{ProxyStatus, TaskKind, TaskStatus};
 use sqlx::PgPool;
 use test_support::cli::{lines, run};
 use test_support::origin::Origin;
@@ -45,11 +46,11 @@ async fn bad_upload_lines_are_named_skipped_and_exit_1_while_the_good_ones_are_s
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(
         json["tasks"][0],
-        serde_json::json!({"status": "pending", "count": 2})
+        serde_json::json!({"status": TaskStatus::Pending.as_str(), "count": 2})
     );
     assert_eq!(
         json["proxies"][0],
-        serde_json::json!({"status": "free", "count": 3})
+        serde_json::json!({"status": ProxyStatus::Free.as_str(), "count": 3})
     );
 }
 
@@ -83,7 +84,7 @@ async fn uploaded_tasks_come_back_in_the_json_and_csv_exports(pool: PgPool) {
             "upload",
             tasks.to_str().unwrap(),
             "--kind",
-            "fetch_url"
+            TaskKind::FetchUrl.as_str()
         ],
         &env
     )

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use domain::fleet::{ProxyStatus, TaskStatus, WorkerStatus};
+
 use super::model::*;
 
 struct Out(String);
@@ -137,21 +139,26 @@ pub fn render(status: &Status, api_counters: &str) -> String {
     );
 
     let f = &status.fleet;
+    let by = |status: &dyn std::fmt::Display| format!("status=\"{status}\"");
     o.family("carfeed_workers", "gauge", "Workers by status.");
     o.sample(
         "carfeed_workers",
-        "status=\"alive\"",
+        &by(&WorkerStatus::Alive),
         f.workers_alive as f64,
     );
-    o.sample("carfeed_workers", "status=\"dead\"", f.workers_dead as f64);
+    o.sample(
+        "carfeed_workers",
+        &by(&WorkerStatus::Dead),
+        f.workers_dead as f64,
+    );
     o.family("carfeed_tasks", "gauge", "Tasks by status.");
     for (s, v) in [
-        ("pending", f.tasks.pending),
-        ("running", f.tasks.running),
-        ("completed", f.tasks.completed),
-        ("failed", f.tasks.failed),
+        (TaskStatus::Pending, f.tasks.pending),
+        (TaskStatus::Running, f.tasks.running),
+        (TaskStatus::Completed, f.tasks.completed),
+        (TaskStatus::Failed, f.tasks.failed),
     ] {
-        o.sample("carfeed_tasks", &format!("status=\"{s}\""), v as f64);
+        o.sample("carfeed_tasks", &by(&s), v as f64);
     }
     o.family(
         "carfeed_tasks_finished_last_hour",
@@ -160,26 +167,22 @@ pub fn render(status: &Status, api_counters: &str) -> String {
     );
     o.sample(
         "carfeed_tasks_finished_last_hour",
-        "status=\"completed\"",
+        &by(&TaskStatus::Completed),
         f.completed_last_hour as f64,
     );
     o.sample(
         "carfeed_tasks_finished_last_hour",
-        "status=\"failed\"",
+        &by(&TaskStatus::Failed),
         f.failed_last_hour as f64,
     );
     o.family("carfeed_proxies", "gauge", "Proxies by status.");
-    o.sample("carfeed_proxies", "status=\"free\"", f.proxies.free as f64);
-    o.sample(
-        "carfeed_proxies",
-        "status=\"in_use\"",
-        f.proxies.in_use as f64,
-    );
-    o.sample(
-        "carfeed_proxies",
-        "status=\"blocked\"",
-        f.proxies.blocked as f64,
-    );
+    for (s, v) in [
+        (ProxyStatus::Free, f.proxies.free),
+        (ProxyStatus::InUse, f.proxies.in_use),
+        (ProxyStatus::Blocked, f.proxies.blocked),
+    ] {
+        o.sample("carfeed_proxies", &by(&s), v as f64);
+    }
 
     let s = &status.sync;
     o.maybe(

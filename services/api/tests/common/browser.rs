@@ -19,7 +19,8 @@ const EXECUTABLES: [&str; 4] = [
     "google-chrome-stable",
 ];
 
-/// Chromium on PATH; None (after saying SKIPPED) when absent outside CI.
+/// Chromium on PATH; None (after saying SKIPPED) when absent outside CI
+/// (`test_support::tool`).
 pub fn chromium() -> Option<PathBuf> {
     let dirs = std::env::var_os("PATH").unwrap_or_default();
     let found = EXECUTABLES.iter().find_map(|name| {
@@ -27,14 +28,7 @@ pub fn chromium() -> Option<PathBuf> {
             .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is not installed (scripts/install-chromium.sh); CI must run this test"
-        );
-        eprintln!("SKIPPED: chromium is not installed (run scripts/install-chromium.sh)");
-    }
-    found
+    test_support::tool::or_skip("chromium", found, "run scripts/install-chromium.sh")
 }
 
 /// A loaded page, what it requested, and its browser.
