@@ -289,12 +289,15 @@ async fn drain_once(
     }
     let rate = per_second(rows, start.elapsed());
 
-    let wal: f64 = sqlx::query_scalar(
-        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8",
+    let (wal, end): (f64, String) = sqlx::query_as(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8,
+                pg_current_wal_insert_lsn()::text",
     )
     .bind(&lsn)
     .fetch_one(pool)
     .await?;
+    // Where to look with `pg_waldump --stats=record -s FROM -e TO`.
+    eprintln!("    WAL of the drain: {lsn} .. {end}");
     let cost = Cost {
         wal_per_row: wal / rows as f64,
         raw_before_mb: raw_before,
