@@ -14,7 +14,6 @@
 
 pub mod batch;
 pub mod drain;
-mod isolate;
 mod requeue;
 mod serve;
 

@@ -296,7 +296,7 @@ async fn a_record_postgres_refuses_is_isolated_and_the_other_199_of_its_batch_co
     .unwrap();
     assert_eq!(inner_id, "60000117");
     assert!(
-        error.starts_with("Postgres refused the record:") && error.contains("no_such_price"),
+        error.starts_with("Postgres refused it:") && error.contains("no_such_price"),
         "{error}"
     );
     // The queue behind it is not blocked: the next rows go through.
