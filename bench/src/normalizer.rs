@@ -344,7 +344,6 @@ async fn drain_in_child(url: &str) -> anyhow::Result<()> {
         batch_size: BATCH,
         max_batches: None,
         progress_interval: Duration::from_secs(3600),
-        hold_before_commit: Duration::ZERO,
         commit: db::commit::Commit::Asynchronous,
         log_idle_runs: true,
     };

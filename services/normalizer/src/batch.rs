@@ -91,13 +91,11 @@ pub async fn run_batch(
     after: i64,
     batch_size: i64,
     commit: Commit,
-    hold_before_commit: Duration,
 ) -> anyhow::Result<BatchOutcome> {
     let batch = Attempt {
         after,
         batch_size,
         commit,
-        hold_before_commit,
     };
     match batch.run(pool, false).await? {
         Some(outcome) => Ok(outcome),
@@ -115,7 +113,6 @@ struct Attempt {
     after: i64,
     batch_size: i64,
     commit: Commit,
-    hold_before_commit: Duration,
 }
 
 impl Attempt {
@@ -195,9 +192,6 @@ impl Attempt {
         db::queue::record_failures(&mut tx, &split.failed_ids, &split.reasons)
             .await
             .context("Failed to record the batch's normalisation errors")?;
-        if !self.hold_before_commit.is_zero() {
-            tokio::time::sleep(self.hold_before_commit).await;
-        }
         tx.commit().await.context("Failed to commit the batch")?;
         let Upserted { created, updated } = upserted;
         Ok(Some(BatchOutcome {

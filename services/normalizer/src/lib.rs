@@ -21,8 +21,6 @@ pub use drain::{run_once, Options, Summary};
 pub use requeue::requeue;
 pub use serve::serve;
 
-use std::time::Duration;
-
 use db::commit::Commit;
 use settings::NormalizerSettings;
 
@@ -33,7 +31,6 @@ impl Options {
             batch_size: settings.batch_size,
             max_batches: None,
             progress_interval: settings.progress_interval,
-            hold_before_commit: Duration::ZERO,
             commit: if settings.synchronous_commit {
                 Commit::Synchronous
             } else {

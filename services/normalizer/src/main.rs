@@ -1,7 +1,6 @@
 //! `normalizer`: turns raw_data rows into typed processed_data rows, in transactional batches.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -30,9 +29,6 @@ enum Command {
         /// Stop after this many batches.
         #[arg(long)]
         max_batches: Option<u64>,
-        /// Crash tests only: keep each batch open this many ms before commit.
-        #[arg(long, hide = true, default_value_t = 0)]
-        hold_before_commit_ms: u64,
     },
     /// Run until SIGTERM or SIGINT: normalise whenever rows are waiting.
     Serve,
@@ -56,12 +52,10 @@ fn main() -> ExitCode {
         if let Command::Run {
             batch_size,
             max_batches,
-            hold_before_commit_ms,
         } = cli.command
         {
             options.batch_size = batch_size.unwrap_or(options.batch_size);
             options.max_batches = max_batches;
-            options.hold_before_commit = Duration::from_millis(hold_before_commit_ms);
         }
         match cli.command {
             Command::Migrate => return service.migrate().await,
