@@ -283,12 +283,15 @@ async fn drain_once(
     }
     let rate = per_second(rows, start.elapsed());
 
-    let wal: f64 = sqlx::query_scalar(
-        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8",
+    let (wal, end): (f64, String) = sqlx::query_as(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8,
+                pg_current_wal_insert_lsn()::text",
     )
     .bind(&lsn)
     .fetch_one(pool)
     .await?;
+    // Where to look with `pg_waldump --stats=record -s FROM -e TO`.
+    eprintln!("    WAL of the drain: {lsn} .. {end}");
     let cost = Cost {
         wal_per_row: wal / rows as f64,
         raw_before_mb: raw_before,
@@ -335,7 +338,6 @@ async fn drain_in_child(url: &str) -> anyhow::Result<()> {
         batch_size: BATCH,
         max_batches: None,
         progress_interval: Duration::from_secs(3600),
-        hold_before_commit: Duration::ZERO,
         commit: db::commit::Commit::Asynchronous,
         log_idle_runs: true,
     };

@@ -243,7 +243,6 @@ async fn fill(pool: &PgPool, rows: usize) -> anyhow::Result<()> {
         batch_size: 1_000,
         max_batches: None,
         progress_interval: std::time::Duration::from_secs(3600),
-        hold_before_commit: std::time::Duration::ZERO,
         commit: db::commit::Commit::Asynchronous,
         log_idle_runs: false,
     };

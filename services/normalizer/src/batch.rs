@@ -5,7 +5,7 @@
 //! Bad records cost only themselves: a row whose `data` Rust cannot decode,
 //! or that the rules cannot normalise, gets its `normalize_error`; a batch
 //! whose write Postgres refuses is claimed again and written by halves
-//! (`isolate`), so the refused records are recorded and the rest commits.
+//! (`db::isolate`), so the refused records are recorded and the rest commits.
 
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,6 @@ use db::PgPool;
 use domain::listing::ActiveStatus;
 use domain::normalize::normalize;
 use serde_json::Value;
-
-use crate::isolate::upsert_isolating;
 
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,11 +81,9 @@ fn normalise_all(rows: Vec<QueuedRow>) -> Split {
 
 /// Normalises up to `batch_size` waiting rows with ids above `after` in one
 /// transaction. Should Postgres refuse a value of the batch, the batch is
-/// rolled back and done once more, written by halves (see `isolate`).
+/// rolled back and done once more, written by halves (see `db::isolate`).
 /// `Commit::Asynchronous` is safe here: a batch a Postgres crash forgets
 /// leaves its raw rows unprocessed, so they are simply normalised again.
-/// `hold_before_commit` keeps the transaction open that much longer before
-/// committing (zero in production; crash tests use it to kill mid-batch).
 // The span names the batch (the raw id it starts after) on every line of it.
 #[tracing::instrument(level = "info", skip_all, fields(batch = after, batch_size = batch_size))]
 pub async fn run_batch(
@@ -95,13 +91,11 @@ pub async fn run_batch(
     after: i64,
     batch_size: i64,
     commit: Commit,
-    hold_before_commit: Duration,
 ) -> anyhow::Result<BatchOutcome> {
     let batch = Attempt {
         after,
         batch_size,
         commit,
-        hold_before_commit,
     };
     match batch.run(pool, false).await? {
         Some(outcome) => Ok(outcome),
@@ -119,7 +113,6 @@ struct Attempt {
     after: i64,
     batch_size: i64,
     commit: Commit,
-    hold_before_commit: Duration,
 }
 
 impl Attempt {
@@ -153,10 +146,14 @@ impl Attempt {
             .await
             .context("The normalising task failed")?;
         let upserted = if careful {
-            let done = upsert_isolating(&mut tx, std::mem::take(&mut split.good))
-                .await
-                .context("Failed to write the batch into processed_data")?;
-            for (id, reason) in done.refused {
+            let good = std::mem::take(&mut split.good);
+            let done = db::isolate::write_isolating(&mut tx, &good, |conn, rows| {
+                Box::pin(db::processed::upsert(conn, rows.to_vec()))
+            })
+            .await
+            .context("Failed to write the batch into processed_data")?;
+            for (index, reason) in done.refused {
+                let id = good[index].raw_id;
                 tracing::warn!(
                     "Cannot store raw row {id} in processed_data: {}",
                     reason.escape_debug()
@@ -165,7 +162,12 @@ impl Attempt {
                 split.failed_ids.push(id);
                 split.reasons.push(reason);
             }
-            done.upserted
+            done.written
+                .iter()
+                .fold(Upserted::default(), |sum, part| Upserted {
+                    created: sum.created + part.created,
+                    updated: sum.updated + part.updated,
+                })
         } else {
             match db::processed::upsert(&mut tx, std::mem::take(&mut split.good)).await {
                 Ok(upserted) => upserted,
@@ -190,9 +192,6 @@ impl Attempt {
         db::queue::record_failures(&mut tx, &split.failed_ids, &split.reasons)
             .await
             .context("Failed to record the batch's normalisation errors")?;
-        if !self.hold_before_commit.is_zero() {
-            tokio::time::sleep(self.hold_before_commit).await;
-        }
         tx.commit().await.context("Failed to commit the batch")?;
         let Upserted { created, updated } = upserted;
         Ok(Some(BatchOutcome {

@@ -1,7 +1,6 @@
 //! The command line: `normalizer run | serve | requeue`, plus bootstrap's
 //! `migrate` and `check`. It calls the service's commands, never back.
 
-use std::time::Duration;
 
 use bootstrap::{Context, Shared};
 use clap::{Parser, Subcommand};
@@ -31,9 +30,6 @@ pub enum Command {
         /// Stop after this many batches.
         #[arg(long)]
         max_batches: Option<u64>,
-        /// Crash tests only: keep each batch open this many ms before commit.
-        #[arg(long, hide = true, default_value_t = 0)]
-        hold_before_commit_ms: u64,
     },
     /// Run until SIGTERM or SIGINT: normalise whenever rows are waiting.
     Serve,
@@ -65,14 +61,12 @@ pub async fn execute(ctx: Context, command: Command) -> anyhow::Result<()> {
         Command::Run {
             batch_size,
             max_batches,
-            hold_before_commit_ms,
         } => {
             let mut options = Options::from_settings(&ctx.settings.normalizer);
             if let Some(batch_size) = batch_size {
                 options.batch_size = batch_size;
             }
             options.max_batches = max_batches;
-            options.hold_before_commit = Duration::from_millis(hold_before_commit_ms);
             crate::run_once(&ctx.pool, &options, &ctx.shutdown)
                 .await
                 .map(drop)

@@ -19,8 +19,6 @@ pub struct Options {
     /// Stop after this many batches (None: until the queue is empty).
     pub max_batches: Option<u64>,
     pub progress_interval: Duration,
-    /// Test hook: keep each batch transaction open this long before commit.
-    pub hold_before_commit: Duration,
     /// Whether a batch waits for its WAL flush at commit.
     pub commit: Commit,
     /// Write an `operations_log` row even when there was nothing to do
@@ -100,15 +98,7 @@ pub async fn run_once(
         {
             break Ok(());
         }
-        let batch = match run_batch(
-            pool,
-            after,
-            options.batch_size,
-            options.commit,
-            options.hold_before_commit,
-        )
-        .await
-        {
+        let batch = match run_batch(pool, after, options.batch_size, options.commit).await {
             Ok(batch) => batch,
             Err(err) => break Err(err),
         };

@@ -17,7 +17,6 @@
 pub mod batch;
 pub mod cli;
 pub mod drain;
-mod isolate;
 mod requeue;
 mod serve;
 
@@ -25,9 +24,12 @@ pub use drain::{run_once, Options, Summary};
 pub use requeue::requeue;
 pub use serve::serve;
 
+<<<<<<< HEAD
 use std::time::Duration;
 
 use bootstrap::Context;
+=======
+>>>>>>> norm
 use db::commit::Commit;
 use settings::NormalizerSettings;
 
@@ -46,7 +48,6 @@ impl Options {
             batch_size: settings.batch_size,
             max_batches: None,
             progress_interval: settings.progress_interval,
-            hold_before_commit: Duration::ZERO,
             commit: if settings.synchronous_commit {
                 Commit::Synchronous
             } else {

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use common::{count, insert, many, options, sample_page, Raw};
+use common::{count, insert, many, options, sample_page, Gate, Raw};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -296,7 +296,7 @@ async fn a_record_postgres_refuses_is_isolated_and_the_other_199_of_its_batch_co
     .unwrap();
     assert_eq!(inner_id, "60000117");
     assert!(
-        error.starts_with("Postgres refused the record:") && error.contains("no_such_price"),
+        error.starts_with("Postgres refused it:") && error.contains("no_such_price"),
         "{error}"
     );
     // The queue behind it is not blocked: the next rows go through.
@@ -441,27 +441,20 @@ async fn a_row_requeued_behind_a_running_drain_is_normalised_before_the_drain_en
     let rows = many(400);
     let first = rows[0].inner_id.clone();
     insert(&pool, &rows).await;
-    // 40 batches held 15 ms each: the drain runs for well over half a second.
+    // Batch 6 (rows 51-60) is held at a gate: the drain is past the first
+    // row and cannot end until the test lets it go.
+    let gate = Gate::close(&pool, &rows[54].inner_id).await;
     let drain = {
         let pool = pool.clone();
-        let options = normalizer::Options {
-            hold_before_commit: Duration::from_millis(15),
-            ..options(10)
-        };
+        let options = options(10);
         tokio::spawn(async move {
             normalizer::run_once(&pool, &options, &CancellationToken::new()).await
         })
     };
-    // Once the drain is past the first row, the loader rewrites it.
+    gate.wait_for_a_batch(&pool).await;
+    // The loader rewrites the first row, behind the drain's position.
     let done = "SELECT count(*) FROM raw_data WHERE is_processed";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while count(&pool, done).await < 50 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the drain made no progress"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert_eq!(count(&pool, done).await, 50, "five batches committed");
     sqlx::query(
         "UPDATE raw_data SET data = data || '{\"price\": \"123456\"}', is_processed = false
           WHERE inner_id = $1",
@@ -474,6 +467,7 @@ async fn a_row_requeued_behind_a_running_drain_is_normalised_before_the_drain_en
         count(&pool, done).await < 399,
         "the drain ended before the row went back into the queue: inconclusive"
     );
+    gate.open().await;
     let summary = drain.await.unwrap().unwrap();
     assert_eq!((summary.created, summary.updated), (400, 1));
     assert_eq!(

@@ -16,7 +16,7 @@ fn help_describes_the_binary_and_its_subcommands() {
     );
     assert!(
         !text.contains("hold-before-commit"),
-        "the crash-test hook stays hidden: {text}"
+        "no test hook among the production flags (tests hold batches from their side): {text}"
     );
 }
 

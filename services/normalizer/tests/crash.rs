@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{count, insert, many};
+use common::{count, insert, many, Gate};
 use nix::sys::signal::Signal;
 use sqlx::PgPool;
 use test_support::cli::Running;
@@ -80,24 +80,24 @@ async fn finish_and_check_exactly_once(pool: &PgPool, url: &str, total: i64, bef
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn kill_9_while_a_batch_is_open_loses_nothing_and_redoes_nothing(pool: PgPool) {
     let url = test_support::database_url(&pool.connect_options());
-    insert(&pool, &many(1_000)).await;
+    let rows = many(1_000);
+    insert(&pool, &rows).await;
+    // Batch 4 (rows 301-400) is held open mid-write by the test, from outside.
+    let gate = Gate::close(&pool, &rows[349].inner_id).await;
 
     let mut normalizer = Running::start(
         BIN,
-        &[
-            "run",
-            "--batch-size",
-            "100",
-            "--hold-before-commit-ms",
-            "400",
-        ],
+        &["run", "--batch-size", "100"],
         &[("DATABASE_URL", &url), ("CARFEED__LOG__LEVEL", "debug")],
     );
     normalizer.wait_for_line("Stored batch 3 ", Duration::from_secs(30));
-    // Batch 4 is now claimed, written and held open before its commit.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Batch 4 is now claimed, partly written and waiting at the gate.
+    gate.wait_for_a_batch(&pool).await;
     normalizer.signal(Signal::SIGKILL);
     normalizer.wait_exit(Duration::from_secs(10));
+    // The orphaned backend finishes its statement, finds its client gone
+    // and rolls back; it never sees a COMMIT.
+    gate.open().await;
 
     assert_no_partial_batch(&pool).await;
     assert_eq!(

@@ -76,7 +76,6 @@ pub fn options(batch_size: i64) -> normalizer::Options {
         batch_size,
         max_batches: None,
         progress_interval: Duration::from_secs(3600),
-        hold_before_commit: Duration::ZERO,
         commit: db::commit::Commit::Asynchronous,
         log_idle_runs: true,
     }
@@ -99,5 +98,43 @@ pub async fn wait_for_count(pool: &PgPool, sql: &str, want: i64, timeout: Durati
             "{sql}: {got}, expected {want} within {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Holds a batch from the test side: an uncommitted `processed_data` row
+/// for `inner_id`, so the batch that writes that listing waits in its upsert
+/// (a second insert of a key waits for the first inserter) with its rows
+/// claimed and its transaction open, until the gate is dropped or rolled
+/// back. Nothing in the normaliser knows about it.
+pub struct Gate {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+}
+
+impl Gate {
+    pub async fn close(pool: &PgPool, inner_id: &str) -> Self {
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("INSERT INTO processed_data (inner_id, raw_id, record) VALUES ($1, 0, '{}')")
+            .bind(inner_id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        Self { tx }
+    }
+
+    /// Waits until a normaliser's batch waits at the gate.
+    pub async fn wait_for_a_batch(&self, pool: &PgPool) {
+        wait_for_count(
+            pool,
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO processed_data%'",
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
+    /// Lets the held batch go on (its write then finds no row in the way).
+    pub async fn open(self) {
+        self.tx.rollback().await.unwrap();
     }
 }
