@@ -1,7 +1,6 @@
 //! The command line: `normalizer run | serve | requeue`, plus bootstrap's
 //! `migrate` and `check`. It calls the service's commands, never back.
 
-
 use bootstrap::{Context, Shared};
 use clap::{Parser, Subcommand};
 

@@ -24,12 +24,7 @@ pub use drain::{run_once, Options, Summary};
 pub use requeue::requeue;
 pub use serve::serve;
 
-<<<<<<< HEAD
-use std::time::Duration;
-
 use bootstrap::Context;
-=======
->>>>>>> norm
 use db::commit::Commit;
 use settings::NormalizerSettings;
 
