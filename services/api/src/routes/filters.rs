@@ -77,7 +77,7 @@ pub struct Range {
     )
 )]
 pub async fn filters(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let ttl = state.config.filters_cache_ttl;
+    let ttl = state.config.api.filters_cache_ttl;
     let body = state
         .filters
         .get_or_refresh(ttl, || async {
@@ -86,7 +86,7 @@ pub async fn filters(State(state): State<AppState>) -> Result<Response, ApiError
             // statement timeout meant for the per-request queries.
             let timeout = format!(
                 "SET LOCAL statement_timeout = {}",
-                state.config.request_timeout.as_millis()
+                state.config.api.request_timeout.as_millis()
             );
             let rows = state
                 .pool
