@@ -10,8 +10,8 @@
 //! sides of a ratio instead of looking like a cost. The load generator
 //! (`load.rs`) is in this process. Figures: peak req/s, p50/p99 at an open
 //! loop of half the peak, page 1,000 against page 1, the guards
-//! (statement_timeout, in-flight cap, limiter) on against off, auth on
-//! against off, and peak resident memory. Beside the direct latency, a
+//! (statement_timeout, in-flight cap, limiter) on against off, and peak
+//! resident memory. Every variant is sent a token issued like a user's. Beside the direct latency, a
 //! canned answer (the same bytes from a bare axum server, no database) at
 //! the same rate shows the floor the machine itself puts under any server's
 //! latency. Each run also prints
@@ -91,16 +91,11 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         .to_owned();
     let url = database_url(&db.pool).await?;
 
-    // The production variant, one with the guards off, one without auth,
-    // and another production one for nginx: each process serves one
-    // variant's load only.
+    // The production variant, one with the guards off, and another
+    // production one for nginx: each process serves one variant's load only.
     let production = Variant::new("bench-api", PRODUCTION);
     let full = Server::start(&url, &production)?;
     let guards_off = Server::start(&url, &Variant::new("bench-api-guards-off", GUARDS_OFF))?;
-    let no_auth = Server::start(
-        &url,
-        &Variant::new("bench-api-auth-off", PRODUCTION).without_auth(),
-    )?;
     let proxied = Server::start(&url, &Variant::new("bench-api-nginx", PRODUCTION))?;
     let binary = Nginx::binary();
     let nginx = match &binary {
@@ -130,7 +125,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     // One request each first: the token is then in every api's cache, as in
     // a steady state. (32 concurrent first requests would each look the
     // token up, and those past api.rate_limit.lookups_burst get a 429.)
-    for server in [&full, &guards_off, &no_auth, &proxied] {
+    for server in [&full, &guards_off, &proxied] {
         load.get(&format!("{}{TYPICAL}", server.base())).await?;
     }
     eprintln!("bench api: pgbench replays {}", replay.sql);
@@ -138,7 +133,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         eprintln!("bench api: could not raise the load generator's priority; see its send lag");
     }
     let mut cpu = Cpu {
-        api: vec![full.pid(), guards_off.pid(), no_auth.pid(), proxied.pid()],
+        api: vec![full.pid(), guards_off.pid(), proxied.pid()],
         nginx: nginx
             .iter()
             .chain(candidates.iter().map(|(_, c)| c))
@@ -157,11 +152,10 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         "peak_pgbench_force_custom_plan",
         "peak_guards_off",
         "peak_direct",
-        "peak_auth_off",
     ]
     .map(String::from)
     .into();
-    let mut bases = vec![guards_off.base(), full.base(), no_auth.base()];
+    let mut bases = vec![guards_off.base(), full.base()];
     if let Some(nginx) = &nginx {
         labels.push("peak_nginx".into());
         bases.push(nginx.base());
@@ -178,7 +172,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
         warmup: plan.warmup * PEAK_SLICES,
     };
     let peaks = interleaved(&sliced, &labels, |i| {
-        let load = if i >= PGBENCH_LABELS + 3 {
+        let load = if i >= PGBENCH_LABELS + 2 {
             &load_nginx
         } else {
             &load
@@ -200,13 +194,11 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     let [pgbench_api, pgbench_replanned] = [0, 1].map(|i| Measured::from_runs(peaks[i].clone()));
     let pgbench_ratio = paired("api / pgbench", &peaks[3], &peaks[0]);
     let peaks = peaks[PGBENCH_LABELS..].to_vec();
-    let [peak_guards_off, peak, peak_no_auth] =
-        [0, 1, 2].map(|i| Measured::from_runs(peaks[i].clone()));
+    let [peak_guards_off, peak] = [0, 1].map(|i| Measured::from_runs(peaks[i].clone()));
     let guards_ratio = paired("guards on / off", &peaks[1], &peaks[0]);
-    let auth_ratio = paired("auth on / off", &peaks[1], &peaks[2]);
     let peak_nginx = nginx
         .as_ref()
-        .map(|_| Measured::from_runs(peaks[3].clone()));
+        .map(|_| Measured::from_runs(peaks[2].clone()));
 
     // The floor under the direct latency: the typical page's bytes from a
     // bare axum server with no api and no database, at the same rate, in
@@ -227,12 +219,12 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     ];
     if let Some(peak_nginx) = &peak_nginx {
         labels.push("half_peak_nginx".into());
-        targets.push((urls[3].clone(), peak_nginx.median / 2.0, false));
+        targets.push((urls[2].clone(), peak_nginx.median / 2.0, false));
         for (i, (source, _)) in candidates.iter().enumerate() {
-            paired(&format!("nginx {source} / nginx"), &peaks[4 + i], &peaks[3]);
+            paired(&format!("nginx {source} / nginx"), &peaks[3 + i], &peaks[2]);
             // At the repo's rate, so the latencies are comparable.
             labels.push(format!("half_peak_nginx_candidate {source}"));
-            targets.push((urls[4 + i].clone(), peak_nginx.median / 2.0, false));
+            targets.push((urls[3 + i].clone(), peak_nginx.median / 2.0, false));
         }
     }
     // For finding where the tail comes from: the api direct at fixed rates,
@@ -286,7 +278,7 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     // The larger of the two production processes' high-water marks.
     let rss = full.peak_rss_mib()?.max(proxied.peak_rss_mib()?);
     drop((nginx, candidates));
-    drop((full, guards_off, no_auth, proxied));
+    drop((full, guards_off, proxied));
 
     let (p50_median, p99_median) = (p50.median, p99.median);
     let mut figures = vec![
@@ -367,26 +359,10 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
             Some(0.95),
         ),
         Figure::new(
-            "peak, auth on / off",
-            "ratio",
-            auth_ratio,
-            Some(("same slice pair", 1.0)),
-            Better::Higher,
-            Some(0.90),
-        ),
-        Figure::new(
             "peak, guards off",
             "req/s",
             peak_guards_off,
             Some(("guards on", peak.median)),
-            Better::Higher,
-            None,
-        ),
-        Figure::new(
-            "peak, auth off",
-            "req/s",
-            peak_no_auth,
-            Some(("auth on", peak.median)),
             Better::Higher,
             None,
         ),

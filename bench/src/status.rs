@@ -23,8 +23,11 @@ pub async fn run(
     let pool = &database.pool;
     fill(pool, rows).await?;
 
-    let config = ::api::ApiConfig::for_tests();
-    let state = ::api::AppState::new(::api::pool::bounded(pool, config.statement_timeout), config);
+    let config = ::api::Config::for_tests();
+    let state = ::api::AppState::new(
+        ::api::pool::bounded(pool, config.api.statement_timeout),
+        config,
+    );
     let status = ::api::admin::compute(&state).await?;
     eprintln!(
         "bench status: state {:?}; waiting {}, tasks pending {}, completed {}",

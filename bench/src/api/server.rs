@@ -52,8 +52,6 @@ pub struct Variant {
     pub name: String,
     /// Settings overrides, as environment variables.
     pub overrides: Vec<(String, String)>,
-    /// `false`: data endpoints serve without a token (bench only).
-    pub auth: bool,
     /// The pool's size; None: `database.max_connections`, as `api serve`.
     pub pool: Option<u32>,
     /// Not the api: a bare axum server answering every request with these
@@ -70,7 +68,6 @@ impl Variant {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
-            auth: true,
             pool: None,
             canned: None,
         }
@@ -82,11 +79,6 @@ impl Variant {
             canned: Some(body),
             ..Self::new(name, &[])
         }
-    }
-
-    pub fn without_auth(mut self) -> Self {
-        self.auth = false;
-        self
     }
 
     pub fn with(mut self, key: &str, value: &str) -> Self {
@@ -121,7 +113,6 @@ struct Spec {
     url: String,
     name: String,
     overrides: Vec<(String, String)>,
-    auth: bool,
     pool: Option<u32>,
     canned: Option<String>,
 }
@@ -136,7 +127,6 @@ async fn serve_child(spec: &str) -> anyhow::Result<()> {
     let variant = Variant {
         name: spec.name,
         overrides: spec.overrides,
-        auth: spec.auth,
         pool: spec.pool,
         canned: None,
     };
@@ -149,17 +139,11 @@ async fn serve_child(spec: &str) -> anyhow::Result<()> {
         application_name: variant.name.clone(),
     };
     let pool = db::connect(&spec.url, &options).await?;
-    let mut config = api::ApiConfig::from_settings(&settings, SECRET.to_vec())?;
-    config.require_token = variant.auth;
-    let bounded = api::pool::bounded(&pool, config.statement_timeout);
+    // The api `api serve` builds, from these settings (SECRET_KEY included).
+    let state = api::state(&settings, &pool)?;
     pool.close().await;
     let listener = listen().await?;
-    api::serve(
-        listener,
-        api::AppState::new(bounded, config),
-        stdin_closed(),
-    )
-    .await
+    api::serve(listener, state, stdin_closed()).await
 }
 
 /// Answers every request with `body`, on the api's HTTP stack (axum on the
@@ -212,7 +196,6 @@ impl Server {
             url: url.to_owned(),
             name: variant.name.clone(),
             overrides: variant.overrides.clone(),
-            auth: variant.auth,
             pool: variant.pool,
             canned: variant.canned.clone(),
         })?;

@@ -1,7 +1,7 @@
 //! Who is calling: the client IP (behind trusted proxies only from the
-//! header nginx overwrites) and the token, if any. `identify` runs on every
-//! request and leaves an [`Identity`] for the rate limiter and
-//! `require_token`; token lookups are cached for `token_cache_ttl`, and
+//! header nginx overwrites) and the token, if any, as an [`Identity`] (left
+//! on every request by `middleware::identify` for the rate limiter and
+//! `middleware::require_token`); token lookups are cached for `token_cache_ttl`, and
 //! `last_used_at` is written by [`TokenCache::flush_last_used`] at most once a
 //! minute per token, in one statement for all of them.
 
@@ -11,19 +11,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderMap};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use db::tokens::TokenGrant;
-use domain::token::Token;
+use settings::ApiSettings;
 use tokio::sync::OnceCell;
 
-use crate::config::ApiConfig;
 use crate::error::ApiError;
-use crate::limit;
 use crate::pool::ApiPool;
-use crate::state::AppState;
 
 /// How often `last_used_at` may be written for one token.
 pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(60);
@@ -47,10 +43,10 @@ pub struct Identity {
 
 pub const NO_TOKEN: &str =
     "a token is required: send Authorization: Bearer <token> or X-API-Key: <token>";
-const MALFORMED: &str = "the token is malformed: a token is 16 letters and digits";
-const UNKNOWN: &str = "the token is not known";
-const EXPIRED: &str = "the token has expired";
-const REVOKED: &str = "the token has been revoked";
+pub const MALFORMED: &str = "the token is malformed: a token is 16 letters and digits";
+pub const UNKNOWN: &str = "the token is not known";
+pub const EXPIRED: &str = "the token has expired";
+pub const REVOKED: &str = "the token has been revoked";
 
 /// When a token's hash was looked up, and what was found.
 type Lookup = (Instant, Option<TokenGrant>);
@@ -85,7 +81,7 @@ impl Default for TokenCache {
 
 impl TokenCache {
     /// The cached lookup of `hash`, if it is younger than `ttl`.
-    fn cached(&self, hash: &[u8; 32], ttl: Duration) -> Option<Option<TokenGrant>> {
+    pub(crate) fn cached(&self, hash: &[u8; 32], ttl: Duration) -> Option<Option<TokenGrant>> {
         self.lookups
             .get(hash)
             .filter(|(at, _)| at.elapsed() < ttl)
@@ -93,7 +89,11 @@ impl TokenCache {
     }
 
     /// Looks `hash` up in the database and caches the answer.
-    async fn fetch(&self, pool: &ApiPool, hash: [u8; 32]) -> Result<Option<TokenGrant>, ApiError> {
+    pub(crate) async fn fetch(
+        &self,
+        pool: &ApiPool,
+        hash: [u8; 32],
+    ) -> Result<Option<TokenGrant>, ApiError> {
         let grant = pool
             .run(async |conn| db::tokens::find_by_hash(conn, &hash).await)
             .await?;
@@ -104,7 +104,7 @@ impl TokenCache {
     /// Runs `lead` (limit, then look up) for `hash` unless a lookup of it is
     /// already under way, whose answer is then shared. A refused or failed
     /// lead leaves the next waiter to lead with its own.
-    async fn lookup_once<F, Fut>(
+    pub(crate) async fn lookup_once<F, Fut>(
         &self,
         hash: [u8; 32],
         lead: F,
@@ -122,7 +122,7 @@ impl TokenCache {
         answer
     }
 
-    fn note_use(&self, id: i64) {
+    pub(crate) fn note_use(&self, id: i64) {
         let now = Instant::now();
         let mut touched = lock(&self.touched);
         let due = touched
@@ -152,106 +152,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Middleware: works out the [`Identity`] of every request.
-pub async fn identify(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let address = client_ip(&request, &state.config);
-    let identity = match presented_token(request.headers()) {
-        None => Identity {
-            caller: Caller::Address(address),
-            refusal: Some(NO_TOKEN),
-        },
-        Some(text) => match Token::parse(&text) {
-            Err(_) => Identity {
-                caller: Caller::Address(address),
-                refusal: Some(MALFORMED),
-            },
-            Ok(token) => {
-                let hash = token.hash(&state.config.secret_key);
-                let grant = match state.tokens.cached(&hash, state.config.token_cache_ttl) {
-                    Some(grant) => grant,
-                    None => {
-                        let lead = || async {
-                            // Before the database: random tokens from one
-                            // address are refused here.
-                            if let Some(limiter) = &state.lookup_limiter {
-                                if let Some(refusal) = limit::check_lookup(limiter, address) {
-                                    return Err(refusal);
-                                }
-                            }
-                            state
-                                .tokens
-                                .fetch(&state.pool, hash)
-                                .await
-                                .map_err(IntoResponse::into_response)
-                        };
-                        match state.tokens.lookup_once(hash, lead).await {
-                            Ok(grant) => grant,
-                            Err(refusal) => return refusal,
-                        }
-                    }
-                };
-                identity_of(grant, address, &state)
-            }
-        },
-    };
-    request.extensions_mut().insert(identity);
-    next.run(request).await
-}
-
-fn identity_of(grant: Option<TokenGrant>, address: IpAddr, state: &AppState) -> Identity {
-    let refusal = match &grant {
-        None => Some(UNKNOWN),
-        Some(g) if g.revoked_at.is_some() => Some(REVOKED),
-        Some(g) if !g.is_valid_at(chrono::Utc::now()) => Some(EXPIRED),
-        Some(_) => None,
-    };
-    match (grant, refusal) {
-        (Some(grant), None) => {
-            state.tokens.note_use(grant.id);
-            Identity {
-                caller: Caller::Token(grant.id),
-                refusal: None,
-            }
-        }
-        (_, refusal) => Identity {
-            caller: Caller::Address(address),
-            refusal,
-        },
-    }
-}
-
-/// Middleware for data endpoints: 401 without a valid token, 429 when the
-/// token already has `max_in_flight_per_token` requests in flight.
-pub async fn require_token(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let identity = request.extensions().get::<Identity>();
-    if state.config.require_token {
-        let refusal = match identity {
-            Some(identity) => identity.refusal,
-            None => Some(NO_TOKEN),
-        };
-        if let Some(refusal) = refusal {
-            return ApiError::Unauthorized(refusal).into_response();
-        }
-    }
-    let _in_flight = match (
-        identity.map(|i| &i.caller),
-        state.config.max_in_flight_per_token,
-    ) {
-        (Some(Caller::Token(id)), Some(cap)) => match state.in_flight.enter(*id, cap) {
-            Some(guard) => Some(guard),
-            None => return limit::too_many_in_flight(cap),
-        },
-        _ => None,
-    };
-    next.run(request).await
-}
-
 /// `Authorization: Bearer <token>`, else `X-API-Key: <token>`.
-fn presented_token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn presented_token(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let text = value.to_str().unwrap_or("");
         return Some(match text.split_once(' ') {
@@ -268,17 +170,17 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The connection's peer, or the proxy header when the peer is a trusted proxy.
-pub fn client_ip(request: &Request, config: &ApiConfig) -> IpAddr {
+pub fn client_ip(request: &Request, api: &ApiSettings) -> IpAddr {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    if !config.trusted_proxies.iter().any(|r| r.contains(peer)) {
+    if !api.trusted_proxies.iter().any(|r| r.contains(peer)) {
         return peer;
     }
     request
         .headers()
-        .get(&config.client_ip_header)
+        .get(&api.client_ip_header)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<IpAddr>().ok())
         .unwrap_or(peer)

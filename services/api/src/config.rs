@@ -1,41 +1,53 @@
-//! What the api needs from the settings, resolved once at start.
+//! What the api runs with: its settings section and the status rules as
+//! loaded (typed once, in `settings`: nothing here converts them again),
+//! and the key of the tokens' keyed hash.
 
-use std::time::Duration;
+use settings::{ApiSettings, KeyOrigin, Settings, SettingsError, StatusSettings};
 
-use axum::http::HeaderName;
-use settings::{IpRange, KeyOrigin, Settings, SettingsError};
-
-/// The api's runtime configuration. Tests and the bench build one with
-/// [`ApiConfig::for_tests`] and change fields as they need.
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    /// `SECRET_KEY`: the key of the tokens' keyed hash.
+#[derive(Clone)]
+pub struct Config {
+    /// `api.*`.
+    pub api: ApiSettings,
+    /// `status.*`: the status page's cache and rules.
+    pub status: StatusSettings,
+    /// `SECRET_KEY`: the key of the tokens' keyed hash (see [`secret_key`]).
     pub secret_key: Vec<u8>,
-    pub default_page_size: u32,
-    pub max_page_size: u32,
-    pub request_timeout: Duration,
-    pub max_body_bytes: usize,
-    pub cors_origins: Vec<String>,
-    pub filters_cache_ttl: Duration,
-    pub stats_cache_ttl: Duration,
-    pub token_cache_ttl: Duration,
-    pub trusted_proxies: Vec<IpRange>,
-    pub client_ip_header: HeaderName,
-    pub rate_limit: Option<RateLimit>,
-    /// Token lookups in the database per client address, checked before the
-    /// lookup (None: unlimited, as when `api.rate_limit.enabled` is false).
-    pub lookup_limit: Option<RateLimit>,
-    /// Postgres' `statement_timeout` on the api's connections (see `pool`);
-    /// zero: none.
-    pub statement_timeout: Duration,
-    /// Requests one token may have in flight (None: no cap, as when
-    /// `api.max_in_flight_per_token` is 0).
-    pub max_in_flight_per_token: Option<u32>,
-    /// Whether data endpoints demand a token. Always true in `api serve`;
-    /// only the bench turns it off, to measure what authentication costs.
-    pub require_token: bool,
-    /// The status page's cache and rules (`status.*`).
-    pub status: settings::StatusSettings,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("api", &self.api)
+            .field("status", &self.status)
+            .field("secret_key", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl Config {
+    pub fn from_settings(settings: &Settings, secret_key: Vec<u8>) -> Self {
+        Self {
+            api: settings.api.clone(),
+            status: settings.status.clone(),
+            secret_key,
+        }
+    }
+
+    /// The shipped config.yaml with a fixed test secret, a CORS origin,
+    /// `/stats` uncached and rate limits tests do not reach unless they lower
+    /// them.
+    pub fn for_tests() -> Self {
+        let settings = settings::load_from(&settings::Env::from_pairs([
+            ("CARFEED__API__CORS_ORIGINS", "https://cars.example.com"),
+            ("CARFEED__API__STATS_CACHE_TTL", "0s"),
+            ("CARFEED__API__RATE_LIMIT__PER_SECOND", "1000"),
+            ("CARFEED__API__RATE_LIMIT__BURST", "1000"),
+            ("CARFEED__API__RATE_LIMIT__LOOKUPS_PER_SECOND", "1000"),
+            ("CARFEED__API__RATE_LIMIT__LOOKUPS_BURST", "1000"),
+        ]))
+        .expect("the built-in config.yaml is valid");
+        Self::from_settings(&settings, b"test-secret-key-of-at-least-32-chars!".to_vec())
+    }
 }
 
 /// `SECRET_KEY` (see `settings::Secrets::secret_key`), saying in the log
@@ -55,73 +67,4 @@ pub fn secret_key(settings: &Settings) -> Result<Vec<u8>, SettingsError> {
         ),
     }
     Ok(key.expose().to_vec())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub per_second: u32,
-    pub burst: u32,
-}
-
-impl ApiConfig {
-    /// The settings' values, with the key from [`secret_key`].
-    pub fn from_settings(settings: &Settings, secret_key: Vec<u8>) -> anyhow::Result<Self> {
-        let api = &settings.api;
-        Ok(Self {
-            secret_key,
-            default_page_size: api.default_page_size,
-            max_page_size: api.max_page_size,
-            request_timeout: api.request_timeout,
-            max_body_bytes: api.max_body_bytes,
-            cors_origins: api.cors_origins.clone(),
-            filters_cache_ttl: api.filters_cache_ttl,
-            stats_cache_ttl: api.stats_cache_ttl,
-            token_cache_ttl: api.token_cache_ttl,
-            trusted_proxies: api.trusted_proxies.clone(),
-            client_ip_header: api.client_ip_header.clone(),
-            rate_limit: api.rate_limit.requests().map(|r| RateLimit {
-                per_second: r.per_second.get(),
-                burst: r.burst.get(),
-            }),
-            lookup_limit: api.rate_limit.lookups().map(|r| RateLimit {
-                per_second: r.per_second.get(),
-                burst: r.burst.get(),
-            }),
-            statement_timeout: api.statement_timeout,
-            max_in_flight_per_token: api.max_in_flight_per_token.map(|cap| cap.get()),
-            require_token: true,
-            status: settings.status.clone(),
-        })
-    }
-
-    /// The shipped defaults with a fixed test secret and no proxies trusted.
-    pub fn for_tests() -> Self {
-        Self {
-            secret_key: b"test-secret-key-of-at-least-32-chars!".to_vec(),
-            default_page_size: 20,
-            max_page_size: 100,
-            request_timeout: Duration::from_secs(10),
-            max_body_bytes: 16 * 1024,
-            cors_origins: vec!["https://cars.example.com".into()],
-            filters_cache_ttl: Duration::from_secs(60),
-            stats_cache_ttl: Duration::ZERO,
-            token_cache_ttl: Duration::from_secs(30),
-            trusted_proxies: Vec::new(),
-            client_ip_header: HeaderName::from_static("x-real-ip"),
-            rate_limit: Some(RateLimit {
-                per_second: 1000,
-                burst: 1000,
-            }),
-            lookup_limit: Some(RateLimit {
-                per_second: 1000,
-                burst: 1000,
-            }),
-            statement_timeout: Duration::from_secs(2),
-            max_in_flight_per_token: Some(32),
-            require_token: true,
-            status: settings::load_from(&settings::Env::default())
-                .expect("the built-in config.yaml is valid")
-                .status,
-        }
-    }
 }

@@ -16,6 +16,7 @@ pub mod cursor;
 pub mod error;
 pub mod limit;
 pub mod metrics;
+pub mod middleware;
 pub mod params;
 pub mod pool;
 pub mod routes;
@@ -40,9 +41,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
-pub use config::ApiConfig;
+pub use config::Config;
 pub use state::AppState;
 
 use crate::error::ApiError;
@@ -57,34 +59,35 @@ pub fn app(state: AppState) -> Router {
         .merge(offers::router())
         .merge(filters::router())
         .merge(stats::router())
-        .route_layer(from_fn_with_state(state.clone(), auth::require_token));
+        .route_layer(from_fn_with_state(state.clone(), middleware::require_token));
     // Data and docs are rate limited (by token, else by address); health,
     // readiness and metrics are not, so probes never see a 429.
     let mut limited = data.merge(docs::router());
     if let Some(limiter) = &state.limiter {
         limited = limited.route_layer(limit::layer(limiter));
     }
-    let limited = limited.route_layer(from_fn_with_state(state.clone(), auth::identify));
+    let limited = limited.route_layer(from_fn_with_state(state.clone(), middleware::identify));
     Router::new()
         .merge(limited)
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /api/v1/docs".into()) })
-        .layer(from_fn_with_state(state.clone(), metrics::track))
-        .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), middleware::track))
+        .layer(RequestBodyLimitLayer::new(state.config.api.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            state.config.request_timeout,
+            state.config.api.request_timeout,
         ))
-        .layer(cors(&state.config))
+        .layer(cors(&state.config.api.cors_origins))
         .layer(from_fn(error::uniform_errors))
         .layer(CompressionLayer::new().gzip(true))
         // Outermost: every request has an id (nginx's X-Request-Id, else a
-        // new one), sent back, and a span carrying it around all its logs.
+        // new one), sent back, and a span carrying it around all its logs;
+        // each response is logged at DEBUG (status, latency) in that span.
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
                 .on_request(())
-                .on_response(())
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
@@ -104,9 +107,8 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     tracing::info_span!("request", request_id = id, path = request.uri().path())
 }
 
-fn cors(config: &ApiConfig) -> CorsLayer {
-    let origins: Vec<HeaderValue> = config
-        .cors_origins
+fn cors(cors_origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = cors_origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
@@ -128,8 +130,8 @@ fn cors(config: &ApiConfig) -> CorsLayer {
 /// Refuses to start without a usable `SECRET_KEY` (a settings error: exit
 /// code 2). The bench builds its api through this too.
 pub fn state(settings: &Settings, pool: &PgPool) -> anyhow::Result<AppState> {
-    let config = ApiConfig::from_settings(settings, config::secret_key(settings)?)?;
-    let bounded = pool::bounded(pool, config.statement_timeout);
+    let config = Config::from_settings(settings, config::secret_key(settings)?);
+    let bounded = pool::bounded(pool, config.api.statement_timeout);
     Ok(AppState::new(bounded, config))
 }
 

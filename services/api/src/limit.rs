@@ -23,8 +23,9 @@ use tower_governor::governor::{GovernorConfig, GovernorConfigBuilder};
 use tower_governor::key_extractor::KeyExtractor;
 use tower_governor::{GovernorError, GovernorLayer};
 
+use settings::RateLimit;
+
 use crate::auth::{Caller, Identity};
-use crate::config::RateLimit;
 use crate::error::error_response;
 
 /// Reads the [`Identity`] that `auth::identify` left on the request.
@@ -47,10 +48,10 @@ pub type Limiter = Arc<GovernorConfig<CallerKey, StateInformationMiddleware>>;
 
 /// The limiter's configuration: `per_second` tokens refilled evenly, up to `burst`.
 pub fn limiter(limit: RateLimit) -> Limiter {
-    let period = Duration::from_nanos(1_000_000_000 / u64::from(limit.per_second.max(1)));
+    let period = Duration::from_nanos(1_000_000_000 / u64::from(limit.per_second.get()));
     let config = GovernorConfigBuilder::default()
         .period(period)
-        .burst_size(limit.burst.max(1))
+        .burst_size(limit.burst.get())
         .key_extractor(CallerKey)
         .error_handler(too_many_requests)
         .use_headers()
@@ -111,10 +112,8 @@ fn too_many_requests(error: GovernorError) -> axum::response::Response {
 pub type LookupLimiter = Arc<DefaultKeyedRateLimiter<IpAddr>>;
 
 pub fn lookup_limiter(limit: RateLimit) -> LookupLimiter {
-    let per_second = NonZeroU32::new(limit.per_second).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
     Arc::new(DefaultKeyedRateLimiter::keyed(
-        Quota::per_second(per_second).allow_burst(burst),
+        Quota::per_second(limit.per_second).allow_burst(limit.burst),
     ))
 }
 
@@ -136,10 +135,10 @@ pub struct InFlight(Mutex<HashMap<i64, u32>>);
 impl InFlight {
     /// Counts one more request of `token`, or None when it already has
     /// `cap` in flight. The count drops when the guard does.
-    pub fn enter(self: &Arc<Self>, token: i64, cap: u32) -> Option<InFlightGuard> {
+    pub fn enter(self: &Arc<Self>, token: i64, cap: NonZeroU32) -> Option<InFlightGuard> {
         let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let count = counts.entry(token).or_default();
-        if *count >= cap {
+        if *count >= cap.get() {
             return None;
         }
         *count += 1;
@@ -151,7 +150,7 @@ impl InFlight {
 }
 
 /// The 429 of a token over its cap of requests in flight.
-pub fn too_many_in_flight(cap: u32) -> Response {
+pub fn too_many_in_flight(cap: NonZeroU32) -> Response {
     refused(
         1,
         &format!("this token already has {cap} requests in flight"),

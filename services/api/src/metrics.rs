@@ -5,13 +5,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-
-use crate::state::AppState;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
@@ -30,7 +23,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn observe(&self, route: &str, status: u16, seconds: f64) {
+    pub(crate) fn observe(&self, route: &str, status: u16, seconds: f64) {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *requests.entry((route.to_owned(), status)).or_default() += 1;
         drop(requests);
@@ -89,22 +82,4 @@ impl Metrics {
         }
         out
     }
-}
-
-/// Middleware: counts every request under its route pattern (never the raw
-/// path, which would give every offer id its own series).
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
-    let start = Instant::now();
-    let response = next.run(request).await;
-    state.metrics.observe(
-        &route,
-        response.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
-    response
 }

@@ -1,4 +1,5 @@
-//! What every handler shares.
+//! What every handler shares, built from its parts (`config`, `auth`'s
+//! token cache, `limit`'s limiters, `metrics`); none of them imports it.
 
 use std::future::Future;
 use std::ops::Deref;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 
 use crate::auth::TokenCache;
-use crate::config::ApiConfig;
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::limit::{self, InFlight, Limiter, LookupLimiter};
 use crate::metrics::Metrics;
@@ -21,7 +22,7 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub pool: ApiPool,
-    pub config: Arc<ApiConfig>,
+    pub config: Arc<Config>,
     pub tokens: Arc<TokenCache>,
     pub limiter: Option<Limiter>,
     pub lookup_limiter: Option<LookupLimiter>,
@@ -32,11 +33,11 @@ pub struct Shared {
 }
 
 impl AppState {
-    pub fn new(pool: ApiPool, config: ApiConfig) -> Self {
+    pub fn new(pool: ApiPool, config: Config) -> Self {
         Self(Arc::new(Shared {
             pool,
-            limiter: config.rate_limit.map(limit::limiter),
-            lookup_limiter: config.lookup_limit.map(limit::lookup_limiter),
+            limiter: config.api.rate_limit.requests().map(limit::limiter),
+            lookup_limiter: config.api.rate_limit.lookups().map(limit::lookup_limiter),
             in_flight: Arc::default(),
             config: Arc::new(config),
             tokens: Arc::default(),

@@ -5,8 +5,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use api::config::RateLimit;
-use api::{ApiConfig, AppState};
+use std::num::NonZeroU32;
+
+use api::{AppState, Config};
 use common::*;
 use sqlx::PgPool;
 
@@ -18,9 +19,10 @@ const DATA_ENDPOINTS: [&str; 4] = [
 ];
 
 fn limited(pool: &PgPool, per_second: u32, burst: u32, trusted: &[&str]) -> AppState {
-    let mut config = ApiConfig::for_tests();
-    config.rate_limit = Some(RateLimit { per_second, burst });
-    config.trusted_proxies = trusted
+    let mut config = Config::for_tests();
+    config.api.rate_limit.per_second = NonZeroU32::new(per_second).unwrap();
+    config.api.rate_limit.burst = NonZeroU32::new(burst).unwrap();
+    config.api.trusted_proxies = trusted
         .iter()
         .map(|t| settings::IpRange::parse(t).unwrap())
         .collect();
@@ -93,8 +95,8 @@ async fn a_valid_token_works_as_bearer_or_x_api_key(pool: PgPool) {
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn a_token_revoked_while_cached_is_refused_once_the_cache_expires(pool: PgPool) {
-    let mut config = ApiConfig::for_tests();
-    config.token_cache_ttl = Duration::from_millis(200);
+    let mut config = Config::for_tests();
+    config.api.token_cache_ttl = Duration::from_millis(200);
     let state = api_state(&pool, config);
     let token = token(&pool).await;
     assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use api::ApiConfig;
+use api::Config;
 use common::*;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -112,8 +112,8 @@ async fn filters_list_every_value_with_its_count_of_active_offers(pool: PgPool) 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn filters_are_cached_for_their_ttl(pool: PgPool) {
     insert(&pool, &generate(20, IDS, 12)).await;
-    let mut config = ApiConfig::for_tests();
-    config.filters_cache_ttl = Duration::from_millis(300);
+    let mut config = Config::for_tests();
+    config.api.filters_cache_ttl = Duration::from_millis(300);
     let state = api_state(&pool, config);
     let token = token(&pool).await;
     let before = get(&state, "/api/v1/filters", &token).await.json()["total"].clone();

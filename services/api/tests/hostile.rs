@@ -8,20 +8,21 @@ mod common;
 
 use std::time::Duration;
 
-use api::config::RateLimit;
-use api::{ApiConfig, AppState};
+use std::num::NonZeroU32;
+
+use api::{AppState, Config};
 use base64::Engine as _;
 use common::*;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// The api's state over its own bounded pool (as `api serve` builds it).
-fn bounded_state(pool: &PgPool, config: ApiConfig, connections: u32) -> AppState {
+fn bounded_state(pool: &PgPool, config: Config, connections: u32) -> AppState {
     let small = PgPoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(Duration::from_millis(300))
         .connect_lazy_with((*pool.connect_options()).clone());
-    let bounded = api::pool::bounded(&small, config.statement_timeout);
+    let bounded = api::pool::bounded(&small, config.api.statement_timeout);
     AppState::new(bounded, config)
 }
 
@@ -90,8 +91,8 @@ async fn waiting_for_lock(pool: &PgPool, n: i64) {
 async fn a_query_past_the_statement_timeout_is_503_unavailable(pool: PgPool) {
     insert(&pool, &generate(20, 40_000_000, 1)).await;
     let token = token(&pool).await;
-    let mut config = ApiConfig::for_tests();
-    config.statement_timeout = Duration::from_millis(200);
+    let mut config = Config::for_tests();
+    config.api.statement_timeout = Duration::from_millis(200);
     let state = bounded_state(&pool, config, 4);
     assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);
     let lock = lock_offers(&pool).await;
@@ -111,7 +112,7 @@ async fn a_query_past_the_statement_timeout_is_503_unavailable(pool: PgPool) {
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn no_pooled_connection_in_time_is_503_unavailable(pool: PgPool) {
     let token = token(&pool).await;
-    let state = bounded_state(&pool, ApiConfig::for_tests(), 1);
+    let state = bounded_state(&pool, Config::for_tests(), 1);
     // The token's lookup is cached by the first request.
     assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);
     let held = state.pool.acquire().await.unwrap();
@@ -131,7 +132,7 @@ async fn no_pooled_connection_in_time_is_503_unavailable(pool: PgPool) {
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn a_connection_lost_during_a_query_is_503_unavailable(pool: PgPool) {
     let token = token(&pool).await;
-    let state = bounded_state(&pool, ApiConfig::for_tests(), 2);
+    let state = bounded_state(&pool, Config::for_tests(), 2);
     assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);
     let lock = lock_offers(&pool).await;
     let request = tokio::spawn({
@@ -172,7 +173,7 @@ async fn a_connection_cut_while_idle_is_replaced_before_use(pool: PgPool) {
         .connect_lazy_with((*pool.connect_options()).clone().application_name(name));
     let state = AppState::new(
         api::pool::bounded(&small, Duration::from_secs(30)),
-        ApiConfig::for_tests(),
+        Config::for_tests(),
     );
     assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);
     let cut: Vec<bool> = sqlx::query_scalar(
@@ -213,7 +214,7 @@ async fn a_request_cancelled_mid_query_leaves_a_connection_that_serves_the_next_
         .connect_lazy_with((*pool.connect_options()).clone());
     let state = AppState::new(
         api::pool::bounded(&one, Duration::ZERO),
-        ApiConfig::for_tests(),
+        Config::for_tests(),
     );
     let page = "/api/v1/offers?limit=5&sort=price";
     let expected = get(&state, page, &token).await;
@@ -267,8 +268,8 @@ async fn a_request_cancelled_mid_query_leaves_a_connection_that_serves_the_next_
 async fn a_token_over_its_requests_in_flight_gets_429(pool: PgPool) {
     let token = token(&pool).await;
     let other = common::token(&pool).await;
-    let mut config = ApiConfig::for_tests();
-    config.max_in_flight_per_token = Some(2);
+    let mut config = Config::for_tests();
+    config.api.max_in_flight_per_token = NonZeroU32::new(2);
     let state = bounded_state(&pool, config, 6);
     assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);
     assert_eq!(get(&state, "/api/v1/offers", &other).await.status, 200);
@@ -308,11 +309,9 @@ async fn a_token_over_its_requests_in_flight_gets_429(pool: PgPool) {
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn random_tokens_from_one_address_are_refused_before_the_lookup(pool: PgPool) {
     let token = token(&pool).await;
-    let mut config = ApiConfig::for_tests();
-    config.lookup_limit = Some(RateLimit {
-        per_second: 1,
-        burst: 3,
-    });
+    let mut config = Config::for_tests();
+    config.api.rate_limit.lookups_per_second = NonZeroU32::new(1).unwrap();
+    config.api.rate_limit.lookups_burst = NonZeroU32::new(3).unwrap();
     let state = api_state(&pool, config);
     // The valid token's lookup is the first of the address's three.
     assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);
@@ -421,8 +420,8 @@ async fn every_answer_carries_a_request_id_and_errors_repeat_it(pool: PgPool) {
 async fn filters_may_take_longer_than_the_statement_timeout(pool: PgPool) {
     insert(&pool, &generate(20, 42_000_000, 3)).await;
     let token = token(&pool).await;
-    let mut config = ApiConfig::for_tests();
-    config.statement_timeout = Duration::from_millis(100);
+    let mut config = Config::for_tests();
+    config.api.statement_timeout = Duration::from_millis(100);
     let state = bounded_state(&pool, config, 4);
     assert_eq!(get(&state, "/api/v1/offers", &token).await.status, 200);
     let lock = lock_offers(&pool).await;
@@ -455,18 +454,18 @@ async fn zero_turns_the_statement_timeout_and_the_in_flight_cap_off(pool: PgPool
         ("CARFEED__API__RATE_LIMIT__ENABLED", "false"),
     ]))
     .unwrap();
-    let config = ApiConfig::from_settings(&settings, b"k".repeat(32)).unwrap();
-    assert_eq!(config.statement_timeout, Duration::ZERO);
-    assert_eq!(config.max_in_flight_per_token, None);
-    assert_eq!(config.rate_limit, None);
-    assert_eq!(config.lookup_limit, None);
+    let config = Config::from_settings(&settings, b"k".repeat(32));
+    assert_eq!(config.api.statement_timeout, Duration::ZERO);
+    assert_eq!(config.api.max_in_flight_per_token, None);
+    assert_eq!(config.api.rate_limit.requests(), None);
+    assert_eq!(config.api.rate_limit.lookups(), None);
     let state = bounded_state(&pool, config, 1);
     let timeout = show_statement_timeout(&state).await;
     assert_eq!(timeout, "0");
     // Shipped: 2 s and 32.
     let shipped = settings::load_from(&settings::Env::from_pairs::<&str, &str>([])).unwrap();
-    let config = ApiConfig::from_settings(&shipped, b"k".repeat(32)).unwrap();
-    assert_eq!(config.max_in_flight_per_token, Some(32));
+    let config = Config::from_settings(&shipped, b"k".repeat(32));
+    assert_eq!(config.api.max_in_flight_per_token, NonZeroU32::new(32));
     let state = bounded_state(&pool, config, 1);
     let timeout = show_statement_timeout(&state).await;
     assert_eq!(timeout, "2s");
@@ -478,11 +477,9 @@ async fn requests_in_flight_under_one_uncached_token_share_one_lookup(pool: PgPo
     // cached lookup expires (or the cache is cold), they must not each
     // spend one of the address's lookups and be refused.
     let token = token(&pool).await;
-    let mut config = ApiConfig::for_tests();
-    config.lookup_limit = Some(RateLimit {
-        per_second: 1,
-        burst: 2,
-    });
+    let mut config = Config::for_tests();
+    config.api.rate_limit.lookups_per_second = NonZeroU32::new(1).unwrap();
+    config.api.rate_limit.lookups_burst = NonZeroU32::new(2).unwrap();
     let state = api_state(&pool, config);
     let answers =
         futures::future::join_all((0..12).map(|_| get(&state, "/api/v1/offers", &token))).await;

@@ -9,9 +9,9 @@ mod common;
 use std::net::SocketAddr;
 use std::process::Command;
 
-use api::config::RateLimit;
-use api::ApiConfig;
+use api::Config;
 use common::*;
+use settings::RateLimit;
 use sqlx::PgPool;
 use test_support::nginx::{binary_or_skip, free_port, prepare, Nginx};
 
@@ -20,9 +20,15 @@ async fn serve(
     pool: &PgPool,
     rate_limit: Option<RateLimit>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let mut config = ApiConfig::for_tests();
-    config.trusted_proxies = vec![settings::IpRange::parse("127.0.0.1").unwrap()];
-    config.rate_limit = rate_limit;
+    let mut config = Config::for_tests();
+    config.api.trusted_proxies = vec![settings::IpRange::parse("127.0.0.1").unwrap()];
+    match rate_limit {
+        Some(limit) => {
+            config.api.rate_limit.per_second = limit.per_second;
+            config.api.rate_limit.burst = limit.burst;
+        }
+        None => config.api.rate_limit.enabled = false,
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -186,8 +192,8 @@ async fn through_nginx_a_forged_x_forwarded_for_does_not_change_the_bucket(pool:
     let (api, _stop) = serve(
         &pool,
         Some(RateLimit {
-            per_second: 1,
-            burst: 3,
+            per_second: std::num::NonZeroU32::new(1).unwrap(),
+            burst: std::num::NonZeroU32::new(3).unwrap(),
         }),
     )
     .await;

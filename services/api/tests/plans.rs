@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use api::pool::ApiPool;
-use api::ApiConfig;
+use api::Config;
 use sqlx::PgPool;
 
 /// Rows in the table: enough that a sequential scan or a walk of a sort
@@ -37,7 +37,7 @@ async fn fill(pool: &PgPool) {
 /// Every statement's plan of `query` (shape, plan), on the api's own kind
 /// of pool.
 async fn plans(api_pool: &ApiPool, query: &str) -> Vec<(String, String)> {
-    let request = api::routes::offers::page_request(Some(query), &ApiConfig::for_tests())
+    let request = api::routes::offers::page_request(Some(query), &Config::for_tests().api)
         .unwrap_or_else(|e| panic!("{query}: {e}"));
     api_pool
         .run(async |conn| db::offers::explain(conn, &request).await)
@@ -188,7 +188,7 @@ async fn cached_plans_serve_every_value_from_the_sorts_index(pool: PgPool) {
             for order in ["desc", "asc"] {
                 let query = format!("{filter}&sort={sort}&order={order}");
                 let mut request =
-                    api::routes::offers::page_request(Some(&query), &ApiConfig::for_tests())
+                    api::routes::offers::page_request(Some(&query), &Config::for_tests().api)
                         .unwrap();
                 for after in [None, Some(position(request.sort))] {
                     request.after = after;
@@ -259,7 +259,7 @@ async fn the_typical_page_reuses_its_plan_and_value_dependent_statements_are_rep
         .await
         .unwrap();
     let api_pool = api::pool::bounded(&one, Duration::from_secs(30));
-    let config = ApiConfig::for_tests();
+    let config = Config::for_tests().api;
     let typical =
         api::routes::offers::page_request(Some("mark=Toyota&year_from=2015&limit=20"), &config)
             .unwrap();

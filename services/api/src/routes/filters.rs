@@ -77,14 +77,14 @@ pub struct Range {
     )
 )]
 pub async fn filters(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let ttl = state.config.filters_cache_ttl;
+    let ttl = state.config.api.filters_cache_ttl;
     let body = state
         .filters
         .get_or_refresh(ttl, || async {
             // One scan of every active offer (seconds at 1,000,000 rows),
             // cached: it may run up to the request timeout, not the
             // statement timeout meant for the per-request queries.
-            let mode = Mode::new().statement_timeout(state.config.request_timeout);
+            let mode = Mode::new().statement_timeout(state.config.api.request_timeout);
             let rows = state
                 .pool
                 .run(async |conn| {

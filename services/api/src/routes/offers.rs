@@ -13,11 +13,11 @@ use db::offers::{Direction, OfferFilter, PageRequest, SortKey};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::config::ApiConfig;
 use crate::cursor;
 use crate::error::{ApiError, ErrorBody};
 use crate::params::Params;
 use crate::state::AppState;
+use settings::ApiSettings;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -174,7 +174,7 @@ pub async fn list(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let request = page_request(query.as_deref(), &state.config)?;
+    let request = page_request(query.as_deref(), &state.config.api)?;
     let page = state
         .pool
         .run(async |conn| db::offers::page(conn, &request).await)
@@ -206,7 +206,7 @@ pub async fn list(
 }
 
 /// What a query string of `GET /offers` asks the database for.
-pub fn page_request(query: Option<&str>, config: &ApiConfig) -> Result<PageRequest, ApiError> {
+pub fn page_request(query: Option<&str>, api: &ApiSettings) -> Result<PageRequest, ApiError> {
     let p = Params::parse(query, KNOWN)?;
     let filter = OfferFilter {
         mark: p.list("mark")?,
@@ -233,8 +233,8 @@ pub fn page_request(query: Option<&str>, config: &ApiConfig) -> Result<PageReque
         )?
         .unwrap_or(Direction::Desc);
     let limit = p
-        .number("limit", 1, config.max_page_size)?
-        .unwrap_or(config.default_page_size);
+        .number("limit", 1, api.max_page_size)?
+        .unwrap_or(api.default_page_size);
     let after = match p.text("cursor")? {
         Some(text) => Some(
             cursor::decode(&text, sort, direction)

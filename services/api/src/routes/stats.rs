@@ -84,7 +84,7 @@ pub struct Operation {
     )
 )]
 pub async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let ttl = state.config.stats_cache_ttl;
+    let ttl = state.config.api.stats_cache_ttl;
     let body = state
         .stats
         .get_or_refresh(ttl, || async {

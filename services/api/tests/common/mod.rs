@@ -7,7 +7,7 @@ pub mod browser;
 
 use std::net::SocketAddr;
 
-use api::{ApiConfig, AppState};
+use api::{AppState, Config};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
@@ -198,13 +198,16 @@ pub async fn token(pool: &PgPool) -> String {
 }
 
 pub fn state(pool: &PgPool) -> AppState {
-    api_state(pool, ApiConfig::for_tests())
+    api_state(pool, Config::for_tests())
 }
 
 /// The api's state over its own pool of the test database, as `api serve`
 /// builds it.
-pub fn api_state(pool: &PgPool, config: ApiConfig) -> AppState {
-    AppState::new(api::pool::bounded(pool, config.statement_timeout), config)
+pub fn api_state(pool: &PgPool, config: Config) -> AppState {
+    AppState::new(
+        api::pool::bounded(pool, config.api.statement_timeout),
+        config,
+    )
 }
 
 /// A parsed answer.
