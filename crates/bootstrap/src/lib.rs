@@ -73,6 +73,42 @@ pub enum Shared {
     Check,
 }
 
+/// The command line of the service `name`: its subcommands `C` (which
+/// flatten bootstrap's `migrate` and `check`), `--help` with `about`, and
+/// `--version`.
+pub fn cli<C: clap::Subcommand>(name: &'static str, about: &'static str) -> clap::Command {
+    C::augment_subcommands(
+        clap::Command::new(name)
+            .version(env!("CARGO_PKG_VERSION"))
+            .about(about)
+            .subcommand_required(true)
+            .arg_required_else_help(true),
+    )
+}
+
+/// Parses this process's arguments with [`cli`]; `--help`, `--version` and
+/// usage errors print and exit as clap does (usage errors with 2).
+pub fn parse<C: clap::Subcommand>(name: &'static str, about: &'static str) -> C {
+    let mut command = cli::<C>(name, about);
+    let matches = command.get_matches_mut();
+    C::from_arg_matches(&matches).unwrap_or_else(|err| err.format(&mut command).exit())
+}
+
+/// `Command::shared` for a service whose subcommand enum flattens
+/// bootstrap's in a `Shared(Shared)` variant: write
+/// `bootstrap::shared_variant!();` inside its `impl bootstrap::Command`.
+#[macro_export]
+macro_rules! shared_variant {
+    () => {
+        fn shared(&self) -> Option<$crate::Shared> {
+            match self {
+                Self::Shared(shared) => Some(*shared),
+                _ => None,
+            }
+        }
+    };
+}
+
 /// What bootstrap needs to know of a service's command line.
 pub trait Command {
     /// `migrate` or `check`, run by bootstrap; `None`: the service's own.

@@ -5,20 +5,13 @@
 use std::time::Duration;
 
 use bootstrap::{Context, Shared};
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use db::PgPool;
 use settings::Settings;
 
-#[derive(Parser)]
-#[command(
-    name = "api",
-    version,
-    about = "Serves processed_data to the frontend over an authenticated, rate-limited HTTP API"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// `--help`'s one line.
+pub const ABOUT: &str =
+    "Serves processed_data to the frontend over an authenticated, rate-limited HTTP API";
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -52,12 +45,7 @@ pub enum TokensCommand {
 }
 
 impl bootstrap::Command for Command {
-    fn shared(&self) -> Option<Shared> {
-        match self {
-            Self::Shared(shared) => Some(*shared),
-            _ => None,
-        }
-    }
+    bootstrap::shared_variant!();
 }
 
 /// Runs one of the api's own subcommands.

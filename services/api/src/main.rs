@@ -4,9 +4,9 @@
 
 use std::process::ExitCode;
 
-use api::cli::{execute, Cli};
-use clap::Parser;
+use api::cli::{execute, Command, ABOUT};
 
 fn main() -> ExitCode {
-    bootstrap::main("api", Cli::parse().command, execute)
+    let command = bootstrap::parse::<Command>("api", ABOUT);
+    bootstrap::main("api", command, execute)
 }

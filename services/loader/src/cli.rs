@@ -3,20 +3,13 @@
 
 use bootstrap::{Context, Shared};
 use chrono::NaiveDate;
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 
 use crate::{DailyOptions, InitialOptions};
 
-#[derive(Parser)]
-#[command(
-    name = "loader",
-    version,
-    about = "Loads listings from the upstream API into raw_data: the initial load, then daily changes"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// `--help`'s one line.
+pub const ABOUT: &str =
+    "Loads listings from the upstream API into raw_data: the initial load, then daily changes";
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -42,12 +35,7 @@ pub enum Command {
 }
 
 impl bootstrap::Command for Command {
-    fn shared(&self) -> Option<Shared> {
-        match self {
-            Self::Shared(shared) => Some(*shared),
-            _ => None,
-        }
-    }
+    bootstrap::shared_variant!();
 }
 
 /// Runs one of the loader's own subcommands.
@@ -82,12 +70,10 @@ pub async fn execute(ctx: Context, command: Command) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
 
     #[test]
     fn the_command_line_is_well_formed() {
-        Cli::command().debug_assert();
+        bootstrap::cli::<Command>("loader", ABOUT).debug_assert();
     }
 }

@@ -4,9 +4,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use loader::cli::{execute, Cli};
+use loader::cli::{execute, Command, ABOUT};
 
 fn main() -> ExitCode {
-    bootstrap::main("loader", Cli::parse().command, execute)
+    let command = bootstrap::parse::<Command>("loader", ABOUT);
+    bootstrap::main("loader", command, execute)
 }

@@ -2,20 +2,13 @@
 //! `migrate` and `check`. It calls the service's commands, never back.
 
 use bootstrap::{Context, Shared};
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 
 use crate::Options;
 
-#[derive(Parser)]
-#[command(
-    name = "normalizer",
-    version,
-    about = "Turns raw_data rows into typed processed_data rows, in transactional batches"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// `--help`'s one line.
+pub const ABOUT: &str =
+    "Turns raw_data rows into typed processed_data rows, in transactional batches";
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -45,12 +38,7 @@ pub enum Command {
 }
 
 impl bootstrap::Command for Command {
-    fn shared(&self) -> Option<Shared> {
-        match self {
-            Self::Shared(shared) => Some(*shared),
-            _ => None,
-        }
-    }
+    bootstrap::shared_variant!();
 }
 
 /// Runs one of the normaliser's own subcommands.
@@ -83,12 +71,10 @@ pub async fn execute(ctx: Context, command: Command) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
 
     #[test]
     fn the_command_line_is_well_formed() {
-        Cli::command().debug_assert();
+        bootstrap::cli::<Command>("normalizer", ABOUT).debug_assert();
     }
 }

@@ -4,9 +4,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use normalizer::cli::{execute, Cli};
+use normalizer::cli::{execute, Command, ABOUT};
 
 fn main() -> ExitCode {
-    bootstrap::main("normalizer", Cli::parse().command, execute)
+    let command = bootstrap::parse::<Command>("normalizer", ABOUT);
+    bootstrap::main("normalizer", command, execute)
 }

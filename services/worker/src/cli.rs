@@ -5,19 +5,12 @@
 use std::path::PathBuf;
 
 use bootstrap::{Context, Shared};
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use settings::Settings;
 
-#[derive(Parser)]
-#[command(
-    name = "worker",
-    version,
-    about = "A fetch worker of the fleet: claims tasks and proxies through Postgres, stores results"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// `--help`'s one line.
+pub const ABOUT: &str =
+    "A fetch worker of the fleet: claims tasks and proxies through Postgres, stores results";
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -83,12 +76,7 @@ pub enum ResultsCommand {
 }
 
 impl bootstrap::Command for Command {
-    fn shared(&self) -> Option<Shared> {
-        match self {
-            Self::Shared(shared) => Some(*shared),
-            _ => None,
-        }
-    }
+    bootstrap::shared_variant!();
 
     /// A completer that cannot write fails the check even while the
     /// database answers this process.
@@ -143,12 +131,10 @@ pub async fn execute(ctx: Context, command: Command) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
 
     #[test]
     fn the_command_line_is_well_formed() {
-        Cli::command().debug_assert();
+        bootstrap::cli::<Command>("worker", ABOUT).debug_assert();
     }
 }

@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use worker::cli::{execute, Cli};
+use worker::cli::{execute, Command, ABOUT};
 
 fn main() -> ExitCode {
-    bootstrap::main("worker", Cli::parse().command, execute)
+    let command = bootstrap::parse::<Command>("worker", ABOUT);
+    bootstrap::main("worker", command, execute)
 }

@@ -16,7 +16,7 @@ use test_support::proxy::TestProxy;
 use test_support::site::Site;
 use tokio_util::sync::CancellationToken;
 
-use support::{count, fast, own_pool, wait_until};
+use support::{count, fast, own_pool, spawn_worker, wait_until};
 
 const LISTING_FIELDS: [&str; 5] = ["dealer_url", "mileage_km", "photos", "price", "title"];
 
@@ -54,18 +54,7 @@ struct Running {
 async fn start(pool: &PgPool, settings: settings::Settings) -> Running {
     let stop = CancellationToken::new();
     let pool = own_pool(pool).await;
-    let handle = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            worker::run(bootstrap::Context::new(
-                "worker",
-                settings::Settings::clone(&settings),
-                pool,
-                stop,
-            ))
-            .await
-        }
-    });
+    let handle = spawn_worker(&settings, pool, &stop);
     Running { stop, handle }
 }
 

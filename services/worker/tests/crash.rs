@@ -12,7 +12,7 @@ use test_support::cli::Running;
 use test_support::origin::Origin;
 use tokio_util::sync::CancellationToken;
 
-use support::{count, env_name, fast, wait_until};
+use support::{count, env_name, fast, spawn_worker, wait_until};
 
 fn binary_env(url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = vec![("DATABASE_URL".to_owned(), url.to_owned())];
@@ -62,18 +62,7 @@ async fn a_killed_workers_tasks_and_proxies_are_reclaimed_finished_elsewhere_and
 
     let settings = fast(&[]);
     let stop = CancellationToken::new();
-    let rescuer = tokio::spawn({
-        let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
-        async move {
-            worker::run(bootstrap::Context::new(
-                "worker",
-                settings::Settings::clone(&settings),
-                pool,
-                stop,
-            ))
-            .await
-        }
-    });
+    let rescuer = spawn_worker(&settings, pool.clone(), &stop);
     wait_until(
         Duration::from_secs(10),
         "the victim's claims reclaimed",

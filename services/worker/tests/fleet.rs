@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use test_support::origin::Origin;
 use tokio_util::sync::CancellationToken;
 
-use support::{count, fast, own_pool, wait_until};
+use support::{count, fast, own_pool, spawn_worker, wait_until};
 
 /// target, status, outcome, attempts, last_error
 type TaskRow = (String, String, Option<String>, i32, Option<String>);
@@ -43,15 +43,7 @@ async fn fleet_over(pool: PgPool, workers: usize, slots: &str, tasks: usize) {
     for _ in 0..workers {
         let (settings, stop) = (settings.clone(), stop.clone());
         let pool = own_pool(&pool).await;
-        running.push(tokio::spawn(async move {
-            worker::run(bootstrap::Context::new(
-                "worker",
-                settings::Settings::clone(&settings),
-                pool,
-                stop,
-            ))
-            .await
-        }));
+        running.push(spawn_worker(&settings, pool, &stop));
     }
     wait_until(Duration::from_secs(240), "every task completed", || async {
         count(
@@ -135,18 +127,7 @@ async fn outcomes_404_completes_5xx_retries_then_fails_and_403_blocks_the_proxy_
         ("worker.proxy_cooldown", "600ms"),
     ]);
     let stop = CancellationToken::new();
-    let run = tokio::spawn({
-        let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
-        async move {
-            worker::run(bootstrap::Context::new(
-                "worker",
-                settings::Settings::clone(&settings),
-                pool,
-                stop,
-            ))
-            .await
-        }
-    });
+    let run = spawn_worker(&settings, pool.clone(), &stop);
     wait_until(Duration::from_secs(10), "the proxy blocked", || async {
         count(
             &pool,
@@ -246,18 +227,7 @@ async fn offer_refresh_writes_the_listing_like_a_daily_update_and_a_404_marks_it
     let base = sim.base_url();
     let settings = fast(&[("upstream.base_url", base.as_str())]);
     let stop = CancellationToken::new();
-    let run = tokio::spawn({
-        let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
-        async move {
-            worker::run(bootstrap::Context::new(
-                "worker",
-                settings::Settings::clone(&settings),
-                pool,
-                stop,
-            ))
-            .await
-        }
-    });
+    let run = spawn_worker(&settings, pool.clone(), &stop);
     wait_until(Duration::from_secs(10), "both refreshed", || async {
         count(
             &pool,
@@ -301,18 +271,7 @@ async fn a_heartbeat_racing_the_shutdown_leaves_one_stopped_row_per_worker(pool:
     let rounds = 20;
     for _ in 0..rounds {
         let stop = CancellationToken::new();
-        let run = tokio::spawn({
-            let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
-            async move {
-                worker::run(bootstrap::Context::new(
-                    "worker",
-                    settings::Settings::clone(&settings),
-                    pool,
-                    stop,
-                ))
-                .await
-            }
-        });
+        let run = spawn_worker(&settings, pool.clone(), &stop);
         tokio::time::sleep(Duration::from_millis(30)).await;
         stop.cancel();
         run.await.unwrap().unwrap();

@@ -22,7 +22,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use support::{count, env_name, fast, wait_until};
+use support::{count, env_name, fast, spawn_worker, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_worker");
 /// The good proxy's password: it must appear in no output.
@@ -360,18 +360,7 @@ async fn a_completion_postgres_refuses_fails_only_its_task_and_the_rest_of_the_b
         .unwrap();
     let settings = fast(&[("worker.slots", "16")]);
     let stop = CancellationToken::new();
-    let run = tokio::spawn({
-        let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
-        async move {
-            worker::run(bootstrap::Context::new(
-                "worker",
-                settings::Settings::clone(&settings),
-                pool,
-                stop,
-            ))
-            .await
-        }
-    });
+    let run = spawn_worker(&settings, pool.clone(), &stop);
     wait_until(Duration::from_secs(30), "every task settled", || async {
         count(
             &pool,

@@ -14,7 +14,7 @@ use test_support::origin::Origin;
 use tokio_util::sync::CancellationToken;
 
 use support::cut::CuttingRelay;
-use support::{count, fast, wait_until};
+use support::{count, fast, spawn_worker, wait_until};
 
 #[sqlx::test(migrator = "db::MIGRATOR")]
 async fn a_claim_whose_commit_reply_was_lost_is_handed_back_by_the_live_worker_and_done_once(
@@ -35,18 +35,7 @@ async fn a_claim_whose_commit_reply_was_lost_is_handed_back_by_the_live_worker_a
         ("worker.cleanup.in_worker", "false"),
     ]);
     let stop = CancellationToken::new();
-    let run = tokio::spawn({
-        let (settings, stop) = (settings.clone(), stop.clone());
-        async move {
-            worker::run(bootstrap::Context::new(
-                "worker",
-                settings::Settings::clone(&settings),
-                through_relay,
-                stop,
-            ))
-            .await
-        }
-    });
+    let run = spawn_worker(&settings, through_relay, &stop);
     wait_until(Duration::from_secs(10), "the worker registered", || async {
         count(&pool, "SELECT count(*) FROM workers WHERE status = 'alive'").await == 1
     })

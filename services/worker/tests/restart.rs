@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use test_support::origin::Origin;
 use tokio_util::sync::CancellationToken;
 
-use support::{count, fast, wait_until};
+use support::{count, fast, spawn_worker, wait_until};
 
 #[tokio::test]
 async fn workers_carry_on_after_a_postgres_restart_with_nothing_lost_or_doubled() {
@@ -56,15 +56,7 @@ async fn workers_carry_on_after_a_postgres_restart_with_nothing_lost_or_doubled(
             .connect(&url)
             .await
             .unwrap();
-        running.push(tokio::spawn(async move {
-            worker::run(bootstrap::Context::new(
-                "worker",
-                settings::Settings::clone(&settings),
-                pool,
-                stop,
-            ))
-            .await
-        }));
+        running.push(spawn_worker(&settings, pool, &stop));
     }
     wait_until(Duration::from_secs(60), "some work done", || async {
         count(

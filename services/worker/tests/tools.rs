@@ -10,7 +10,7 @@ use test_support::cli::{lines, run};
 use test_support::origin::Origin;
 use tokio_util::sync::CancellationToken;
 
-use support::{count, fast, wait_until};
+use support::{count, fast, spawn_worker, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_worker");
 
@@ -104,18 +104,7 @@ async fn uploaded_tasks_come_back_in_the_json_and_csv_exports(pool: PgPool) {
 
     let settings = fast(&[]);
     let stop = CancellationToken::new();
-    let worker = tokio::spawn({
-        let (settings, pool, stop) = (settings.clone(), pool.clone(), stop.clone());
-        async move {
-            worker::run(bootstrap::Context::new(
-                "worker",
-                settings::Settings::clone(&settings),
-                pool,
-                stop,
-            ))
-            .await
-        }
-    });
+    let worker = spawn_worker(&settings, pool.clone(), &stop);
     wait_until(Duration::from_secs(20), "all fetched", || async {
         count(
             &pool,

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use settings::{Env, Settings};
 use sqlx::PgPool;
 use test_support::proxy::TestProxy;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// The shipped config.yaml with `overrides` (`worker.slots` -> value).
 pub fn settings(overrides: &[(&str, &str)]) -> Settings {
@@ -92,4 +94,15 @@ pub async fn own_pool(pool: &PgPool) -> PgPool {
         .connect_with((*pool.connect_options()).clone())
         .await
         .unwrap()
+}
+
+/// Runs one worker as `worker run` does, on its own task, until `stop` is
+/// cancelled.
+pub fn spawn_worker(
+    settings: &Settings,
+    pool: PgPool,
+    stop: &CancellationToken,
+) -> JoinHandle<anyhow::Result<()>> {
+    let ctx = bootstrap::Context::new("worker", settings.clone(), pool, stop.clone());
+    tokio::spawn(worker::run(ctx))
 }
