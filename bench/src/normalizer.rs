@@ -338,7 +338,7 @@ async fn drain_in_child(url: &str) -> anyhow::Result<()> {
         batch_size: BATCH,
         max_batches: None,
         progress_interval: Duration::from_secs(3600),
-        commit: db::commit::Commit::Asynchronous,
+        mode: db::commit::Mode::new().commit(db::commit::Commit::Asynchronous),
         log_idle_runs: true,
     };
     let summary = ::normalizer::run_once(&pool, &options, &CancellationToken::new()).await?;

@@ -243,7 +243,7 @@ async fn fill(pool: &PgPool, rows: usize) -> anyhow::Result<()> {
         batch_size: 1_000,
         max_batches: None,
         progress_interval: std::time::Duration::from_secs(3600),
-        commit: db::commit::Commit::Asynchronous,
+        mode: db::commit::Mode::new().commit(db::commit::Commit::Asynchronous),
         log_idle_runs: false,
     };
     let summary = ::normalizer::run_once(pool, &options, &CancellationToken::new()).await?;

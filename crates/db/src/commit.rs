@@ -37,19 +37,6 @@ impl Commit {
             Self::Asynchronous => "off",
         }
     }
-
-    /// Sets the mode for the rest of the caller's transaction.
-    pub async fn apply(self, tx: &mut PgConnection) -> Result<(), DbError> {
-        Mode::new().commit(self).apply(tx).await
-    }
-
-    /// Begins a transaction that commits so.
-    pub async fn begin<'c>(
-        self,
-        db: impl Acquire<'c, Database = Postgres>,
-    ) -> Result<Transaction<'c, Postgres>, DbError> {
-        Mode::new().commit(self).begin(db).await
-    }
 }
 
 /// The settings a transaction or a session runs under; what is not set is
@@ -190,12 +177,13 @@ mod tests {
         tx.commit().await.unwrap();
         assert_eq!(show(&mut conn).await, before);
 
-        let mut tx = Commit::Synchronous.begin(&pool).await.unwrap();
+        let synchronous = Mode::new().commit(Commit::Synchronous);
+        let mut tx = synchronous.begin(&pool).await.unwrap();
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await
             .unwrap();
-        Commit::Synchronous.apply(&mut tx).await.unwrap();
+        synchronous.apply(&mut tx).await.unwrap();
         assert_eq!(show(&mut tx).await.0, "on");
         tx.rollback().await.unwrap();
     }

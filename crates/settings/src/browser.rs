@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::sections::in_range;
+use crate::typed;
 use crate::SettingsError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -28,7 +29,8 @@ pub struct BrowserSettings {
     #[serde(with = "humantime_serde")]
     pub page_timeout: Duration,
     /// Rendered HTML is kept up to this many bytes.
-    pub html_cap_bytes: u32,
+    #[serde(deserialize_with = "typed::int::<_, _, 0, 67_108_864>")]
+    pub html_cap_bytes: usize,
     /// Browser window (and screenshot) size.
     pub window_width: u32,
     pub window_height: u32,
@@ -84,12 +86,6 @@ impl BrowserSettings {
                 return Err(SettingsError::new(format!("{key} must be longer than 0s")));
             }
         }
-        in_range(
-            "worker.browser.html_cap_bytes",
-            self.html_cap_bytes.into(),
-            0,
-            64 * 1024 * 1024,
-        )?;
         in_range(
             "worker.browser.window_width",
             self.window_width.into(),

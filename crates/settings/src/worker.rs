@@ -1,23 +1,28 @@
 //! The `worker` section: the fetch fleet's slots, heartbeats, retries,
 //! proxies and cleanup (SPEC 6).
 
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::sections::{in_range, positive};
+use crate::sections::positive;
+use crate::typed;
 use crate::SettingsError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSettings {
     /// Tasks one worker process works on at once.
-    pub slots: u32,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 1024>")]
+    pub slots: NonZeroUsize,
     /// Attempts at registering in `workers` before giving up.
-    pub register_attempts: u32,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 100>")]
+    pub register_attempts: NonZeroU32,
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
     /// A worker is dead after this many missed heartbeats.
+    #[serde(deserialize_with = "typed::int::<_, _, 2, 100>")]
     pub stale_after_beats: u32,
     /// In-flight work gets this long after SIGTERM; the rest is handed back.
     #[serde(with = "humantime_serde")]
@@ -27,18 +32,23 @@ pub struct WorkerSettings {
     #[serde(with = "humantime_serde")]
     pub idle_poll: Duration,
     /// Finished slots written per transaction at most.
-    pub completion_batch: u32,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 10_000>")]
+    pub completion_batch: NonZeroUsize,
     /// Claims one worker has on their way at once: with more than one,
     /// slots freed while a claim waits for its commit are claimed for by
     /// the next one (measured slower than 1 on a busy 2-core host, README).
-    #[serde(default = "default_claims_in_flight")]
-    pub claims_in_flight: u32,
+    #[serde(
+        default = "default_claims_in_flight",
+        deserialize_with = "typed::int::<_, _, 1, 64>"
+    )]
+    pub claims_in_flight: NonZeroUsize,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Tries of a task that keeps failing (5xx, timeouts) before it is failed.
-    pub max_attempts: u32,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 1000>")]
+    pub max_attempts: i32,
     /// Wait before retry n: retry_backoff * 2^(n-1), at most retry_backoff_max.
     #[serde(with = "humantime_serde")]
     pub retry_backoff: Duration,
@@ -56,20 +66,29 @@ pub struct WorkerSettings {
     pub proxy_fault_cooldown_max: Duration,
     /// A task blocked through this many distinct proxies fails ("blocked by
     /// N proxies"); a block costs no attempt.
-    #[serde(default = "default_max_blocks_per_task")]
-    pub max_blocks_per_task: u32,
+    #[serde(
+        default = "default_max_blocks_per_task",
+        deserialize_with = "typed::int::<_, _, 1, 1000>"
+    )]
+    pub max_blocks_per_task: i32,
     /// A task sent back this many times by proxy faults fails (a fault costs
     /// no attempt; crawlee's max_session_rotations).
-    #[serde(default = "default_max_proxy_rotations")]
-    pub max_proxy_rotations: u32,
+    #[serde(
+        default = "default_max_proxy_rotations",
+        deserialize_with = "typed::int::<_, _, 1, 1000>"
+    )]
+    pub max_proxy_rotations: i32,
     /// Statuses that mean the site refused the proxy.
     #[serde(default = "default_block_statuses")]
     pub block_statuses: Vec<u16>,
     /// Block patterns are looked for in a page's title, and in its whole
     /// text only when the body is at most this long (a block page is short;
     /// a listing page that mentions reCAPTCHA in its footer is not).
-    #[serde(default = "default_block_page_max_bytes")]
-    pub block_page_max_bytes: u32,
+    #[serde(
+        default = "default_block_page_max_bytes",
+        deserialize_with = "typed::int::<_, _, 0, 4_294_967_295>"
+    )]
+    pub block_page_max_bytes: usize,
     /// Targets that resolve to loopback, private, link-local or metadata
     /// addresses are refused unless this is set (tests and the local smoke
     /// fetch from 127.0.0.1).
@@ -83,7 +102,8 @@ pub struct WorkerSettings {
     #[serde(default = "default_health_file")]
     pub health_file: String,
     /// `fetch_url` bodies are kept up to this many bytes.
-    pub body_cap_bytes: u32,
+    #[serde(deserialize_with = "typed::int::<_, _, 0, 67_108_864>")]
+    pub body_cap_bytes: usize,
     /// `fetch_url` response headers kept with the result (lower case).
     pub keep_headers: Vec<String>,
     pub cleanup: CleanupSettings,
@@ -111,11 +131,12 @@ pub struct CleanupSettings {
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
     /// Rows deleted per purge statement.
-    pub purge_batch: u32,
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 100_000>")]
+    pub purge_batch: NonZeroU32,
 }
 
-fn default_claims_in_flight() -> u32 {
-    1
+fn default_claims_in_flight() -> NonZeroUsize {
+    NonZeroUsize::MIN
 }
 
 fn default_fault_cooldown() -> Duration {
@@ -126,11 +147,11 @@ fn default_fault_cooldown_max() -> Duration {
     Duration::from_secs(30 * 60)
 }
 
-fn default_max_blocks_per_task() -> u32 {
+fn default_max_blocks_per_task() -> i32 {
     3
 }
 
-fn default_max_proxy_rotations() -> u32 {
+fn default_max_proxy_rotations() -> i32 {
     10
 }
 
@@ -138,7 +159,7 @@ fn default_block_statuses() -> Vec<u16> {
     vec![403, 429]
 }
 
-fn default_block_page_max_bytes() -> u32 {
+fn default_block_page_max_bytes() -> usize {
     4096
 }
 
@@ -152,36 +173,10 @@ fn default_health_file() -> String {
 
 impl WorkerSettings {
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
-        in_range("worker.slots", self.slots.into(), 1, 1024)?;
-        in_range(
-            "worker.register_attempts",
-            self.register_attempts.into(),
-            1,
-            100,
-        )?;
         positive("worker.heartbeat_interval", self.heartbeat_interval)?;
-        in_range(
-            "worker.stale_after_beats",
-            self.stale_after_beats.into(),
-            2,
-            100,
-        )?;
         positive("worker.idle_poll", self.idle_poll)?;
-        in_range(
-            "worker.completion_batch",
-            self.completion_batch.into(),
-            1,
-            10_000,
-        )?;
-        in_range(
-            "worker.claims_in_flight",
-            self.claims_in_flight.into(),
-            1,
-            64,
-        )?;
         positive("worker.connect_timeout", self.connect_timeout)?;
         positive("worker.request_timeout", self.request_timeout)?;
-        in_range("worker.max_attempts", self.max_attempts.into(), 1, 1000)?;
         positive("worker.retry_backoff", self.retry_backoff)?;
         positive("worker.retry_backoff_max", self.retry_backoff_max)?;
         positive("worker.proxy_cooldown", self.proxy_cooldown)?;
@@ -189,18 +184,6 @@ impl WorkerSettings {
         positive(
             "worker.proxy_fault_cooldown_max",
             self.proxy_fault_cooldown_max,
-        )?;
-        in_range(
-            "worker.max_blocks_per_task",
-            self.max_blocks_per_task.into(),
-            1,
-            1000,
-        )?;
-        in_range(
-            "worker.max_proxy_rotations",
-            self.max_proxy_rotations.into(),
-            1,
-            1000,
         )?;
         if let Some(bad) = self
             .block_statuses
@@ -212,21 +195,9 @@ impl WorkerSettings {
             )));
         }
         positive("worker.max_write_wait", self.max_write_wait)?;
-        in_range(
-            "worker.body_cap_bytes",
-            self.body_cap_bytes.into(),
-            0,
-            64 * 1024 * 1024,
-        )?;
         self.browser.validate()?;
         positive("worker.cleanup.interval", self.cleanup.interval)?;
-        positive("worker.cleanup.retention", self.cleanup.retention)?;
-        in_range(
-            "worker.cleanup.purge_batch",
-            self.cleanup.purge_batch.into(),
-            1,
-            100_000,
-        )
+        positive("worker.cleanup.retention", self.cleanup.retention)
     }
 
     /// Heartbeat age after which cleanup declares a worker dead.

@@ -300,6 +300,59 @@ pub mod checks {
             "0",
             "api.rate_limit.lookups_burst",
         ),
+        ("CARFEED__WORKER__SLOTS", "0", "worker.slots"),
+        ("CARFEED__WORKER__SLOTS", "1025", "worker.slots"),
+        (
+            "CARFEED__WORKER__REGISTER_ATTEMPTS",
+            "0",
+            "worker.register_attempts",
+        ),
+        (
+            "CARFEED__WORKER__STALE_AFTER_BEATS",
+            "1",
+            "worker.stale_after_beats",
+        ),
+        (
+            "CARFEED__WORKER__COMPLETION_BATCH",
+            "0",
+            "worker.completion_batch",
+        ),
+        (
+            "CARFEED__WORKER__CLAIMS_IN_FLIGHT",
+            "65",
+            "worker.claims_in_flight",
+        ),
+        ("CARFEED__WORKER__MAX_ATTEMPTS", "0", "worker.max_attempts"),
+        (
+            "CARFEED__WORKER__MAX_BLOCKS_PER_TASK",
+            "0",
+            "worker.max_blocks_per_task",
+        ),
+        (
+            "CARFEED__WORKER__MAX_PROXY_ROTATIONS",
+            "1001",
+            "worker.max_proxy_rotations",
+        ),
+        (
+            "CARFEED__WORKER__BLOCK_PAGE_MAX_BYTES",
+            "-1",
+            "worker.block_page_max_bytes",
+        ),
+        (
+            "CARFEED__WORKER__BODY_CAP_BYTES",
+            "-1",
+            "worker.body_cap_bytes",
+        ),
+        (
+            "CARFEED__WORKER__BROWSER__HTML_CAP_BYTES",
+            "-1",
+            "worker.browser.html_cap_bytes",
+        ),
+        (
+            "CARFEED__WORKER__CLEANUP__PURGE_BATCH",
+            "0",
+            "worker.cleanup.purge_batch",
+        ),
         ("CARFEED__SYNC__BATCH_SIZE", "0", "sync.batch_size"),
         (
             "CARFEED__SYNC__TARGET_MAX_CONNECTIONS",

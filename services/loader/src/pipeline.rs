@@ -13,7 +13,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 
-use db::commit::Commit;
+use db::commit::{Commit, Mode};
 use db::load_state::PageSpan;
 use db::rejected::Origin;
 use db::{DbError, PgConnection, PgPool};
@@ -115,7 +115,7 @@ async fn record_rejected(
 
 /// One write: `rows` (no `inner_id` twice) and the pages' `rejected` items
 /// go in, then — once `may_commit` resolves to true — the fenced cursor,
-/// then COMMIT, as `commit` says.
+/// then COMMIT, as `mode` says.
 ///
 /// The rows go in by binary COPY. A listing already stored (pagination
 /// drift upstream, an earlier daily update, a concurrent writer) or a value
@@ -126,10 +126,10 @@ async fn write(
     span: PageSpan,
     rows: &Rows<'_>,
     rejected: &[(i32, Vec<RejectedItem>)],
-    commit: Commit,
+    mode: Mode,
     may_commit: impl Future<Output = bool>,
 ) -> Result<Outcome, DbError> {
-    let mut tx = commit.begin(&mut *conn).await?;
+    let mut tx = mode.begin(&mut *conn).await?;
     let done = match db::initial_pages::copy(&mut tx, &rows.items).await {
         Ok(inserted) => Inserted {
             inserted,
@@ -145,7 +145,7 @@ async fn write(
                 );
             }
             tx.rollback().await?;
-            tx = commit.begin(&mut *conn).await?;
+            tx = mode.begin(&mut *conn).await?;
             insert_isolating(&mut tx, rows).await?
         }
         Err(err) => return Err(err),
@@ -240,7 +240,7 @@ pub enum WriteFailure {
 /// Every write task is awaited by `finish` (or by the failure it follows).
 pub struct PagePipeline {
     pool: PgPool,
-    commit: Commit,
+    mode: Mode,
     depth: usize,
     in_flight: VecDeque<InFlight>,
     /// The `inner_id`s of the last `depth - 1` writes: possibly uncommitted.
@@ -260,7 +260,7 @@ impl PagePipeline {
     pub fn new(pool: PgPool, commit: Commit, depth: usize) -> Self {
         Self {
             pool,
-            commit,
+            mode: Mode::new().commit(commit),
             depth: depth.max(1),
             in_flight: VecDeque::new(),
             recent_ids: VecDeque::new(),
@@ -306,7 +306,7 @@ impl PagePipeline {
         }
         let (committed_tx, committed_rx) = oneshot::channel();
         let previous = self.newest_committed.replace(committed_rx);
-        let (pool, commit) = (self.pool.clone(), self.commit);
+        let (pool, mode) = (self.pool.clone(), self.mode);
         let span_fields = tracing::info_span!("write", pages = %span.label());
         let task = tokio::spawn(
             async move {
@@ -321,7 +321,7 @@ impl PagePipeline {
                     items: rows.iter().map(|(_, item)| item).collect(),
                     pages: rows.iter().map(|(page, _)| *page).collect(),
                 };
-                let outcome = write(&mut conn, span, &rows, &rejected, commit, may_commit).await?;
+                let outcome = write(&mut conn, span, &rows, &rejected, mode, may_commit).await?;
                 if matches!(outcome, Outcome::Stored { .. }) {
                     let _ = committed_tx.send(true);
                 }

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use db::commit::Commit;
+use db::commit::Mode;
 use db::processed::{ProcessedRow, Upserted};
 use db::queue::QueuedRow;
 use db::PgPool;
@@ -82,7 +82,7 @@ fn normalise_all(rows: Vec<QueuedRow>) -> Split {
 /// Normalises up to `batch_size` waiting rows with ids above `after` in one
 /// transaction. Should Postgres refuse a value of the batch, the batch is
 /// rolled back and done once more, written by halves (see `db::isolate`).
-/// `Commit::Asynchronous` is safe here: a batch a Postgres crash forgets
+/// `Commit::Asynchronous` in `mode` is safe here: a batch a Postgres crash forgets
 /// leaves its raw rows unprocessed, so they are simply normalised again.
 // The span names the batch (the raw id it starts after) on every line of it.
 #[tracing::instrument(level = "info", skip_all, fields(batch = after, batch_size = batch_size))]
@@ -90,12 +90,12 @@ pub async fn run_batch(
     pool: &PgPool,
     after: i64,
     batch_size: i64,
-    commit: Commit,
+    mode: Mode,
 ) -> anyhow::Result<BatchOutcome> {
     let batch = Attempt {
         after,
         batch_size,
-        commit,
+        mode,
     };
     match batch.run(pool, false).await? {
         Some(outcome) => Ok(outcome),
@@ -112,7 +112,7 @@ pub async fn run_batch(
 struct Attempt {
     after: i64,
     batch_size: i64,
-    commit: Commit,
+    mode: Mode,
 }
 
 impl Attempt {
@@ -124,7 +124,7 @@ impl Attempt {
             .await
             .context("Failed to begin a batch transaction")?;
         let started = Instant::now();
-        self.commit
+        self.mode
             .apply(&mut tx)
             .await
             .context("Failed to set the batch's commit mode")?;

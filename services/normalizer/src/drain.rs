@@ -9,7 +9,7 @@ use domain::operation::{Details, OperationStatus, OperationType};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{run_batch, BatchOutcome};
-use db::commit::Commit;
+use db::commit::Mode;
 use telemetry::progress;
 
 /// How a drain runs.
@@ -19,8 +19,9 @@ pub struct Options {
     /// Stop after this many batches (None: until the queue is empty).
     pub max_batches: Option<u64>,
     pub progress_interval: Duration,
-    /// Whether a batch waits for its WAL flush at commit.
-    pub commit: Commit,
+    /// How each batch transaction runs: whether it waits for its WAL flush
+    /// at commit.
+    pub mode: Mode,
     /// Write an `operations_log` row even when there was nothing to do
     /// (`normalizer run` does; `serve` only logs drains that found work).
     pub log_idle_runs: bool,
@@ -98,7 +99,7 @@ pub async fn run_once(
         {
             break Ok(());
         }
-        let batch = match run_batch(pool, after, options.batch_size, options.commit).await {
+        let batch = match run_batch(pool, after, options.batch_size, options.mode).await {
             Ok(batch) => batch,
             Err(err) => break Err(err),
         };

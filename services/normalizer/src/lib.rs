@@ -25,7 +25,7 @@ pub use requeue::requeue;
 pub use serve::serve;
 
 use bootstrap::Context;
-use db::commit::Commit;
+use db::commit::{Commit, Mode};
 use settings::NormalizerSettings;
 
 /// `normalizer serve`: normalise whenever rows are waiting, until shutdown.
@@ -43,11 +43,11 @@ impl Options {
             batch_size: settings.batch_size,
             max_batches: None,
             progress_interval: settings.progress_interval,
-            commit: if settings.synchronous_commit {
+            mode: Mode::new().commit(if settings.synchronous_commit {
                 Commit::Synchronous
             } else {
                 Commit::Asynchronous
-            },
+            }),
             log_idle_runs: true,
         }
     }

@@ -55,14 +55,14 @@ pub async fn sweep(conn: &mut PgConnection, settings: &CleanupSettings) -> anyho
         .context("Failed to unblock proxies")?;
     tx.commit().await.context("commit cleanup transaction")?;
 
-    let batch = i64::from(settings.purge_batch);
+    let batch = i64::from(settings.purge_batch.get());
     let mut tasks_purged = 0;
     loop {
         let purged = db::tasks::purge_finished(&mut *conn, settings.retention, batch)
             .await
             .context("Failed to purge finished tasks")?;
         tasks_purged += purged;
-        if purged < settings.purge_batch as u64 {
+        if purged < u64::from(settings.purge_batch.get()) {
             break;
         }
     }

@@ -55,12 +55,12 @@ impl Rules {
     fn of(s: &WorkerSettings) -> Self {
         Self {
             retry: RetryRule {
-                max_attempts: i32::try_from(s.max_attempts).unwrap_or(5),
+                max_attempts: s.max_attempts,
                 backoff: s.retry_backoff,
                 backoff_max: s.retry_backoff_max,
             },
-            max_blocks: i32::try_from(s.max_blocks_per_task).unwrap_or(3),
-            max_rotations: i32::try_from(s.max_proxy_rotations).unwrap_or(10),
+            max_blocks: s.max_blocks_per_task,
+            max_rotations: s.max_proxy_rotations,
             block_cooldown: s.proxy_cooldown,
             fault_cooldown: s.proxy_fault_cooldown,
             fault_cooldown_max: s.proxy_fault_cooldown_max,
@@ -71,7 +71,7 @@ impl Rules {
 impl Completer {
     /// Runs until every sender of `done` is gone and everything is written.
     pub async fn run(mut self) {
-        let max = self.settings.completion_batch as usize;
+        let max = self.settings.completion_batch.get();
         loop {
             let mut batch = Vec::new();
             let mut orphans = Vec::new();

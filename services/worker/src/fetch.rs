@@ -233,7 +233,7 @@ impl Fetcher {
         let cap = if kind == TaskKind::OfferRefresh {
             LISTING_CAP
         } else {
-            self.settings.body_cap_bytes as usize
+            self.settings.body_cap_bytes
         };
         let (bytes, truncated) = read_capped(response, cap).await.map_err(Failed::Task)?;
         if let Some(marker) = self.markers.find(&bytes) {

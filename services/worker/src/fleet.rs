@@ -68,7 +68,7 @@ pub async fn run(
         ));
     }
 
-    let (done_tx, done_rx) = mpsc::channel(cfg.slots as usize * 2);
+    let (done_tx, done_rx) = mpsc::channel(cfg.slots.get() * 2);
     let (orphan_tx, orphan_rx) = mpsc::unbounded_channel();
     let wake = Arc::new(Notify::new());
     // Completions don't wait for their WAL flush (see `completer::write`):
@@ -100,7 +100,11 @@ pub async fn run(
     let claims_pool = Mode::new()
         .generic_plans()
         .commit(Commit::Asynchronous)
-        .pool(&pool, cfg.claims_in_flight.max(1));
+        .pool(
+            &pool,
+            // worker.claims_in_flight is at most 64 (settings).
+            u32::try_from(cfg.claims_in_flight.get()).context("worker.claims_in_flight")?,
+        );
     Claimer {
         pool: claims_pool.clone(),
         settings: cfg.clone(),
@@ -109,7 +113,7 @@ pub async fn run(
         done: done_tx,
         orphans: orphan_tx,
         wake,
-        slots: Arc::new(Semaphore::new(cfg.slots as usize)),
+        slots: Arc::new(Semaphore::new(cfg.slots.get())),
         tracker: slots.clone(),
         cancel_slots: cancel_slots.clone(),
         held: Default::default(),

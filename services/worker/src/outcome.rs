@@ -73,10 +73,10 @@ pub struct BlockMarkers {
 }
 
 impl BlockMarkers {
-    pub fn new(patterns: &[String], short_page_bytes: u32) -> Self {
+    pub fn new(patterns: &[String], short_page_bytes: usize) -> Self {
         Self {
             patterns: patterns.iter().map(|p| p.to_lowercase()).collect(),
-            short_page: short_page_bytes as usize,
+            short_page: short_page_bytes,
         }
     }
 

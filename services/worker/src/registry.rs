@@ -42,7 +42,7 @@ async fn register_once(
     settings: &WorkerSettings,
 ) -> anyhow::Result<i64> {
     // worker.slots is at most 1024 (settings).
-    let slots = i32::try_from(settings.slots).context("worker.slots")?;
+    let slots = i32::try_from(settings.slots.get()).context("worker.slots")?;
     Ok(db::workers::register(db, &name(), slots, settings.stale_after()).await?)
 }
 
@@ -52,7 +52,7 @@ pub async fn register(
     settings: &WorkerSettings,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Identity> {
-    let attempts = settings.register_attempts.max(1);
+    let attempts = settings.register_attempts.get();
     let mut delay = Duration::from_millis(500);
     for attempt in 1..=attempts {
         match register_once(pool, settings).await {

@@ -156,7 +156,7 @@ impl Render<'_> {
         };
         let base = url::Url::parse(&final_url).ok();
         let extracted = profile.map(|p| p.extract(&html, base.as_ref()));
-        let (body, truncated) = cap(html, self.settings.html_cap_bytes as usize);
+        let (body, truncated) = cap(html, self.settings.html_cap_bytes);
         Ok(Outcome::Fetched {
             // Chromium reports 0 for a page it did not get over HTTP.
             status: if document.status == 0 {

@@ -70,7 +70,7 @@ impl Claimer {
     /// and slots freed meanwhile are claimed for by the next one instead of
     /// waiting for it (their commits share the WAL flush).
     pub async fn run(self, shutdown: CancellationToken) {
-        let max_in_flight = self.settings.claims_in_flight.max(1) as usize;
+        let max_in_flight = self.settings.claims_in_flight.get();
         let mut claims = FuturesUnordered::new();
         let mut reconcile_due = true;
         let mut reconciled = tokio::time::Instant::now();

@@ -76,7 +76,7 @@ pub fn options(batch_size: i64) -> normalizer::Options {
         batch_size,
         max_batches: None,
         progress_interval: Duration::from_secs(3600),
-        commit: db::commit::Commit::Asynchronous,
+        mode: db::commit::Mode::new().commit(db::commit::Commit::Asynchronous),
         log_idle_runs: true,
     }
 }
