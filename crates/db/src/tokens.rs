@@ -1,6 +1,7 @@
 //! `api_tokens`: keyed hashes of API tokens, never the tokens themselves.
 
 use chrono::{DateTime, Utc};
+use domain::token::TokenState;
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::DbError;
@@ -21,9 +22,14 @@ pub struct TokenGrant {
 }
 
 impl TokenGrant {
+    /// Where the token stands at `now`.
+    pub fn state_at(&self, now: DateTime<Utc>) -> TokenState {
+        TokenState::at(now, self.expires_at, self.revoked_at)
+    }
+
     /// Neither revoked nor expired at `now`.
     pub fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+        self.state_at(now) == TokenState::Active
     }
 }
 
@@ -37,6 +43,13 @@ pub struct TokenRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl TokenRow {
+    /// Where the token stands at `now`.
+    pub fn state_at(&self, now: DateTime<Utc>) -> TokenState {
+        TokenState::at(now, self.expires_at, self.revoked_at)
+    }
 }
 
 /// Stores a batch of tokens in one statement; returns their ids in order.

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+
 use hmac::{Hmac, Mac};
 use rand::distr::{Alphanumeric, Distribution};
 use rand::CryptoRng;
@@ -16,6 +18,45 @@ use sha2::Sha256;
 pub const TOKEN_LEN: usize = 16;
 /// Characters of a token kept in clear to recognise it by.
 pub const PREFIX_LEN: usize = 6;
+
+/// Where a stored token stands at a moment. The one place that decides it:
+/// the api's authentication, `api tokens list` and the stored grant all ask
+/// here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    Active,
+    /// Its `expires_at` has passed.
+    Expired,
+    /// Revoked by `api tokens revoke`; wins over an expiry.
+    Revoked,
+}
+
+impl TokenState {
+    /// The state at `now` of a token that expires at `expires_at` (never
+    /// when `None`) and was revoked at `revoked_at`.
+    pub fn at(
+        now: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+        revoked_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        if revoked_at.is_some() {
+            Self::Revoked
+        } else if expires_at.is_some_and(|at| at <= now) {
+            Self::Expired
+        } else {
+            Self::Active
+        }
+    }
+
+    /// The word `api tokens list` shows.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+}
 
 /// A token in clear. `Debug` shows only its prefix.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,6 +123,20 @@ impl Token {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revocation_wins_over_expiry_and_expiry_is_inclusive() {
+        let now = Utc::now();
+        let past = Some(now - chrono::Duration::seconds(1));
+        let future = Some(now + chrono::Duration::seconds(1));
+        assert_eq!(TokenState::at(now, None, None), TokenState::Active);
+        assert_eq!(TokenState::at(now, future, None), TokenState::Active);
+        assert_eq!(TokenState::at(now, Some(now), None), TokenState::Expired);
+        assert_eq!(TokenState::at(now, past, None), TokenState::Expired);
+        assert_eq!(TokenState::at(now, past, past), TokenState::Revoked);
+        assert_eq!(TokenState::at(now, None, past), TokenState::Revoked);
+        assert_eq!(TokenState::Revoked.as_str(), "revoked");
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -10,7 +10,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use db::tokens::TokenGrant;
-use domain::token::Token;
+use domain::token::{Token, TokenState};
 
 use crate::auth::{self, Caller, Identity, EXPIRED, MALFORMED, NO_TOKEN, REVOKED, UNKNOWN};
 use crate::error::ApiError;
@@ -66,9 +66,11 @@ pub async fn identify(State(state): State<AppState>, mut request: Request, next:
 fn identity_of(grant: Option<TokenGrant>, address: IpAddr, state: &AppState) -> Identity {
     let refusal = match &grant {
         None => Some(UNKNOWN),
-        Some(g) if g.revoked_at.is_some() => Some(REVOKED),
-        Some(g) if !g.is_valid_at(chrono::Utc::now()) => Some(EXPIRED),
-        Some(_) => None,
+        Some(g) => match g.state_at(chrono::Utc::now()) {
+            TokenState::Revoked => Some(REVOKED),
+            TokenState::Expired => Some(EXPIRED),
+            TokenState::Active => None,
+        },
     };
     match (grant, refusal) {
         (Some(grant), None) => {

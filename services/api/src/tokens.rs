@@ -139,13 +139,7 @@ pub fn render_list(rows: &[TokenRow], now: DateTime<Utc>) -> String {
         t.map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string())
     };
     for row in rows {
-        let state = if row.revoked_at.is_some() {
-            "revoked"
-        } else if row.expires_at.is_some_and(|at| at <= now) {
-            "expired"
-        } else {
-            "active"
-        };
+        let state = row.state_at(now).as_str();
         out.push_str(&format!(
             "{:<8} {:<8} {:<17} {:<17} {:<17} {}\n",
             row.token_prefix,
