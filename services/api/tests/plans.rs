@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use api::pool::ApiPool;
 use api::Config;
-use sqlx::PgPool;
+use db::offers::{PageRequest, Planning};
+use db::DbError;
+use sqlx::{PgConnection, PgPool};
 
 /// Rows in the table: enough that a sequential scan or a walk of a sort
 /// index costs the planner what it costs at 1,000,000.
@@ -40,7 +42,7 @@ async fn plans(api_pool: &ApiPool, query: &str) -> Vec<(String, String)> {
     let request = api::routes::offers::page_request(Some(query), &Config::for_tests().api)
         .unwrap_or_else(|e| panic!("{query}: {e}"));
     api_pool
-        .run(async |conn| db::offers::explain(conn, &request).await)
+        .run(async |conn| explain(conn, &request).await)
         .await
         .unwrap()
 }
@@ -193,7 +195,7 @@ async fn cached_plans_serve_every_value_from_the_sorts_index(pool: PgPool) {
                 for after in [None, Some(position(request.sort))] {
                     request.after = after;
                     let plans = conn
-                        .run(async |conn| db::offers::explain_generic(conn, &request).await)
+                        .run(async |conn| explain_generic(conn, &request).await)
                         .await
                         .unwrap();
                     for (shape, plan) in plans {
@@ -306,4 +308,66 @@ async fn the_typical_page_reuses_its_plan_and_value_dependent_statements_are_rep
     );
     api_pool.close().await;
     one.close().await;
+}
+
+/// The plans of a page's statements (the first one in every shape it may
+/// take, then the NULL tail), as `EXPLAIN` prints them with the page's
+/// values (custom plans).
+async fn explain(
+    conn: &mut PgConnection,
+    request: &PageRequest,
+) -> Result<Vec<(String, String)>, DbError> {
+    let mut plans = Vec::new();
+    for mut statement in db::offers::statements(request, "EXPLAIN ") {
+        let lines: Vec<String> = statement
+            .query
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
+        plans.push((statement.label, lines.join("\n")));
+    }
+    Ok(plans)
+}
+
+/// The generic plans (blind to the values) of a page's statements that
+/// Postgres may cache ([`Planning::Cached`]), as `EXPLAIN` prints them:
+/// each statement is run once on `conn` as the page runs it (so prepared
+/// there with the page's parameter types), then explained by its prepared
+/// name under `plan_cache_mode = force_generic_plan` (Postgres 15 has no
+/// `EXPLAIN (GENERIC_PLAN)`).
+async fn explain_generic(
+    conn: &mut PgConnection,
+    request: &PageRequest,
+) -> Result<Vec<(String, String)>, DbError> {
+    let mut plans = Vec::new();
+    for mut statement in db::offers::statements(request, "") {
+        if statement.planning != Planning::Cached {
+            continue;
+        }
+        let sql = statement.query.sql().to_owned();
+        statement.query.build().execute(&mut *conn).await?;
+        let (name, params): (String, i32) = sqlx::query_as(
+            "SELECT name, cardinality(parameter_types) FROM pg_prepared_statements
+             WHERE statement = $1 LIMIT 1",
+        )
+        .bind(&sql)
+        .fetch_one(&mut *conn)
+        .await?;
+        // A generic plan is made without the values: NULL stands for each.
+        let values = vec!["NULL"; params as usize].join(", ");
+        sqlx::query("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut *conn)
+            .await?;
+        let explain = format!("EXPLAIN EXECUTE {name}({values})");
+        let lines: Result<Vec<String>, _> = sqlx::query_scalar(&explain)
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await;
+        sqlx::query("RESET plan_cache_mode")
+            .execute(&mut *conn)
+            .await?;
+        plans.push((statement.label, lines?.join("\n")));
+    }
+    Ok(plans)
 }

@@ -1,120 +1,15 @@
-//! `processed_data` as the api reads it: active offers, filtered, sorted and
-//! paged by keyset, returned as the stored `record` JSON text (never parsed
-//! and re-serialised here).
-//!
-//! Keyset pages: rows come in `(sort column, inner_id)` order, both in the
-//! requested direction, and a page starts strictly after the last row of the
-//! previous one, so page 1,000 is one index range scan like page 1. Offers
-//! whose sort column is NULL come after all others in both directions; a page
-//! that reaches the end of the non-NULL offers continues into the NULL ones
-//! with a second statement.
+//! One page of active offers: the statements, their shapes and how
+//! Postgres plans them.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 
+use super::{OfferFilter, Page, PageRequest, Position, SortKey, SortValue};
 use crate::DbError;
-
-/// What the list is ordered by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SortKey {
-    Price,
-    Year,
-    KmAge,
-    ListedAt,
-}
-
-impl SortKey {
-    pub const ALL: [SortKey; 4] = [Self::Price, Self::Year, Self::KmAge, Self::ListedAt];
-
-    /// The column, which is also the name the api uses.
-    pub const fn column(self) -> &'static str {
-        match self {
-            Self::Price => "price",
-            Self::Year => "year",
-            Self::KmAge => "km_age",
-            Self::ListedAt => "listed_at",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    Asc,
-    Desc,
-}
-
-impl Direction {
-    const fn sql(self) -> &'static str {
-        match self {
-            Self::Asc => "ASC",
-            Self::Desc => "DESC",
-        }
-    }
-
-    const fn after(self) -> &'static str {
-        match self {
-            Self::Asc => ">",
-            Self::Desc => "<",
-        }
-    }
-}
-
-/// The sort column's value of one offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortValue {
-    Number(i64),
-    Time(DateTime<Utc>),
-}
-
-/// Where a page ends: the last row's sort value (None: in the NULL tail)
-/// and inner_id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    pub value: Option<SortValue>,
-    pub inner_id: String,
-}
-
-/// Filters of the list; an empty list or `None` means not filtered, several
-/// values of one filter mean any of them. Text filters on mark, model and
-/// city ignore case; the others match exactly.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct OfferFilter {
-    pub mark: Vec<String>,
-    pub model: Vec<String>,
-    pub year_from: Option<i32>,
-    pub year_to: Option<i32>,
-    pub price_from: Option<i64>,
-    pub price_to: Option<i64>,
-    pub km_age_to: Option<i32>,
-    pub city: Vec<String>,
-    pub body_type: Vec<String>,
-    pub engine_type: Vec<String>,
-    pub transmission_type: Vec<String>,
-    pub drive_type: Vec<String>,
-    pub seller_type: Vec<String>,
-    pub is_dealer: Option<bool>,
-}
 
 /// The offer's filter terms, exactly as migration 0008 indexes them (GIN).
 const TERMS: &str = "api_filter_terms(model, city, body_type, engine_type, \
      transmission_type, drive_type, seller_type, is_dealer)";
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PageRequest {
-    pub filter: OfferFilter,
-    pub sort: SortKey,
-    pub direction: Direction,
-    pub after: Option<Position>,
-    pub limit: u32,
-}
-
-/// One page: each offer's `record` as JSON text, and where the next page
-/// starts (None on the last page).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    pub records: Vec<String>,
-    pub next: Option<Position>,
-}
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -343,74 +238,34 @@ fn null_tail_statement(
     query
 }
 
-/// The plans of a page's statements (the first one in every shape it may
-/// take, then the NULL tail), as `EXPLAIN` prints them with the page's
-/// values (custom plans), for the tests that check every filter is served
-/// by an index.
-pub async fn explain(
-    conn: &mut PgConnection,
-    request: &PageRequest,
-) -> Result<Vec<(String, String)>, DbError> {
-    let want = i64::from(request.limit) + 1;
-    let mut plans = Vec::new();
-    for shape in Shape::of(request) {
-        let lines: Vec<String> = first_statement(request, "EXPLAIN ", *shape)
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_all(&mut *conn)
-            .await?;
-        plans.push((format!("{shape:?}"), lines.join("\n")));
-    }
-    let tail: Vec<String> = null_tail_statement(request, "EXPLAIN ", want)
-        .build_query_scalar()
-        .persistent(false)
-        .fetch_all(&mut *conn)
-        .await?;
-    plans.push(("null tail".to_owned(), tail.join("\n")));
-    Ok(plans)
+/// One statement a page may send, for the plan tests: its label (the shape,
+/// or "null tail"), how Postgres plans it, and its text with the page's
+/// values bound.
+pub struct Statement {
+    pub label: String,
+    pub planning: Planning,
+    pub query: QueryBuilder<'static, Postgres>,
 }
 
-/// The generic plans (blind to the values) of a page's statements that
-/// Postgres may cache ([`Planning::Cached`]), as `EXPLAIN` prints them:
-/// each statement is run once on `conn` as the page runs it (so prepared
-/// there with the page's parameter types), then explained by its prepared
-/// name under `plan_cache_mode = force_generic_plan` (Postgres 15 has no
-/// `EXPLAIN (GENERIC_PLAN)`).
-pub async fn explain_generic(
-    conn: &mut PgConnection,
-    request: &PageRequest,
-) -> Result<Vec<(String, String)>, DbError> {
-    let mut plans = Vec::new();
-    for shape in Shape::of(request) {
-        if shape.planning() != Planning::Cached {
-            continue;
-        }
-        let mut query = first_statement(request, "", *shape);
-        let sql = query.sql().to_owned();
-        query.build().execute(&mut *conn).await?;
-        let (name, params): (String, i32) = sqlx::query_as(
-            "SELECT name, cardinality(parameter_types) FROM pg_prepared_statements
-             WHERE statement = $1 LIMIT 1",
-        )
-        .bind(&sql)
-        .fetch_one(&mut *conn)
-        .await?;
-        // A generic plan is made without the values: NULL stands for each.
-        let values = vec!["NULL"; params as usize].join(", ");
-        sqlx::query("SET plan_cache_mode = force_generic_plan")
-            .execute(&mut *conn)
-            .await?;
-        let explain = format!("EXPLAIN EXECUTE {name}({values})");
-        let lines: Result<Vec<String>, _> = sqlx::query_scalar(&explain)
-            .persistent(false)
-            .fetch_all(&mut *conn)
-            .await;
-        sqlx::query("RESET plan_cache_mode")
-            .execute(&mut *conn)
-            .await?;
-        plans.push((format!("{shape:?}"), lines?.join("\n")));
-    }
-    Ok(plans)
+/// The statements [`page`] may send for `request`, after `prefix`
+/// (`EXPLAIN ` to read their plans): the first one in every shape it may
+/// take, then the NULL tail (a whole page of it).
+pub fn statements(request: &PageRequest, prefix: &str) -> Vec<Statement> {
+    let mut statements: Vec<Statement> = Shape::of(request)
+        .iter()
+        .map(|shape| Statement {
+            label: format!("{shape:?}"),
+            planning: shape.planning(),
+            query: first_statement(request, prefix, *shape),
+        })
+        .collect();
+    statements.push(Statement {
+        label: "null tail".to_owned(),
+        // As `page` sends it: unnamed, planned with its values.
+        planning: Planning::PerValues,
+        query: null_tail_statement(request, prefix, i64::from(request.limit) + 1),
+    });
+    statements
 }
 
 /// The sort value's output columns: `n` (numbers) and `t` (times).
@@ -558,40 +413,4 @@ fn push_filters(query: &mut QueryBuilder<'static, Postgres>, f: &OfferFilter, te
             query.push_bind(value);
         }
     }
-}
-
-/// One active offer's whole record as JSON text; None when unknown or inactive.
-pub async fn record(db: impl PgExecutor<'_>, inner_id: &str) -> Result<Option<String>, DbError> {
-    let record = sqlx::query_scalar(
-        "SELECT record::text FROM processed_data WHERE inner_id = $1 AND is_active",
-    )
-    .bind(inner_id)
-    .fetch_optional(db)
-    .await?;
-    Ok(record)
-}
-
-/// One row of the filter facets (see facets.sql).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct FacetRow {
-    /// `model`, `body_type`, `engine_type`, `transmission_type`,
-    /// `drive_type`, `seller_type`, `city`, or `total` (the ranges).
-    pub facet: String,
-    /// For `model` rows: the mark the model belongs to.
-    pub mark: Option<String>,
-    pub value: Option<String>,
-    pub count: i64,
-    pub year_min: Option<i32>,
-    pub year_max: Option<i32>,
-    pub price_min: Option<i64>,
-    pub price_max: Option<i64>,
-    pub km_age_max: Option<i32>,
-}
-
-/// Every facet of the active offers, with counts, in one statement.
-pub async fn facets(db: impl PgExecutor<'_>) -> Result<Vec<FacetRow>, DbError> {
-    let rows = sqlx::query_as(include_str!("facets.sql"))
-        .fetch_all(db)
-        .await?;
-    Ok(rows)
 }
