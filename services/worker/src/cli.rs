@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use bootstrap::{Context, Shared};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Subcommand;
+use domain::fleet::TaskKind;
 use settings::Settings;
 
 /// `--help`'s one line.
@@ -44,8 +46,12 @@ pub enum TasksCommand {
     /// URL tasks may also be JSON lines: {"url", "wait_for", "extract", "screenshot"}.
     Upload {
         file: PathBuf,
-        #[arg(long, default_value = "fetch_url", value_parser = db::tasks::KINDS)]
-        kind: String,
+        #[arg(
+            long,
+            default_value_t = TaskKind::FetchUrl,
+            value_parser = PossibleValuesParser::new(db::tasks::KINDS).try_map(|word| word.parse::<TaskKind>())
+        )]
+        kind: TaskKind,
         /// Extraction profile (worker.extract.<PROFILE>) for every line.
         #[arg(long, value_name = "PROFILE")]
         extract: Option<String>,
@@ -115,7 +121,7 @@ pub async fn execute(ctx: Context, command: Command) -> anyhow::Result<()> {
                 screenshot,
             };
             let profiles: Vec<String> = ctx.settings.worker.extract.keys().cloned().collect();
-            crate::upload::tasks_with(pool, &file, &kind, &defaults, Some(&profiles))
+            crate::upload::tasks_with(pool, &file, kind, &defaults, Some(&profiles))
                 .await
                 .and_then(crate::upload::fail_on_bad)
         }

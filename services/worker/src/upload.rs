@@ -133,7 +133,7 @@ pub fn fail_on_bad(up: Uploaded) -> anyhow::Result<()> {
     }
 }
 
-pub async fn tasks(pool: &PgPool, path: &Path, kind: &str) -> anyhow::Result<Uploaded> {
+pub async fn tasks(pool: &PgPool, path: &Path, kind: TaskKind) -> anyhow::Result<Uploaded> {
     tasks_with(pool, path, kind, &TaskParams::default(), None).await
 }
 
@@ -198,13 +198,10 @@ pub fn parse_task_line(
 pub async fn tasks_with(
     pool: &PgPool,
     path: &Path,
-    kind: &str,
+    kind: TaskKind,
     defaults: &TaskParams,
     profiles: Option<&[String]>,
 ) -> anyhow::Result<Uploaded> {
-    let kind: TaskKind = kind.parse().map_err(|_| {
-        anyhow::anyhow!("unknown task kind {kind:?} (one of {:?})", db::tasks::KINDS)
-    })?;
     let file =
         std::fs::File::open(path).with_context(|| format!("Failed to read {}", path.display()))?;
     let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);

@@ -71,7 +71,7 @@ async fn upload(pool: &PgPool, kind: TaskKind, lines: &str) {
     let up = worker::upload::tasks_with(
         pool,
         file.path(),
-        kind.as_str(),
+        kind,
         &worker::page::TaskParams::default(),
         Some(&["listing".to_owned()]),
     )
