@@ -107,6 +107,21 @@ impl Running {
         }
     }
 
+    /// Like [`Self::wait_for_line`], but a line already seen at index
+    /// `since` or later counts too: for two lines whose order is not fixed.
+    pub fn wait_for_line_since(&mut self, since: usize, needle: &str, timeout: Duration) -> String {
+        if let Some(line) = self
+            .output()
+            .get(since..)
+            .into_iter()
+            .flatten()
+            .find(|l| l.contains(needle))
+        {
+            return line.clone();
+        }
+        self.wait_for_line(needle, timeout)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
