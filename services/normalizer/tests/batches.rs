@@ -39,8 +39,9 @@ async fn the_sample_page_normalises_into_typed_columns(pool: PgPool) {
         bool,
     );
     let passat: Row = sqlx::query_as(
-        "SELECT price, year, km_age, displacement, city, district, is_dealer, first_registration,
-                images, car_name, gears, is_active
+        "SELECT price, year, km_age, (record->>'displacement')::float8, city,
+                record->>'district', is_dealer, (record->>'first_registration')::date,
+                record->'images', record->>'car_name', (record->>'gears')::int, is_active
          FROM processed_data WHERE inner_id = '56234871'",
     )
     .fetch_one(&pool)

@@ -90,11 +90,6 @@ impl Listing {
         // every number passed a finiteness check), so this cannot fail.
         serde_json::to_string(self).expect("a Listing always serialises")
     }
-
-    /// The image URLs as a JSON array text: the `images` column.
-    pub fn images_json(&self) -> String {
-        serde_json::to_string(&self.images).expect("a list of strings always serialises")
-    }
 }
 
 /// Why one field could not be typed.
