@@ -41,6 +41,7 @@ impl Options {
     pub fn from_settings(settings: &NormalizerSettings) -> Self {
         Self {
             batch_size: settings.batch_size,
+            pipeline_depth: settings.pipeline_depth,
             max_batches: None,
             progress_interval: settings.progress_interval,
             mode: Mode::new().commit(if settings.synchronous_commit {
