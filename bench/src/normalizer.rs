@@ -361,6 +361,16 @@ async fn drain_in_child(url: &str) -> anyhow::Result<()> {
     };
     let summary = ::normalizer::run_once(&pool, &options, &CancellationToken::new()).await?;
     pool.close().await;
+    let per_row = |total: Duration| total.as_secs_f64() * 1e6 / summary.created.max(1) as f64;
+    let phases = summary.phases;
+    eprintln!(
+        "normaliser instance: {} rows; per row: claim {:.0} us, normalise {:.0} us, wait {:.0} us, write and commit {:.0} us",
+        summary.created,
+        per_row(phases.claim),
+        per_row(phases.normalise),
+        per_row(phases.wait),
+        per_row(phases.write),
+    );
     let drained = Drained {
         created: summary.created,
         errors: summary.errors,

@@ -222,6 +222,15 @@ pub struct Phases {
     pub write: Duration,
 }
 
+impl std::ops::AddAssign for Phases {
+    fn add_assign(&mut self, other: Self) {
+        self.claim += other.claim;
+        self.normalise += other.normalise;
+        self.wait += other.wait;
+        self.write += other.write;
+    }
+}
+
 /// A claimed batch, normalised, its transaction still open.
 pub struct Normalised {
     tx: Transaction<'static, Postgres>,

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::batch::{claim, BatchOutcome};
+use crate::batch::{claim, BatchOutcome, Phases};
 use db::commit::Mode;
 use telemetry::progress;
 
@@ -47,6 +47,8 @@ pub struct Summary {
     pub batches: u64,
     /// Each batch transaction's duration, for the p99 figure.
     pub batch_times: Vec<Duration>,
+    /// Where the batches' time went, summed over the batches.
+    pub phases: Phases,
 }
 
 impl Summary {
@@ -57,6 +59,7 @@ impl Summary {
         self.errors += b.failed;
         self.batches += 1;
         self.batch_times.push(b.elapsed);
+        self.phases += b.phases;
     }
 
     fn details(&self) -> Details {
