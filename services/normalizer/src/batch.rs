@@ -18,6 +18,7 @@ use domain::listing::ActiveStatus;
 use domain::normalize::normalize;
 use serde_json::Value;
 use sqlx::{Postgres, Transaction};
+use tokio::sync::oneshot;
 
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -94,7 +95,7 @@ pub async fn run_batch(
     mode: Mode,
 ) -> anyhow::Result<BatchOutcome> {
     match claim(pool, after, batch_size, mode).await? {
-        Some(claimed) => claimed.normalise().await?.write(pool).await,
+        Some(claimed) => claimed.normalise().await?.write(pool, None).await,
         None => Ok(BatchOutcome::default()),
     }
 }
@@ -216,9 +217,9 @@ pub struct Phases {
     pub claim: Duration,
     /// Decoding and normalising in Rust.
     pub normalise: Duration,
-    /// Waiting for the batch before it to commit (pipelined drains).
+    /// Waiting, written, for the batch before it to commit (pipelined drains).
     pub wait: Duration,
-    /// Upsert, marks and commit.
+    /// Upsert, marks and commit (without the wait).
     pub write: Duration,
 }
 
@@ -230,6 +231,11 @@ impl std::ops::AddAssign for Phases {
         self.write += other.write;
     }
 }
+
+/// What a batch waits for before it commits (`None`: nothing): in a
+/// pipelined drain, the end (commit or rollback) of the batch claimed
+/// before it, whose sender is dropped then.
+pub type Turn = Option<oneshot::Receiver<()>>;
 
 /// A claimed batch, normalised, its transaction still open.
 pub struct Normalised {
@@ -243,18 +249,12 @@ pub struct Normalised {
 }
 
 impl Normalised {
-    /// Counts the time since `since` as waiting for the batch's turn.
-    pub fn waited(mut self, since: Instant) -> Self {
-        self.phases.wait = since.elapsed();
-        self
-    }
-
-    /// Writes the batch into processed_data, marks its rows and commits.
-    /// Should Postgres refuse a value, the batch is rolled back, claimed
-    /// again from the same place and written by halves.
-    pub async fn write(self, pool: &PgPool) -> anyhow::Result<BatchOutcome> {
+    /// Writes the batch into processed_data, marks its rows and commits
+    /// once `turn` has come. Should Postgres refuse a value, the batch is
+    /// rolled back, claimed again from the same place and written by halves.
+    pub async fn write(self, pool: &PgPool, mut turn: Turn) -> anyhow::Result<BatchOutcome> {
         let batch = self.batch;
-        if let Some(outcome) = self.write_once(false).await? {
+        if let Some(outcome) = self.write_once(false, &mut turn).await? {
             return Ok(outcome);
         }
         tracing::warn!(
@@ -265,13 +265,21 @@ impl Normalised {
             // Another normaliser took the rows meanwhile.
             return Ok(BatchOutcome::default());
         };
-        let outcome = claimed.normalise().await?.write_once(true).await?;
+        let outcome = claimed
+            .normalise()
+            .await?
+            .write_once(true, &mut turn)
+            .await?;
         Ok(outcome.expect("the careful write does not give up on refused values"))
     }
 
     /// One try at the write. `careful`: write by halves under savepoints.
     /// Not careful: `None` when Postgres refused a value (rolled back).
-    async fn write_once(self, careful: bool) -> anyhow::Result<Option<BatchOutcome>> {
+    async fn write_once(
+        self,
+        careful: bool,
+        turn: &mut Turn,
+    ) -> anyhow::Result<Option<BatchOutcome>> {
         let Self {
             mut tx,
             mut split,
@@ -329,8 +337,14 @@ impl Normalised {
         db::queue::record_failures(&mut tx, &split.failed_ids, &split.reasons)
             .await
             .context("Failed to record the batch's normalisation errors")?;
+        let waiting = Instant::now();
+        if let Some(previous) = turn.take() {
+            // Err: the previous batch ended (its sender dropped), as wanted.
+            let _ = previous.await;
+        }
+        phases.wait = waiting.elapsed();
         tx.commit().await.context("Failed to commit the batch")?;
-        phases.write = writing.elapsed();
+        phases.write = writing.elapsed() - phases.wait;
         let Upserted { created, updated } = upserted;
         Ok(Some(BatchOutcome {
             claimed,

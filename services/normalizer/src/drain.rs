@@ -21,8 +21,9 @@ use telemetry::progress;
 pub struct Options {
     pub batch_size: i64,
     /// Batches in flight at once (claimed, not yet committed), each in its
-    /// own transaction on its own connection: while one writes and commits,
-    /// the next is claimed and normalised. 1: one batch after the other.
+    /// own transaction on its own connection: while one is written, the
+    /// next is claimed and normalised; they commit in claim order. 1: one
+    /// batch after the other.
     pub pipeline_depth: usize,
     /// Stop after this many batches (None: until the queue is empty).
     pub max_batches: Option<u64>,
@@ -158,10 +159,13 @@ struct Progress {
 
 /// The batches of a drain, claimed one after the other in id order, up to
 /// `pipeline_depth` of them in flight. Each batch is one transaction of its
-/// own; they write and commit in the order they were claimed (a batch
-/// writes once the one before it has committed or rolled back), so while a
-/// batch writes, the next ones are claimed and normalised, and a kill
-/// leaves exactly a prefix of the claimed batches committed. Stops claiming
+/// own, on a connection of its own: while a batch writes, the next ones are
+/// claimed, normalised and written too. They commit in the order they were
+/// claimed (a batch commits once the one before it has committed or rolled
+/// back), so a kill leaves exactly a prefix of the claimed batches
+/// committed. Batches in flight never wait for each other's locks: each
+/// writes only its own raw rows and the processed_data rows of their
+/// listings (`inner_id` is unique in raw_data). Stops claiming
 /// on shutdown, at `max_batches`, on the first error, or when the queue is
 /// empty, and always waits for the batches in flight to end.
 async fn pipeline(
@@ -223,13 +227,7 @@ async fn pipeline(
                 // `turn` is dropped when this task ends, however it ends:
                 // the next batch then writes.
                 let _turn = turn;
-                let normalised = batch.normalise().await?;
-                let waiting = Instant::now();
-                if let Some(previous) = previous {
-                    // Err: the previous batch ended (its sender dropped).
-                    let _ = previous.await;
-                }
-                normalised.waited(waiting).write(&pool).await
+                batch.normalise().await?.write(&pool, previous).await
             }
             .instrument(span),
         ));
