@@ -364,12 +364,14 @@ async fn drain_in_child(url: &str) -> anyhow::Result<()> {
     let per_row = |total: Duration| total.as_secs_f64() * 1e6 / summary.created.max(1) as f64;
     let phases = summary.phases;
     eprintln!(
-        "normaliser instance: {} rows; per row: claim {:.0} us, normalise {:.0} us, wait {:.0} us, write and commit {:.0} us",
+        "normaliser instance: {} rows; per row: claim {:.0} us, normalise {:.0} us, upsert {:.0} us, mark {:.0} us, wait {:.0} us, commit {:.0} us",
         summary.created,
         per_row(phases.claim),
         per_row(phases.normalise),
+        per_row(phases.upsert),
+        per_row(phases.mark),
         per_row(phases.wait),
-        per_row(phases.write),
+        per_row(phases.commit),
     );
     let drained = Drained {
         created: summary.created,

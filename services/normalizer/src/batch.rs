@@ -217,18 +217,23 @@ pub struct Phases {
     pub claim: Duration,
     /// Decoding and normalising in Rust.
     pub normalise: Duration,
+    /// The processed_data upsert (encoding the columns included).
+    pub upsert: Duration,
+    /// Marking the raw rows processed, recording the failures.
+    pub mark: Duration,
     /// Waiting, written, for the batch before it to commit (pipelined drains).
     pub wait: Duration,
-    /// Upsert, marks and commit (without the wait).
-    pub write: Duration,
+    pub commit: Duration,
 }
 
 impl std::ops::AddAssign for Phases {
     fn add_assign(&mut self, other: Self) {
         self.claim += other.claim;
         self.normalise += other.normalise;
+        self.upsert += other.upsert;
+        self.mark += other.mark;
         self.wait += other.wait;
-        self.write += other.write;
+        self.commit += other.commit;
     }
 }
 
@@ -331,20 +336,24 @@ impl Normalised {
                 }
             }
         };
+        phases.upsert = writing.elapsed();
+        let marking = Instant::now();
         db::queue::mark_processed(&mut tx, &split.good_ids)
             .await
             .context("Failed to mark the batch processed")?;
         db::queue::record_failures(&mut tx, &split.failed_ids, &split.reasons)
             .await
             .context("Failed to record the batch's normalisation errors")?;
+        phases.mark = marking.elapsed();
         let waiting = Instant::now();
         if let Some(previous) = turn.take() {
             // Err: the previous batch ended (its sender dropped), as wanted.
             let _ = previous.await;
         }
         phases.wait = waiting.elapsed();
+        let committing = Instant::now();
         tx.commit().await.context("Failed to commit the batch")?;
-        phases.write = writing.elapsed() - phases.wait;
+        phases.commit = committing.elapsed();
         let Upserted { created, updated } = upserted;
         Ok(Some(BatchOutcome {
             claimed,

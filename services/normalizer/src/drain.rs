@@ -256,15 +256,17 @@ fn finished(
     summary.add(&batch);
     let phases = batch.phases;
     tracing::debug!(
-        "Stored batch {} ({} listings, {} failed) in {} ms: claim {} ms, normalise {} ms, wait {} ms, write {} ms",
+        "Stored batch {} ({} listings, {} failed) in {} ms: claim {} ms, normalise {} ms, upsert {} ms, mark {} ms, wait {} ms, commit {} ms",
         summary.batches,
         batch.created + batch.updated,
         batch.failed,
         batch.elapsed.as_millis(),
         phases.claim.as_millis(),
         phases.normalise.as_millis(),
+        phases.upsert.as_millis(),
+        phases.mark.as_millis(),
         phases.wait.as_millis(),
-        phases.write.as_millis(),
+        phases.commit.as_millis(),
     );
     if progress.last.elapsed() >= progress.interval {
         progress.last = Instant::now();
