@@ -187,7 +187,9 @@ async fn pipeline(
         while in_flight.len() >= depth {
             let batch = in_flight.pop_front().expect("a batch in flight");
             if let Err(err) = finished(batch.await, summary, progress) {
-                result = Err(err);
+                if result.is_ok() {
+                    result = Err(err);
+                }
             }
         }
         if result.is_err() {
