@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 use crate::harness::{per_second, BenchDatabase, Better, Figure, Measured, Plan, Report};
 
 const DEFAULT_SIZES: [usize; 2] = [50_000, 250_000];
-const BATCH: i64 = 200;
 const COPY_CHUNK_ROWS: usize = 2_000;
 const P99_GOAL_MS: f64 = 250.0;
 /// Issue 27's goals: WAL per normalised row, and fresh against analysed.
@@ -80,6 +79,7 @@ struct Cost {
 }
 
 pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow::Result<Report> {
+    let shipped = instance_settings()?;
     let sizes = rows.map_or(DEFAULT_SIZES.to_vec(), |rows| vec![rows]);
     let mut figures = Vec::new();
     let mut avg_bytes = 0;
@@ -96,8 +96,8 @@ pub async fn run(db: &BenchDatabase, plan: Plan, rows: Option<usize>) -> anyhow:
     Ok(Report {
         bench: "normalizer",
         context: format!(
-            "{sizes} raw rows from the simulator's catalogue (~{avg_bytes} bytes JSONB each), batch {BATCH}, each normaliser its own process with its own pool, asynchronous commit; every run on a database loaded for it (fresh: never analysed; analysed: VACUUM ANALYZE raw_data after the load; autovacuum off on both tables); WAL and sizes are medians over the runs; {} run(s) after {} warm-up",
-            plan.runs, plan.warmup
+            "{sizes} raw rows from the simulator's catalogue (~{avg_bytes} bytes JSONB each), batch {}, pipeline depth {} (normalizer.batch_size and normalizer.pipeline_depth: config.yaml's, or CARFEED__NORMALIZER__*'s), each normaliser its own process with its own pool, asynchronous commit; every run on a database loaded for it (fresh: never analysed; analysed: VACUUM ANALYZE raw_data after the load; autovacuum off on both tables); WAL and sizes are medians over the runs; {} run(s) after {} warm-up",
+            shipped.batch_size, shipped.pipeline_depth, plan.runs, plan.warmup
         ),
         figures,
     })
@@ -329,13 +329,31 @@ pub fn child_main() -> Option<ExitCode> {
     })
 }
 
+/// The shipped normaliser settings (config.yaml), with the process's
+/// `CARFEED__NORMALIZER__*` overrides (to compare batch sizes and depths).
+fn instance_settings() -> anyhow::Result<settings::NormalizerSettings> {
+    let mut pairs = vec![
+        (
+            "CONFIG_FILE".to_owned(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../config.yaml").to_owned(),
+        ),
+        ("DATABASE_URL".to_owned(), "postgres://unused/db".to_owned()),
+    ];
+    pairs.extend(std::env::vars().filter(|(name, _)| name.starts_with("CARFEED__NORMALIZER__")));
+    let settings =
+        settings::load_from(&settings::Env::from_pairs(pairs)).context("bench settings")?;
+    Ok(settings.normalizer)
+}
+
 async fn drain_in_child(url: &str) -> anyhow::Result<()> {
+    let settings = instance_settings()?;
     let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
+        .max_connections(settings.pipeline_depth as u32 + 1)
         .connect(url)
         .await?;
     let options = ::normalizer::Options {
-        batch_size: BATCH,
+        batch_size: settings.batch_size,
+        pipeline_depth: settings.pipeline_depth,
         max_batches: None,
         progress_interval: Duration::from_secs(3600),
         mode: db::commit::Mode::new().commit(db::commit::Commit::Asynchronous),
@@ -343,6 +361,18 @@ async fn drain_in_child(url: &str) -> anyhow::Result<()> {
     };
     let summary = ::normalizer::run_once(&pool, &options, &CancellationToken::new()).await?;
     pool.close().await;
+    let per_row = |total: Duration| total.as_secs_f64() * 1e6 / summary.created.max(1) as f64;
+    let phases = summary.phases;
+    eprintln!(
+        "normaliser instance: {} rows; per row: claim {:.0} us, normalise {:.0} us, upsert {:.0} us, mark {:.0} us, wait {:.0} us, commit {:.0} us",
+        summary.created,
+        per_row(phases.claim),
+        per_row(phases.normalise),
+        per_row(phases.upsert),
+        per_row(phases.mark),
+        per_row(phases.wait),
+        per_row(phases.commit),
+    );
     let drained = Drained {
         created: summary.created,
         errors: summary.errors,

@@ -241,6 +241,7 @@ async fn fill(pool: &PgPool, rows: usize) -> anyhow::Result<()> {
     load_raw(pool, listings).await?;
     let options = ::normalizer::Options {
         batch_size: 1_000,
+        pipeline_depth: 2,
         max_batches: None,
         progress_interval: std::time::Duration::from_secs(3600),
         mode: db::commit::Mode::new().commit(db::commit::Commit::Asynchronous),

@@ -104,6 +104,9 @@ pub struct LoaderSettings {
 pub struct NormalizerSettings {
     #[serde(deserialize_with = "typed::int::<_, _, 1, 10_000>")]
     pub batch_size: i64,
+    /// Batches in flight at once, each on its own connection.
+    #[serde(deserialize_with = "typed::int::<_, _, 1, 8>")]
+    pub pipeline_depth: usize,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
     #[serde(with = "humantime_serde")]

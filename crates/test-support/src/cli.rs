@@ -270,6 +270,11 @@ pub mod checks {
             "-5",
             "normalizer.batch_size",
         ),
+        (
+            "CARFEED__NORMALIZER__PIPELINE_DEPTH",
+            "0",
+            "normalizer.pipeline_depth",
+        ),
         ("API_BIND", "localhost", "api.bind"),
         ("CARFEED__API__ADMIN_BIND", "loopback", "api.admin_bind"),
         ("CARFEED__API__MAX_BODY_BYTES", "-1", "api.max_body_bytes"),

@@ -17,6 +17,8 @@ use db::PgPool;
 use domain::listing::ActiveStatus;
 use domain::normalize::normalize;
 use serde_json::Value;
+use sqlx::{Postgres, Transaction};
+use tokio::sync::oneshot;
 
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,6 +33,7 @@ pub struct BatchOutcome {
     pub elapsed: Duration,
     /// The highest id claimed (where the next batch of this drain starts).
     pub last_id: i64,
+    pub phases: Phases,
 }
 
 /// Rows that normalised, and rows that did not with their reasons.
@@ -80,50 +83,66 @@ fn normalise_all(rows: Vec<QueuedRow>) -> Split {
 }
 
 /// Normalises up to `batch_size` waiting rows with ids above `after` in one
-/// transaction. Should Postgres refuse a value of the batch, the batch is
-/// rolled back and done once more, written by halves (see `db::isolate`).
+/// transaction: [`claim`], [`Claimed::normalise`], [`Normalised::write`].
+/// Should Postgres refuse a value of the batch, the batch is rolled back and
+/// done once more, written by halves (see `db::isolate`).
 /// `Commit::Asynchronous` in `mode` is safe here: a batch a Postgres crash forgets
 /// leaves its raw rows unprocessed, so they are simply normalised again.
-// The span names the batch (the raw id it starts after) on every line of it.
-#[tracing::instrument(level = "info", skip_all, fields(batch = after, batch_size = batch_size))]
 pub async fn run_batch(
     pool: &PgPool,
     after: i64,
     batch_size: i64,
     mode: Mode,
 ) -> anyhow::Result<BatchOutcome> {
-    let batch = Attempt {
-        after,
-        batch_size,
-        mode,
-    };
-    match batch.run(pool, false).await? {
-        Some(outcome) => Ok(outcome),
-        None => {
-            tracing::warn!(
-                "Postgres refused a record of the batch after id {after}: writing it by halves"
-            );
-            let outcome = batch.run(pool, true).await?;
-            Ok(outcome.expect("the careful write does not give up on refused values"))
-        }
+    match claim(pool, after, batch_size, mode).await? {
+        Some(claimed) => claimed.normalise().await?.write(pool, None).await,
+        None => Ok(BatchOutcome::default()),
     }
 }
 
-struct Attempt {
+/// A batch's transaction and the rows it claimed (locked until it ends).
+pub struct Claimed {
+    tx: Transaction<'static, Postgres>,
+    rows: Vec<QueuedRow>,
+    started: Instant,
+    claim_time: Duration,
+    batch: Batch,
+}
+
+/// What a batch claimed from: where in the queue, how many, in which mode
+/// (so that a refused batch can be claimed again the same way).
+#[derive(Debug, Clone, Copy)]
+struct Batch {
     after: i64,
     batch_size: i64,
     mode: Mode,
 }
 
-impl Attempt {
-    /// One try at the batch. `careful`: write by halves under savepoints.
-    /// Not careful: `None` when Postgres refused a value (rolled back).
-    async fn run(&self, pool: &PgPool, careful: bool) -> anyhow::Result<Option<BatchOutcome>> {
+/// Begins a batch transaction and claims up to `batch_size` waiting rows
+/// with ids above `after` in it. `None` when none wait (nothing is left
+/// open).
+pub async fn claim(
+    pool: &PgPool,
+    after: i64,
+    batch_size: i64,
+    mode: Mode,
+) -> anyhow::Result<Option<Claimed>> {
+    Batch {
+        after,
+        batch_size,
+        mode,
+    }
+    .claim(pool)
+    .await
+}
+
+impl Batch {
+    async fn claim(self, pool: &PgPool) -> anyhow::Result<Option<Claimed>> {
+        let started = Instant::now();
         let mut tx = pool
             .begin()
             .await
             .context("Failed to begin a batch transaction")?;
-        let started = Instant::now();
         self.mode
             .apply(&mut tx)
             .await
@@ -135,16 +154,147 @@ impl Attempt {
             tx.rollback()
                 .await
                 .context("Failed to end an empty batch")?;
-            return Ok(Some(BatchOutcome::default()));
+            return Ok(None);
         }
+        Ok(Some(Claimed {
+            tx,
+            rows,
+            started,
+            claim_time: started.elapsed(),
+            batch: self,
+        }))
+    }
+}
+
+impl Claimed {
+    /// The highest id claimed (where the next batch of a drain starts).
+    pub fn last_id(&self) -> i64 {
+        self.rows
+            .iter()
+            .map(|r| r.id)
+            .max()
+            .unwrap_or(self.batch.after)
+    }
+
+    /// Normalises the claimed rows on a blocking thread: the async workers
+    /// stay free to drive this and other connections' I/O meanwhile (another
+    /// batch's write, the next claim).
+    pub async fn normalise(self) -> anyhow::Result<Normalised> {
+        let Self {
+            tx,
+            rows,
+            started,
+            claim_time,
+            batch,
+        } = self;
         let claimed = rows.len() as u64;
-        let last_id = rows.iter().map(|r| r.id).max().unwrap_or(self.after);
-        // The CPU-heavy part runs on a blocking thread: the async workers stay
-        // free to drive this and other connections' I/O meanwhile.
+        let last_id = rows.iter().map(|r| r.id).max().unwrap_or(batch.after);
+        let normalising = Instant::now();
         let span = tracing::Span::current(); // the blocking thread logs in the batch's span
-        let mut split = tokio::task::spawn_blocking(move || span.in_scope(|| normalise_all(rows)))
+        let split = tokio::task::spawn_blocking(move || span.in_scope(|| normalise_all(rows)))
             .await
             .context("The normalising task failed")?;
+        Ok(Normalised {
+            tx,
+            split,
+            claimed,
+            last_id,
+            started,
+            phases: Phases {
+                claim: claim_time,
+                normalise: normalising.elapsed(),
+                ..Phases::default()
+            },
+            batch,
+        })
+    }
+}
+
+/// Where a batch's time went, for the debug line of each batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Begin and claim (Postgres reads and locks the rows).
+    pub claim: Duration,
+    /// Decoding and normalising in Rust.
+    pub normalise: Duration,
+    /// The processed_data upsert (encoding the columns included).
+    pub upsert: Duration,
+    /// Marking the raw rows processed, recording the failures.
+    pub mark: Duration,
+    /// Waiting, written, for the batch before it to commit (pipelined drains).
+    pub wait: Duration,
+    pub commit: Duration,
+}
+
+impl std::ops::AddAssign for Phases {
+    fn add_assign(&mut self, other: Self) {
+        self.claim += other.claim;
+        self.normalise += other.normalise;
+        self.upsert += other.upsert;
+        self.mark += other.mark;
+        self.wait += other.wait;
+        self.commit += other.commit;
+    }
+}
+
+/// What a batch waits for before it commits (`None`: nothing): in a
+/// pipelined drain, the end (commit or rollback) of the batch claimed
+/// before it, whose sender is dropped then.
+pub type Turn = Option<oneshot::Receiver<()>>;
+
+/// A claimed batch, normalised, its transaction still open.
+pub struct Normalised {
+    tx: Transaction<'static, Postgres>,
+    split: Split,
+    claimed: u64,
+    last_id: i64,
+    started: Instant,
+    phases: Phases,
+    batch: Batch,
+}
+
+impl Normalised {
+    /// Writes the batch into processed_data, marks its rows and commits
+    /// once `turn` has come. Should Postgres refuse a value, the batch is
+    /// rolled back, claimed again from the same place and written by halves.
+    pub async fn write(self, pool: &PgPool, mut turn: Turn) -> anyhow::Result<BatchOutcome> {
+        let batch = self.batch;
+        if let Some(outcome) = self.write_once(false, &mut turn).await? {
+            return Ok(outcome);
+        }
+        tracing::warn!(
+            "Postgres refused a record of the batch after id {}: writing it by halves",
+            batch.after
+        );
+        let Some(claimed) = batch.claim(pool).await? else {
+            // Another normaliser took the rows meanwhile.
+            return Ok(BatchOutcome::default());
+        };
+        let outcome = claimed
+            .normalise()
+            .await?
+            .write_once(true, &mut turn)
+            .await?;
+        Ok(outcome.expect("the careful write does not give up on refused values"))
+    }
+
+    /// One try at the write. `careful`: write by halves under savepoints.
+    /// Not careful: `None` when Postgres refused a value (rolled back).
+    async fn write_once(
+        self,
+        careful: bool,
+        turn: &mut Turn,
+    ) -> anyhow::Result<Option<BatchOutcome>> {
+        let Self {
+            mut tx,
+            mut split,
+            claimed,
+            last_id,
+            started,
+            mut phases,
+            batch: _,
+        } = self;
+        let writing = Instant::now();
         let upserted = if careful {
             let good = std::mem::take(&mut split.good);
             let done = db::isolate::write_isolating(&mut tx, &good, |conn, rows| {
@@ -186,13 +336,24 @@ impl Attempt {
                 }
             }
         };
+        phases.upsert = writing.elapsed();
+        let marking = Instant::now();
         db::queue::mark_processed(&mut tx, &split.good_ids)
             .await
             .context("Failed to mark the batch processed")?;
         db::queue::record_failures(&mut tx, &split.failed_ids, &split.reasons)
             .await
             .context("Failed to record the batch's normalisation errors")?;
+        phases.mark = marking.elapsed();
+        let waiting = Instant::now();
+        if let Some(previous) = turn.take() {
+            // Err: the previous batch ended (its sender dropped), as wanted.
+            let _ = previous.await;
+        }
+        phases.wait = waiting.elapsed();
+        let committing = Instant::now();
         tx.commit().await.context("Failed to commit the batch")?;
+        phases.commit = committing.elapsed();
         let Upserted { created, updated } = upserted;
         Ok(Some(BatchOutcome {
             claimed,
@@ -201,6 +362,7 @@ impl Attempt {
             failed: split.failed_ids.len() as u64,
             elapsed: started.elapsed(),
             last_id,
+            phases,
         }))
     }
 }

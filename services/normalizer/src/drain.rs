@@ -1,14 +1,18 @@
 //! Draining the queue: batch after batch until it is empty (or a limit or
 //! shutdown), with a progress line and one `operations_log` row per run.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use db::PgPool;
 use domain::operation::{Details, OperationStatus, OperationType};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::batch::{run_batch, BatchOutcome};
+use crate::batch::{claim, BatchOutcome, Phases};
 use db::commit::Mode;
 use telemetry::progress;
 
@@ -16,6 +20,11 @@ use telemetry::progress;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub batch_size: i64,
+    /// Batches in flight at once (claimed, not yet committed), each in its
+    /// own transaction on its own connection: while one is written, the
+    /// next is claimed and normalised; they commit in claim order. 1: one
+    /// batch after the other.
+    pub pipeline_depth: usize,
     /// Stop after this many batches (None: until the queue is empty).
     pub max_batches: Option<u64>,
     pub progress_interval: Duration,
@@ -39,6 +48,8 @@ pub struct Summary {
     pub batches: u64,
     /// Each batch transaction's duration, for the p99 figure.
     pub batch_times: Vec<Duration>,
+    /// Where the batches' time went, summed over the batches.
+    pub phases: Phases,
 }
 
 impl Summary {
@@ -49,6 +60,7 @@ impl Summary {
         self.errors += b.failed;
         self.batches += 1;
         self.batch_times.push(b.elapsed);
+        self.phases += b.phases;
     }
 
     fn details(&self) -> Details {
@@ -85,46 +97,13 @@ pub async fn run_once(
         );
     }
     let mut summary = Summary::default();
-    let mut last_progress = Instant::now();
-    // Where this drain stands in the queue (see `db::queue::claim`).
-    let mut after = 0;
-    let result = loop {
-        if shutdown.is_cancelled() {
-            tracing::info!("Shutdown requested: stopping between batches");
-            break Ok(());
-        }
-        if options
-            .max_batches
-            .is_some_and(|max| summary.batches >= max)
-        {
-            break Ok(());
-        }
-        let batch = match run_batch(pool, after, options.batch_size, options.mode).await {
-            Ok(batch) => batch,
-            Err(err) => break Err(err),
-        };
-        if batch.claimed == 0 {
-            if after == 0 {
-                break Ok(());
-            }
-            after = 0; // once more from the head: rows may have come in behind
-            continue;
-        }
-        after = batch.last_id;
-        summary.add(&batch);
-        tracing::debug!(
-            "Stored batch {} ({} listings, {} failed) in {} ms",
-            summary.batches,
-            batch.created + batch.updated,
-            batch.failed,
-            batch.elapsed.as_millis()
-        );
-        if last_progress.elapsed() >= options.progress_interval {
-            last_progress = Instant::now();
-            let done = summary.processed + summary.errors;
-            tracing::info!("{}", progress::line(done, total, done, started.elapsed()));
-        }
+    let mut progress = Progress {
+        total,
+        started,
+        last: Instant::now(),
+        interval: options.progress_interval,
     };
+    let result = pipeline(pool, options, shutdown, &mut summary, &mut progress).await;
 
     if summary.batches > 0 || options.log_idle_runs || result.is_err() {
         let done = summary.processed + summary.errors;
@@ -168,4 +147,136 @@ pub async fn run_once(
         );
     }
     result.map(|()| summary)
+}
+
+/// When the progress line was last printed.
+struct Progress {
+    total: u64,
+    started: Instant,
+    last: Instant,
+    interval: Duration,
+}
+
+/// The batches of a drain, claimed one after the other in id order, up to
+/// `pipeline_depth` of them in flight. Each batch is one transaction of its
+/// own, on a connection of its own: while a batch writes, the next ones are
+/// claimed, normalised and written too. They commit in the order they were
+/// claimed (a batch commits once the one before it has committed or rolled
+/// back), so a kill leaves exactly a prefix of the claimed batches
+/// committed. Batches in flight never wait for each other's locks: each
+/// writes only its own raw rows and the processed_data rows of their
+/// listings (`inner_id` is unique in raw_data). Stops claiming
+/// on shutdown, at `max_batches`, on the first error, or when the queue is
+/// empty, and always waits for the batches in flight to end.
+async fn pipeline(
+    pool: &PgPool,
+    options: &Options,
+    shutdown: &CancellationToken,
+    summary: &mut Summary,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    let depth = options.pipeline_depth.max(1);
+    let mut in_flight: VecDeque<JoinHandle<anyhow::Result<BatchOutcome>>> = VecDeque::new();
+    // Ends when the last batch claimed has committed or rolled back.
+    let mut last_turn: Option<oneshot::Receiver<()>> = None;
+    let mut claimed = 0;
+    // Where this drain stands in the queue (see `db::queue::claim`).
+    let mut after = 0;
+    let mut result = Ok(());
+    loop {
+        while in_flight.len() >= depth {
+            let batch = in_flight.pop_front().expect("a batch in flight");
+            if let Err(err) = finished(batch.await, summary, progress) {
+                if result.is_ok() {
+                    result = Err(err);
+                }
+            }
+        }
+        if result.is_err() {
+            break;
+        }
+        if shutdown.is_cancelled() {
+            tracing::info!("Shutdown requested: stopping between batches");
+            break;
+        }
+        if options.max_batches.is_some_and(|max| claimed >= max) {
+            break;
+        }
+        // The span names the batch (the raw id it starts after) on every line of it.
+        let span = tracing::info_span!("run_batch", batch = after, batch_size = options.batch_size);
+        let batch = match claim(pool, after, options.batch_size, options.mode)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(Some(batch)) => batch,
+            Ok(None) if after == 0 => break,
+            Ok(None) => {
+                after = 0; // once more from the head: rows may have come in behind
+                continue;
+            }
+            Err(err) => {
+                result = Err(err);
+                break;
+            }
+        };
+        after = batch.last_id();
+        claimed += 1;
+        let (turn, next_turn) = oneshot::channel::<()>();
+        let previous = last_turn.replace(next_turn);
+        let pool = pool.clone();
+        in_flight.push_back(tokio::spawn(
+            async move {
+                // `turn` is dropped when this task ends, however it ends:
+                // the next batch then writes.
+                let _turn = turn;
+                batch.normalise().await?.write(&pool, previous).await
+            }
+            .instrument(span),
+        ));
+    }
+    while let Some(batch) = in_flight.pop_front() {
+        if let Err(err) = finished(batch.await, summary, progress) {
+            if result.is_ok() {
+                result = Err(err);
+            }
+        }
+    }
+    result
+}
+
+/// Counts a batch that ended, prints the progress line when due.
+fn finished(
+    joined: Result<anyhow::Result<BatchOutcome>, tokio::task::JoinError>,
+    summary: &mut Summary,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    let batch = joined.context("A batch task failed")??;
+    if batch.claimed == 0 {
+        // A refused batch whose rows another normaliser took meanwhile.
+        return Ok(());
+    }
+    summary.add(&batch);
+    let phases = batch.phases;
+    tracing::debug!(
+        "Stored batch {} ({} listings, {} failed) in {} ms: claim {} ms, normalise {} ms, upsert {} ms, mark {} ms, wait {} ms, commit {} ms",
+        summary.batches,
+        batch.created + batch.updated,
+        batch.failed,
+        batch.elapsed.as_millis(),
+        phases.claim.as_millis(),
+        phases.normalise.as_millis(),
+        phases.upsert.as_millis(),
+        phases.mark.as_millis(),
+        phases.wait.as_millis(),
+        phases.commit.as_millis(),
+    );
+    if progress.last.elapsed() >= progress.interval {
+        progress.last = Instant::now();
+        let done = summary.processed + summary.errors;
+        tracing::info!(
+            "{}",
+            telemetry::progress::line(done, progress.total, done, progress.started.elapsed())
+        );
+    }
+    Ok(())
 }

@@ -5,8 +5,10 @@
 //!   in Rust (`domain::normalize`), one UNNEST upsert, one UPDATE marking the
 //!   batch processed, one UPDATE recording records that could not be
 //!   normalised, commit.
-//! - `drain`: batch after batch until the queue is empty, with the progress
-//!   line and one `operations_log` row per run.
+//! - `drain`: batch after batch until the queue is empty, up to
+//!   `pipeline_depth` of them in flight (the next claimed and normalised
+//!   while the one before writes; they commit in claim order), with the
+//!   progress line and one `operations_log` row per run.
 //! - `serve`: drain on every NOTIFY and every poll interval until shutdown.
 //!
 //! `run(ctx)` is `normalizer serve`; `cli` runs the other subcommands.
@@ -41,6 +43,7 @@ impl Options {
     pub fn from_settings(settings: &NormalizerSettings) -> Self {
         Self {
             batch_size: settings.batch_size,
+            pipeline_depth: settings.pipeline_depth,
             max_batches: None,
             progress_interval: settings.progress_interval,
             mode: Mode::new().commit(if settings.synchronous_commit {

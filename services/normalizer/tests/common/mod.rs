@@ -74,6 +74,9 @@ pub async fn insert(pool: &PgPool, rows: &[Raw]) {
 pub fn options(batch_size: i64) -> normalizer::Options {
     normalizer::Options {
         batch_size,
+        // One batch after the other, as these tests were written for; the
+        // pipelined drain has tests of its own (pipeline.rs).
+        pipeline_depth: 1,
         max_batches: None,
         progress_interval: Duration::from_secs(3600),
         mode: db::commit::Mode::new().commit(db::commit::Commit::Asynchronous),
