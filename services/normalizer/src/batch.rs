@@ -180,6 +180,7 @@ impl Claimed {
     /// stay free to drive this and other connections' I/O meanwhile (another
     /// batch's write, the next claim).
     pub async fn normalise(self) -> anyhow::Result<Normalised> {
+        let last_id = self.last_id();
         let Self {
             tx,
             rows,
@@ -188,7 +189,6 @@ impl Claimed {
             batch,
         } = self;
         let claimed = rows.len() as u64;
-        let last_id = rows.iter().map(|r| r.id).max().unwrap_or(batch.after);
         let normalising = Instant::now();
         let span = tracing::Span::current(); // the blocking thread logs in the batch's span
         let split = tokio::task::spawn_blocking(move || span.in_scope(|| normalise_all(rows)))
